@@ -1,0 +1,1 @@
+"""Planners: produce a Plan from a goal."""

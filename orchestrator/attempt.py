@@ -1,0 +1,324 @@
+"""One node, start to end: route -> call -> verify -> escalate, recording every attempt.
+
+The first attempt runs on the tier the router picks. An output that fails verification, or
+an error the model client's retries could not fix, is re-run one tier higher with a fresh
+conversation that carries the task, the previous answer and the verdict's reason as text
+(never the other model's thinking). Escalation stops at the top tier, at ``max_tier`` or
+after ``max_attempts``. Every attempt is kept with its cost.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from orchestrator.budget import Budget, Meter
+from orchestrator.events import AttemptFinished, AttemptStarted, EventBus
+from orchestrator.exceptions import BudgetExhausted, ModelAPIError
+from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelResponse
+from orchestrator.node import Node, render_value
+from orchestrator.results import Attempt, NodeResult, NodeStatus, Verdict
+from orchestrator.routing import Router
+from orchestrator.tiers import Tier, TierLadder
+from orchestrator.tool import Tool
+from orchestrator.verify import JudgeVerdict, SchemaVerifier, VerificationContext
+
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "NodeRunner", "RunPolicy"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You carry out one task of a larger plan. Do exactly what the task asks, completely and "
+    "accurately, using the inputs from earlier tasks where they are given. Do not ask "
+    "questions back; if something is uncertain, say so in the answer."
+)
+
+JUDGE_SYSTEM_PROMPT = (
+    "You are a strict verifier. Judge whether the answer satisfies the task and the "
+    "criteria. Look for factual errors, missing parts, unsupported claims and answers that "
+    "only look complete. Reply with the verdict as JSON."
+)
+
+_PREVIOUS_ANSWER_CHARS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class RunPolicy:
+    """Limits on a node's attempts.
+
+    Attributes:
+        max_attempts: Most attempts per node (``None``: one per tier from the start tier).
+        max_tier: Index of the highest tier escalation may reach.
+        system_prompt: System prompt of task attempts.
+        max_tool_steps: Most model calls in one attempt's tool loop.
+        tool_timeout_s: Deadline of each tool call.
+    """
+
+    max_attempts: int | None
+    max_tier: int
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_tool_steps: int = 8
+    tool_timeout_s: float = 60.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class NodeRunner:
+    """Runs nodes of one run: shared ladder, client, budget, tier limits and events."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        ladder: TierLadder,
+        client: ModelClient,
+        router: Router,
+        budget: Budget,
+        policy: RunPolicy,
+        tools: Mapping[str, Tool],
+        bus: EventBus,
+    ) -> None:
+        self.run_id = run_id
+        self.ladder = ladder
+        self.client = client
+        self.router = router
+        self.budget = budget
+        self.policy = policy
+        self.tools = tools
+        self.bus = bus
+        self._tier_limits = {t.name: anyio.CapacityLimiter(t.max_concurrency) for t in ladder.tiers}
+
+    async def run(self, node: Node, arguments: Mapping[str, Any], result: NodeResult) -> None:
+        """Run ``node`` to a final status, recording into ``result`` as it goes."""
+        if node.is_python:
+            await self._run_python(node, arguments, result)
+        else:
+            await self._run_llm(node, arguments, result)
+
+    # -- LLM nodes --------------------------------------------------------------------
+
+    async def _run_llm(self, node: Node, arguments: Mapping[str, Any], result: NodeResult) -> None:
+        decision = self.router.route(node.task.needs, self.ladder)
+        top = self.policy.max_tier
+        index = min(decision.index, top)
+        covered = decision.covered and index == decision.index
+        reason = (
+            decision.reason if index == decision.index else f"{decision.reason}; capped at max tier"
+        )
+        prompt = node.build_prompt(arguments)
+        previous: Attempt | None = None
+        previous_text = ""
+        limit = self.policy.max_attempts or (top - index + 1)
+        for number in range(1, limit + 1):
+            tier = self.ladder[index]
+            attempt = Attempt(
+                number=number, tier=tier.name, model=tier.model, started_at=_now(),
+                route_reason=reason, needs_covered=covered,
+                escalated_from=previous.number if previous else None,
+            )  # fmt: skip
+            result.attempts.append(attempt)
+            result.final_tier = tier.name
+            messages = _messages(prompt, previous, previous_text)
+            output, previous_text = await self._attempt(node, tier, messages, attempt)
+            if attempt.passed:
+                result.status, result.output, result.reason = NodeStatus.SUCCEEDED, output, None
+                return
+            result.reason = attempt.error or (attempt.verdict.reason if attempt.verdict else None)
+            if attempt.error_type == "budget_exhausted":
+                first = number == 1
+                result.status = NodeStatus.NOT_RUN if first else NodeStatus.FAILED
+                result.reason = "budget_exhausted"
+                return
+            if index >= top:
+                break
+            index += 1
+            reason = f"escalated after attempt {number} on {tier.name}: {result.reason}"
+            previous = attempt
+        result.status = NodeStatus.FAILED
+
+    async def _attempt(
+        self, node: Node, tier: Tier, messages: list[Message], attempt: Attempt
+    ) -> tuple[Any, str]:
+        meters: list[Meter] = []
+        text = ""
+        output: Any = None
+        try:
+            async with self._tier_limits[tier.name]:
+                attempt.started_at = _now()
+                await self.bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
+                response = await self._call(node, tier, messages, meters)
+                attempt.simulated = response.simulated
+                text = response.text
+                candidate = response.data if _structured(node) else response.text
+                output, attempt.verdict = await self._verify(node, candidate, text, tier, meters)
+        except BudgetExhausted as exc:
+            attempt.error, attempt.error_type = str(exc), "budget_exhausted"
+        except ModelAPIError as exc:
+            attempt.error, attempt.error_type = str(exc), exc.error_type
+        except anyio.get_cancelled_exc_class():
+            attempt.error, attempt.error_type = "cancelled", "cancelled"
+            raise
+        except Exception as exc:  # noqa: BLE001  (a failed attempt, not a crashed run)
+            attempt.error, attempt.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
+        finally:
+            _settle(attempt, meters)
+            with anyio.CancelScope(shield=True):
+                await self.bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
+        return output, text
+
+    async def _call(
+        self, node: Node, tier: Tier, messages: list[Message], meters: list[Meter]
+    ) -> ModelResponse:
+        meter = Meter(tier, self.budget)
+        meters.append(meter)
+        request = ModelRequest(
+            tier=tier,
+            system=self.policy.system_prompt,
+            messages=messages,
+            max_output_tokens=node.task.max_output_tokens or tier.max_output_tokens,
+            tools=[self.tools[name] for name in node.task.tools],
+            output_schema=_schema_of(node),
+            task_id=node.task.id,
+            max_tool_steps=self.policy.max_tool_steps,
+            tool_timeout_s=self.policy.tool_timeout_s,
+        )
+        return await self.client.complete(request, meter)
+
+    # -- verification -----------------------------------------------------------------
+
+    async def _verify(
+        self, node: Node, candidate: Any, text: str, tier: Tier, meters: list[Meter]
+    ) -> tuple[Any, Verdict]:
+        async def judge(criteria: str, answer: str, tier_name: str | None) -> JudgeVerdict:
+            return await self._judge(
+                node=node,
+                criteria=criteria,
+                answer=answer,
+                tier_name=tier_name,
+                author=tier,
+                meters=meters,
+            )
+
+        context = VerificationContext(task=node.task, text=text, tier=tier.name, judge=judge)
+        output = candidate
+        verdict = Verdict(passed=True, reason="no verifier", verifier="none")
+        for verifier in node.verifiers:
+            verdict = await verifier.verify(output, context)
+            if not verdict.passed:
+                return None, verdict
+            if isinstance(verifier, SchemaVerifier) and node.output_type is not None:
+                output = node.output_type.model_validate(output)
+        return output, verdict
+
+    async def _judge(
+        self,
+        *,
+        node: Node,
+        criteria: str,
+        answer: str,
+        tier_name: str | None,
+        author: Tier,
+        meters: list[Meter],
+    ) -> JudgeVerdict:
+        if tier_name is None:
+            judge_tier = self.ladder[min(self.ladder.index(author.name) + 1, len(self.ladder) - 1)]
+        else:
+            judge_tier = self.ladder.get(tier_name)
+        meter = Meter(judge_tier, self.budget)
+        meters.append(meter)
+        content = (
+            f"Task:\n{node.task.instruction}\n\nCriteria:\n{criteria}\n\n"
+            f"Answer to judge:\n<answer>\n{answer}\n</answer>"
+        )
+        request = ModelRequest(
+            tier=judge_tier,
+            system=JUDGE_SYSTEM_PROMPT,
+            messages=[Message(role="user", content=content)],
+            max_output_tokens=1024,
+            output_schema=JudgeVerdict.model_json_schema(),
+            purpose="judge",
+            task_id=node.task.id,
+        )
+        response = await self.client.complete(request, meter)
+        return JudgeVerdict.model_validate(response.data)
+
+    # -- Python nodes -----------------------------------------------------------------
+
+    async def _run_python(
+        self, node: Node, arguments: Mapping[str, Any], result: NodeResult
+    ) -> None:
+        attempt = Attempt(number=1, tier="python", model=None, started_at=_now())
+        result.attempts.append(attempt)
+        result.final_tier = "python"
+        await self.bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
+        try:
+            output = await _call_function(node, arguments)
+            output, attempt.verdict = await self._verify(
+                node, output, _text_of(output), self.ladder[0], []
+            )
+        except anyio.get_cancelled_exc_class():
+            attempt.error, attempt.error_type = "cancelled", "cancelled"
+            raise
+        except Exception as exc:  # noqa: BLE001  (the task failed; the run goes on)
+            attempt.error, attempt.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
+        finally:
+            attempt.finished_at = _now()
+            with anyio.CancelScope(shield=True):
+                await self.bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
+        if attempt.passed:
+            result.status, result.output = NodeStatus.SUCCEEDED, output
+        else:
+            result.status = NodeStatus.FAILED
+            result.reason = attempt.error or (attempt.verdict.reason if attempt.verdict else None)
+
+
+async def _call_function(node: Node, arguments: Mapping[str, Any]) -> Any:
+    function = node.function
+    assert function is not None
+    if inspect.iscoroutinefunction(function):
+        return await function(**arguments)
+    return await anyio.to_thread.run_sync(functools.partial(function, **arguments))
+
+
+def _structured(node: Node) -> bool:
+    return node.output_type is not None or node.task.output_schema is not None
+
+
+def _schema_of(node: Node) -> dict[str, Any] | None:
+    if node.output_type is not None:
+        return node.output_type.model_json_schema()
+    return node.task.output_schema
+
+
+def _text_of(output: Any) -> str:
+    return render_value(output) if output is not None else ""
+
+
+def _messages(prompt: str, previous: Attempt | None, previous_text: str) -> list[Message]:
+    if previous is None:
+        return [Message(role="user", content=prompt)]
+    why = previous.error or (previous.verdict.reason if previous.verdict else "rejected")
+    answer = previous_text[:_PREVIOUS_ANSWER_CHARS] or "(no answer was produced)"
+    feedback = (
+        f"{prompt}\n\n<previous_attempt tier={previous.tier!r}>\n{answer}\n</previous_attempt>\n"
+        f"That attempt was rejected: {why}\n"
+        "Give a corrected, complete answer to the task."
+    )
+    return [Message(role="user", content=feedback)]
+
+
+def _settle(attempt: Attempt, meters: Sequence[Meter]) -> None:
+    attempt.finished_at = _now()
+    for meter in meters:
+        attempt.input_tokens += meter.usage.input_tokens
+        attempt.output_tokens += meter.usage.output_tokens
+        attempt.cache_write_tokens += meter.usage.cache_write_tokens
+        attempt.cache_read_tokens += meter.usage.cache_read_tokens
+        attempt.cost_usd += meter.cost_usd
+        attempt.calls += meter.calls

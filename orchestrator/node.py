@@ -1,0 +1,90 @@
+"""A runnable node: a :class:`~orchestrator.plan.Task` plus how to run and verify it.
+
+A task is data; a node adds behaviour. An LLM node turns its inputs into a prompt (by
+default the task's instruction followed by the outputs of its dependencies) and runs on a
+routed tier. A Python node calls a function with its inputs and runs locally. Planners
+produce tasks that become LLM nodes through :func:`node_from_task`; the Python workflow API
+builds nodes of both kinds directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from orchestrator.plan import Task
+from orchestrator.verify import Verifier, verifiers_from_specs
+
+__all__ = ["Node", "default_prompt", "node_from_task", "render_value"]
+
+PromptBuilder = Callable[[Mapping[str, Any]], str]
+"""Builds an LLM node's prompt from its arguments (by parameter name)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A task with its behaviour.
+
+    Attributes:
+        task: The task (id, needs, dependencies, tools...).
+        verifiers: Checks every attempt's output must pass, in order.
+        prompt: For an LLM node, builds the prompt from the arguments.
+        function: For a Python node, the function to call with the arguments.
+        output_type: A pydantic model the output is parsed into (LLM nodes).
+        arguments: Parameter name -> source, where a source is a dependency's task id or
+            the name of a run input. Plan nodes take every dependency under its own id.
+    """
+
+    task: Task
+    verifiers: tuple[Verifier, ...]
+    prompt: PromptBuilder | None = None
+    function: Callable[..., Any] | None = None
+    output_type: type[BaseModel] | None = None
+    arguments: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_python(self) -> bool:
+        """Whether the node runs a local Python function instead of a model."""
+        return self.function is not None
+
+    def build_prompt(self, arguments: Mapping[str, Any]) -> str:
+        """Return the prompt for an LLM node."""
+        if self.prompt is None:
+            return default_prompt(self.task, arguments)
+        return self.prompt(arguments)
+
+
+def node_from_task(task: Task, output_type: type[BaseModel] | None = None) -> Node:
+    """Make an LLM node from a planned task, with its verifier chain from the specs."""
+    return Node(
+        task=task,
+        verifiers=tuple(verifiers_from_specs(task, output_type)),
+        output_type=output_type,
+        arguments={dep: dep for dep in task.depends_on},
+    )
+
+
+def default_prompt(task: Task, arguments: Mapping[str, Any]) -> str:
+    """The instruction, then each dependency's output under its task id."""
+    if not arguments:
+        return task.instruction
+    parts = [task.instruction, "", "Inputs from earlier tasks:"]
+    for name, value in arguments.items():
+        parts += ["", f"<input task={name!r}>", render_value(value), "</input>"]
+    return "\n".join(parts)
+
+
+def render_value(value: Any) -> str:
+    """Render an output as text for a prompt: strings as-is, models and data as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump_json(indent=2)
+    try:
+        return json.dumps(value, indent=2, default=str)
+    except (TypeError, ValueError):
+        return repr(value)

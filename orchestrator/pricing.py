@@ -1,0 +1,84 @@
+"""Token usage and what it costs: price bands by prompt length, USD per million tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["PriceBand", "Usage", "price_for"]
+
+_PER_TOKEN = 1e-6  # prices are quoted per million tokens
+
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class Usage(BaseModel):
+    """Tokens used by one model call (or a sum of calls).
+
+    ``input_tokens`` excludes cached tokens, as in Anthropic's usage shape; the prompt's
+    full size is :attr:`prompt_tokens`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_tokens: int = Field(default=0, ge=0)
+    """Uncached input tokens."""
+    output_tokens: int = Field(default=0, ge=0)
+    """Generated tokens."""
+    cache_write_tokens: int = Field(default=0, ge=0)
+    """Input tokens written to the prompt cache."""
+    cache_read_tokens: int = Field(default=0, ge=0)
+    """Input tokens read from the prompt cache."""
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token: uncached, cache-written and cache-read."""
+        return self.input_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage.model_construct(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+        )
+
+
+class PriceBand(BaseModel):
+    """Prices, in USD per million tokens, for prompts up to a length."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    up_to_prompt_tokens: int | None = Field(default=None, gt=0)
+    """This band applies to prompts of at most this many tokens; ``None``: any length."""
+    input: NonNegative
+    """Uncached input tokens."""
+    output: NonNegative
+    """Output tokens."""
+    cache_write: NonNegative | None = None
+    """Tokens written to the cache; ``None`` means 1.25 x input (Anthropic's 5-minute rate)."""
+    cache_read: NonNegative | None = None
+    """Tokens read from the cache; ``None`` means 0.1 x input."""
+
+    def cost(self, usage: Usage) -> float:
+        """Return the cost of ``usage`` in USD at this band's prices."""
+        cache_write = self.input * 1.25 if self.cache_write is None else self.cache_write
+        cache_read = self.input * 0.1 if self.cache_read is None else self.cache_read
+        return _PER_TOKEN * (
+            usage.input_tokens * self.input
+            + usage.output_tokens * self.output
+            + usage.cache_write_tokens * cache_write
+            + usage.cache_read_tokens * cache_read
+        )
+
+
+def price_for(bands: tuple[PriceBand, ...] | list[PriceBand], prompt_tokens: int) -> PriceBand:
+    """Return the band that applies to a prompt of ``prompt_tokens`` tokens.
+
+    Bands are ordered by ``up_to_prompt_tokens`` with the open-ended band last.
+    """
+    for band in bands:
+        if band.up_to_prompt_tokens is None or prompt_tokens <= band.up_to_prompt_tokens:
+            return band
+    return bands[-1]

@@ -1,0 +1,176 @@
+"""What a run produced: the run, each node, each attempt. This is what ``--json`` prints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.capabilities import Needs
+
+__all__ = ["Attempt", "NodeResult", "NodeStatus", "RunResult", "RunStatus", "Verdict"]
+
+
+class Verdict(BaseModel):
+    """A verifier's judgement of one attempt's output."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    passed: bool
+    """Whether the output is accepted."""
+    reason: str = ""
+    """Why, in words the next attempt can act on."""
+    score: float | None = None
+    """Optional score in [0, 1]."""
+    verifier: str = ""
+    """Which verifier decided."""
+
+
+class Attempt(BaseModel):
+    """One try at a node on one tier."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    number: int
+    """1 for the first attempt of the node, then 2, 3..."""
+    tier: str
+    """Tier name (``python`` for a plain Python task)."""
+    model: str | None
+    """Model id, ``None`` for a plain Python task."""
+    started_at: datetime
+    """When the attempt started (UTC)."""
+    finished_at: datetime | None = None
+    """When it ended (UTC); ``None`` while running."""
+    route_reason: str = ""
+    """Why this tier: the routing decision, or the verdict that escalated to it."""
+    needs_covered: bool = True
+    """False when no tier covers the node's needs and the strongest was used anyway."""
+    escalated_from: int | None = None
+    """The number of the attempt this one escalates from."""
+    input_tokens: int = 0
+    """Uncached input tokens of every call of the attempt (judge calls included)."""
+    output_tokens: int = 0
+    """Output tokens."""
+    cache_write_tokens: int = 0
+    """Tokens written to the prompt cache."""
+    cache_read_tokens: int = 0
+    """Tokens read from the prompt cache."""
+    cost_usd: float = 0.0
+    """What the attempt cost, judge calls included."""
+    calls: int = 0
+    """Model calls made (tool-loop steps and judge calls included)."""
+    verdict: Verdict | None = None
+    """The verification verdict; ``None`` when the attempt errored before one was reached."""
+    error: str | None = None
+    """What went wrong, in plain words; ``None`` when the attempt produced an output."""
+    error_type: str | None = None
+    """Machine-readable kind of error (exception class or API error type)."""
+    simulated: bool = False
+    """True when the answer came from a simulator or test double, not a real model."""
+
+    @property
+    def passed(self) -> bool:
+        """Whether the attempt produced an accepted output."""
+        return self.error is None and self.verdict is not None and self.verdict.passed
+
+
+class NodeStatus(StrEnum):
+    """How a node ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    NOT_RUN = "not_run"
+
+
+class NodeResult(BaseModel):
+    """How one node of the plan went."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    """The task id."""
+    depends_on: list[str] = Field(default_factory=list)
+    """The task's dependencies."""
+    needs: Needs = Field(default_factory=Needs)
+    """What the task needs."""
+    status: NodeStatus
+    """How it ended."""
+    reason: str | None = None
+    """Why it did not succeed: the last error or verdict, the failed dependency, or
+    ``budget_exhausted`` / ``cancelled`` for nodes that did not run."""
+    final_tier: str | None = None
+    """Tier of the last attempt."""
+    attempts: list[Attempt] = Field(default_factory=list)
+    """Every attempt, in order."""
+    output: Any = None
+    """The accepted output (``None`` unless succeeded)."""
+
+    @property
+    def cost_usd(self) -> float:
+        """What every attempt of the node cost."""
+        return sum(attempt.cost_usd for attempt in self.attempts)
+
+    @property
+    def wasted_cost_usd(self) -> float:
+        """What attempts that did not pass cost."""
+        return sum(attempt.cost_usd for attempt in self.attempts if not attempt.passed)
+
+
+class RunStatus(StrEnum):
+    """How a run ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PARTIAL = "partial"
+    CANCELLED = "cancelled"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+
+
+class RunResult(BaseModel):
+    """Everything a run produced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    """Unique id of the run."""
+    status: RunStatus
+    """How the run ended."""
+    goal: str
+    """The plan's goal."""
+    output: Any = None
+    """The output task's output, when it succeeded."""
+    output_task: str | None = None
+    """Which task's output is the run's output."""
+    cost_usd: float = 0.0
+    """Total spend."""
+    wasted_cost_usd: float = 0.0
+    """Spend on attempts that did not pass."""
+    budget_usd: float | None = None
+    """The run's budget, if it had one."""
+    started_at: datetime
+    """When the run started (UTC)."""
+    finished_at: datetime
+    """When it ended (UTC)."""
+    wall_s: float
+    """Wall-clock duration in seconds."""
+    trace_id: str | None = None
+    """OpenTelemetry trace id (32 hex chars), ``None`` when tracing is off."""
+    simulated: bool = False
+    """True when any answer came from a simulator or test double rather than a real model."""
+    nodes: list[NodeResult] = Field(default_factory=list)
+    """Every node, in plan order."""
+
+    def node(self, node_id: str) -> NodeResult:
+        """Return the result of node ``node_id`` (``KeyError`` if there is none)."""
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Outputs of the nodes that succeeded, by id."""
+        return {n.id: n.output for n in self.nodes if n.status is NodeStatus.SUCCEEDED}

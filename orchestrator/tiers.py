@@ -1,0 +1,289 @@
+"""Model tiers: what each costs, what it can do, and the ladder they form.
+
+A :class:`Tier` is configuration: a model id, where to reach it, its prices (in bands by
+prompt length), the capability level it covers per dimension, and its own concurrency limit.
+A :class:`TierLadder` orders tiers from cheapest to strongest; routing climbs it.
+
+The built-in ladder is :func:`default_ladder`. A TOML file overrides any field of it or adds
+a tier with one table (see :func:`load_ladder` and ``docs/tiers.md``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orchestrator.capabilities import Capabilities
+from orchestrator.exceptions import ConfigIssue, TierConfigError
+from orchestrator.pricing import PriceBand, Usage, price_for
+
+__all__ = ["DEFAULT_TIERS", "Tier", "TierLadder", "default_ladder", "load_ladder"]
+
+
+class Tier(BaseModel):
+    """One rung of the ladder: a model, how to reach it, what it costs and covers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    """Short name used in plans, logs and traces, e.g. ``haiku``."""
+    model: Annotated[str, Field(min_length=1)]
+    """Model id sent to the API, e.g. ``claude-haiku-5-5``."""
+    rank: int
+    """Position on the ladder: lower is cheaper and weaker."""
+    capabilities: Capabilities
+    """Level covered in each capability dimension."""
+    prices: Annotated[tuple[PriceBand, ...], Field(min_length=1)]
+    """USD per million tokens, in bands by prompt length, the open-ended band last."""
+    context_window: Annotated[int, Field(gt=0)]
+    """Largest prompt plus output, in tokens."""
+    max_output_tokens: Annotated[int, Field(gt=0)] = 4096
+    """Default cap on output tokens per call (and the worst case the budget reserves)."""
+    max_concurrency: Annotated[int, Field(gt=0)] = 16
+    """Most attempts running on this tier at once."""
+    base_url: str | None = None
+    """Messages-API endpoint; ``None`` uses ``ANTHROPIC_BASE_URL`` or the SDK default."""
+    api_key_env: str | None = None
+    """Environment variable holding this tier's API key; ``None``: ``ANTHROPIC_API_KEY``."""
+
+    @field_validator("prices")
+    @classmethod
+    def _bands_ascend(cls, bands: tuple[PriceBand, ...]) -> tuple[PriceBand, ...]:
+        limits = [band.up_to_prompt_tokens for band in bands]
+        if limits[-1] is not None:
+            raise ValueError("the last price band must be open-ended (no up_to_prompt_tokens)")
+        bounded = [limit for limit in limits[:-1] if limit is not None]
+        if len(bounded) != len(limits) - 1 or bounded != sorted(set(bounded)):
+            raise ValueError("up_to_prompt_tokens must strictly increase, open-ended band last")
+        return bands
+
+    def cost(self, usage: Usage) -> float:
+        """Return the USD cost of ``usage`` on this tier (band chosen by prompt length)."""
+        return price_for(self.prices, usage.prompt_tokens).cost(usage)
+
+    def worst_case_cost(self, prompt_tokens: int, max_output_tokens: int) -> float:
+        """Return the most a call with this prompt size and output cap can cost.
+
+        Every prompt token is priced as uncached input or a cache write, whichever is dearer.
+        """
+        band = price_for(self.prices, prompt_tokens)
+        write = band.input * 1.25 if band.cache_write is None else band.cache_write
+        dearest = Usage(
+            input_tokens=prompt_tokens if band.input >= write else 0,
+            cache_write_tokens=0 if band.input >= write else prompt_tokens,
+            output_tokens=max_output_tokens,
+        )
+        return band.cost(dearest)
+
+
+class TierLadder(BaseModel):
+    """Tiers ordered from cheapest to strongest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tiers: Annotated[tuple[Tier, ...], Field(min_length=1)]
+    """The tiers, sorted by rank on construction."""
+
+    @field_validator("tiers")
+    @classmethod
+    def _sorted_unique(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
+        names = [tier.name for tier in tiers]
+        dupes = sorted({name for name in names if names.count(name) > 1})
+        if dupes:
+            raise ValueError(f"tier names must be unique; repeated: {', '.join(dupes)}")
+        ranks = [tier.rank for tier in tiers]
+        if len(set(ranks)) != len(ranks):
+            raise ValueError("tier ranks must be unique (they order the ladder)")
+        return tuple(sorted(tiers, key=lambda tier: tier.rank))
+
+    def __len__(self) -> int:
+        return len(self.tiers)
+
+    def __getitem__(self, index: int) -> Tier:
+        return self.tiers[index]
+
+    @property
+    def names(self) -> list[str]:
+        """Tier names, cheapest first."""
+        return [tier.name for tier in self.tiers]
+
+    def index(self, name: str) -> int:
+        """Return the position of the tier called ``name``.
+
+        Raises:
+            KeyError: Naming the known tiers, if there is no such tier.
+        """
+        for position, tier in enumerate(self.tiers):
+            if tier.name == name:
+                return position
+        raise KeyError(f"no tier named {name!r}; tiers are {', '.join(self.names)}")
+
+    def get(self, name: str) -> Tier:
+        """Return the tier called ``name`` (raises ``KeyError`` naming the known tiers)."""
+        return self.tiers[self.index(name)]
+
+
+DEFAULT_TIERS: dict[str, dict[str, Any]] = {
+    "haiku": {
+        "model": "claude-haiku-5-5",
+        "rank": 10,
+        "capabilities": {"reasoning": 1, "long_context": 1, "coding": 1, "tool_use": 2},
+        "prices": [
+            {"up_to_prompt_tokens": 100_000, "input": 0.10, "output": 0.50,
+             "cache_write": 0.125, "cache_read": 0.01},
+            {"input": 0.50, "output": 2.50, "cache_write": 0.625, "cache_read": 0.05},
+        ],
+        "context_window": 200_000,
+        "max_output_tokens": 4096,
+        "max_concurrency": 32,
+    },
+    "sonnet": {
+        "model": "claude-sonnet-5-5",
+        "rank": 20,
+        "capabilities": {"reasoning": 2, "long_context": 2, "coding": 2, "tool_use": 3},
+        "prices": [{"input": 2.0, "output": 10.0, "cache_write": 2.50, "cache_read": 0.20}],
+        "context_window": 1_000_000,
+        "max_output_tokens": 8192,
+        "max_concurrency": 16,
+    },
+    "opus": {
+        "model": "claude-opus-5-5",
+        "rank": 30,
+        "capabilities": {"reasoning": 3, "long_context": 3, "coding": 3, "tool_use": 3},
+        "prices": [{"input": 4.0, "output": 20.0, "cache_write": 5.0, "cache_read": 0.40}],
+        "context_window": 1_000_000,
+        "max_output_tokens": 8192,
+        "max_concurrency": 8,
+    },
+}  # fmt: skip
+"""The built-in ladder as data: today's Haiku < Sonnet < Opus at public prices."""
+
+
+def default_ladder() -> TierLadder:
+    """Return the built-in ladder: Haiku 5.5 < Sonnet 5.5 < Opus 5.5."""
+    return _build(DEFAULT_TIERS, "<default>")
+
+
+def load_ladder(path: str | Path | None = None) -> TierLadder:
+    """Load a ladder from a TOML file layered over the built-in one.
+
+    The file has one table per tier under ``tiers``. A table naming a built-in tier
+    overrides only the keys it sets (nested tables such as ``capabilities`` merge key by
+    key; lists such as ``prices`` replace). A table with a new name adds a tier, placed by
+    its ``rank``. ``enabled = false`` drops a tier; ``replace_defaults = true`` at the top
+    starts from an empty ladder.
+
+    Args:
+        path: The TOML file; ``None`` returns the built-in ladder.
+
+    Raises:
+        TierConfigError: Naming the file, each wrong key and how to fix it.
+    """
+    if path is None:
+        return default_ladder()
+    source = str(path)
+    data = _read_toml(Path(path))
+    unknown = sorted(set(data) - {"tiers", "replace_defaults"})
+    issues = [
+        ConfigIssue(
+            key, "unknown top-level key", "use only [tiers.NAME] tables and replace_defaults"
+        )
+        for key in unknown
+    ]
+    tables = data.get("tiers", {})
+    if not isinstance(tables, dict):
+        issues.append(ConfigIssue("tiers", "must be a table of tiers", "write [tiers.NAME] tables"))
+        tables = {}
+    if issues:
+        raise TierConfigError(source, issues)
+    merged = _merge(DEFAULT_TIERS if not data.get("replace_defaults") else {}, tables, source)
+    return _build(merged, source)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise TierConfigError(
+            str(path), [ConfigIssue("(file)", "no such file", "check the path given to --tiers")]
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TierConfigError(
+            str(path), [ConfigIssue("(syntax)", str(exc), "fix the TOML syntax at that place")]
+        ) from None
+
+
+def _merge(
+    base: Mapping[str, Mapping[str, Any]], tables: Mapping[str, Any], source: str
+) -> dict[str, dict[str, Any]]:
+    merged = {name: dict(fields) for name, fields in base.items()}
+    issues = []
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            issues.append(ConfigIssue(f"tiers.{name}", "must be a table", f"write [tiers.{name}]"))
+            continue
+        if table.get("enabled", True) is False:
+            merged.pop(name, None)
+            continue
+        fields = merged.setdefault(name, {})
+        for key, value in table.items():
+            if key == "enabled":
+                continue
+            current = fields.get(key)
+            if isinstance(current, dict) and isinstance(value, dict):
+                fields[key] = {**current, **value}
+            else:
+                fields[key] = value
+    if issues:
+        raise TierConfigError(source, issues)
+    if not merged:
+        raise TierConfigError(
+            source, [ConfigIssue("tiers", "no tier is left", "define or enable at least one tier")]
+        )
+    return merged
+
+
+def _build(tables: Mapping[str, Mapping[str, Any]], source: str) -> TierLadder:
+    tiers = []
+    issues = []
+    for name, fields in tables.items():
+        try:
+            tiers.append(Tier.model_validate({**fields, "name": name}))
+        except ValidationError as exc:
+            issues += [_issue(f"tiers.{name}", err) for err in exc.errors(include_url=False)]
+    if issues:
+        raise TierConfigError(source, issues)
+    try:
+        return TierLadder(tiers=tuple(tiers))
+    except ValidationError as exc:
+        raise TierConfigError(
+            source, [_issue("tiers", err) for err in exc.errors(include_url=False)]
+        ) from None
+
+
+_FIXES = {
+    "missing": "add this key",
+    "extra_forbidden": "remove it, or check its spelling against docs/tiers.md",
+    "greater_than": "use a larger number",
+    "greater_than_equal": "use a number at least as large as the minimum",
+    "less_than_equal": "use a smaller number",
+    "int_parsing": "use a whole number",
+    "int_type": "use a whole number",
+    "float_parsing": "use a number",
+    "float_type": "use a number",
+    "string_type": 'use a quoted string, e.g. "value"',
+    "string_pattern_mismatch": "use letters, digits, '_', '.' or '-' only",
+    "too_short": "give at least one entry",
+}
+
+
+def _issue(prefix: str, err: Any) -> ConfigIssue:
+    loc = ".".join(str(part) for part in err["loc"])
+    key = f"{prefix}.{loc}" if loc else prefix
+    fix = _FIXES.get(err["type"], "see docs/tiers.md for the expected value")
+    return ConfigIssue(key, str(err["msg"]), fix)

@@ -16,7 +16,7 @@ from orchestrator.capabilities import (
     Needs,
 )
 from orchestrator.dag import validate_plan
-from orchestrator.engine import Engine, Run, RunConfig
+from orchestrator.engine import Engine, Run, RunConfig, Workload
 from orchestrator.events import (
     AttemptFinished,
     AttemptStarted,
@@ -49,6 +49,7 @@ from orchestrator.plan import (
     RequiredSectionsSpec,
     SchemaSpec,
     Task,
+    VerifierSpec,
     parse_plan,
 )
 from orchestrator.pricing import PriceBand, Usage
@@ -131,8 +132,10 @@ __all__ = [
     "Verdict",
     "VerificationContext",
     "Verifier",
+    "VerifierSpec",
     "Workflow",
     "WorkflowDefinitionError",
+    "Workload",
     "default_ladder",
     "load_ladder",
     "node_from_task",

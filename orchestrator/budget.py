@@ -3,14 +3,19 @@
 Reserving before the call is what makes ``cost <= budget`` hold under concurrency: a call
 is only sent when its worst case (its prompt priced at the dearest input rate plus its full
 ``max_tokens`` of output) fits in what is neither spent nor reserved by calls in flight.
+When it does not fit only because other calls hold reservations, it waits for them to
+settle (they usually cost far less than their worst case); when it does not fit even with
+nothing in flight, the budget is exhausted and the run stops launching work.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+
+import anyio
 
 from orchestrator.exceptions import BudgetExhausted
 from orchestrator.pricing import Usage
@@ -43,6 +48,7 @@ class Budget:
         self.reserved_usd = 0.0
         self.exhausted = False
         """Set once a reservation was refused: the run stops launching nodes."""
+        self._settled = anyio.Event()
 
     @property
     def remaining_usd(self) -> float:
@@ -52,7 +58,7 @@ class Budget:
         return max(0.0, self.limit_usd - self.spent_usd - self.reserved_usd)
 
     def reserve(self, amount_usd: float) -> Reservation:
-        """Set aside ``amount_usd`` for a call, or refuse.
+        """Set aside ``amount_usd`` for a call now, or refuse.
 
         Raises:
             BudgetExhausted: If the remaining budget cannot cover ``amount_usd``.
@@ -63,6 +69,16 @@ class Budget:
         self.reserved_usd += amount_usd
         return Reservation(amount_usd)
 
+    async def acquire(self, amount_usd: float) -> Reservation:
+        """Set aside ``amount_usd``, waiting for calls in flight to settle if need be.
+
+        Raises:
+            BudgetExhausted: If ``amount_usd`` does not fit even with nothing in flight.
+        """
+        while amount_usd > self.remaining_usd and self.reserved_usd > 0 and not self.exhausted:
+            await self._settled.wait()
+        return self.reserve(amount_usd)
+
     def settle(self, reservation: Reservation, actual_usd: float) -> None:
         """Release a reservation and record what the call really cost."""
         if reservation.settled:
@@ -70,6 +86,8 @@ class Budget:
         reservation.settled = True
         self.reserved_usd = max(0.0, self.reserved_usd - reservation.amount_usd)
         self.spent_usd += actual_usd
+        self._settled.set()
+        self._settled = anyio.Event()
 
 
 @dataclass(slots=True)
@@ -84,8 +102,8 @@ class CallTicket:
 class Meter:
     """Budget gate and usage tally for the model calls of one attempt on one tier.
 
-    Model clients call :meth:`call` around every HTTP request they send, so the budget
-    holds however many calls a tool loop makes.
+    Model clients wrap every HTTP request they send in ``async with meter.call(...)``, so
+    the budget holds however many calls a tool loop makes.
     """
 
     tier: Tier
@@ -94,8 +112,8 @@ class Meter:
     cost_usd: float = 0.0
     calls: int = 0
 
-    @contextmanager
-    def call(self, prompt_tokens: int, max_output_tokens: int) -> Iterator[CallTicket]:
+    @asynccontextmanager
+    async def call(self, prompt_tokens: int, max_output_tokens: int) -> AsyncIterator[CallTicket]:
         """Reserve the worst case of one call, then settle to its real usage.
 
         Args:
@@ -105,9 +123,8 @@ class Meter:
         Raises:
             BudgetExhausted: Before the call, if its worst case does not fit.
         """
-        reservation = self.budget.reserve(
-            self.tier.worst_case_cost(prompt_tokens, max_output_tokens)
-        )
+        worst_case = self.tier.worst_case_cost(prompt_tokens, max_output_tokens)
+        reservation = await self.budget.acquire(worst_case)
         ticket = CallTicket()
         try:
             yield ticket

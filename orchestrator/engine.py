@@ -214,6 +214,9 @@ class Run:
                 if self._cancel_requested:
                     scope.cancel()
                 await scheduler.run()
+        except anyio.get_cancelled_exc_class():
+            self._cancel_requested = True  # cancelled from outside: record it, then propagate
+            raise
         finally:
             self._final = self.snapshot()
             with anyio.CancelScope(shield=True):

@@ -3,7 +3,8 @@
 The engine builds a :class:`ModelRequest` (a fresh text conversation per attempt, the tools
 the node may call, an optional output schema) and hands it with a
 :class:`~orchestrator.budget.Meter` to a :class:`ModelClient`. A client wraps each HTTP
-call it makes (a tool loop makes several) in ``meter.call(...)`` so the run budget holds.
+call it makes (a tool loop makes several) in ``async with meter.call(...)`` so the run
+budget holds.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class ModelResponse(BaseModel):
 class ModelClient(Protocol):
     """Sends a :class:`ModelRequest` to a model and returns its answer.
 
-    Implementations must wrap every API call in ``meter.call(...)``, let
+    Implementations must wrap every API call in ``async with meter.call(...)``, let
     :class:`~orchestrator.exceptions.BudgetExhausted` propagate, and raise
     :class:`~orchestrator.exceptions.ModelAPIError` for failures their retries could not fix.
     """

@@ -40,7 +40,7 @@ class FunctionModel:
         """Meter one call, ask the function, and wrap its answer."""
         self.requests.append(request)
         prompt_tokens = estimate_prompt_tokens(request)
-        with meter.call(prompt_tokens, request.max_output_tokens) as ticket:
+        async with meter.call(prompt_tokens, request.max_output_tokens) as ticket:
             answer = self.function(request)
             if inspect.isawaitable(answer):
                 answer = await answer

@@ -1,0 +1,78 @@
+"""The ``orchestrator`` command line.
+
+Exit codes: 0 the run succeeded; 1 it did not; 2 bad input (flags, tiers file, plan file),
+with a message naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from orchestrator.cli.commands import cmd_run, cmd_sim_serve, cmd_tiers, cmd_validate
+from orchestrator.exceptions import UserError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description="Run LLM work as a DAG, each node on the cheapest tier that can do it.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a plan")
+    run.add_argument("goal", nargs="?", help="the goal (the plan file's goal if omitted)")
+    run.add_argument("--plan", metavar="FILE", required=True, help="plan file (JSON)")
+    run.add_argument("--offline", action="store_true", help="run against the local simulator")
+    run.add_argument("--tiers", metavar="FILE", help="tiers file (TOML) over the default ladder")
+    run.add_argument("--budget", type=float, metavar="USD", help="most the run may spend")
+    run.add_argument("--max-concurrency", type=int, default=16, metavar="N")
+    run.add_argument("--json", action="store_true", help="print one JSON document and nothing else")
+    run.add_argument("--out", metavar="DIR", help="write result.json and output.md here")
+    run.add_argument("--seed", type=int, default=0, help="simulator seed (offline)")
+    run.add_argument("--fault-rate", type=float, default=0.0, help="simulator fault rate (offline)")
+    run.set_defaults(handler=cmd_run)
+
+    tiers = commands.add_parser("tiers", help="show the tier ladder")
+    tiers.add_argument("--tiers", metavar="FILE", help="tiers file (TOML) over the default ladder")
+    tiers.add_argument("--json", action="store_true")
+    tiers.set_defaults(handler=cmd_tiers)
+
+    validate = commands.add_parser("validate", help="check a plan file; list every problem")
+    validate.add_argument("plan", metavar="FILE")
+    validate.set_defaults(handler=cmd_validate)
+
+    sim = commands.add_parser("sim", help="the local Messages-API simulator")
+    sim_commands = sim.add_subparsers(dest="sim_command", required=True, metavar="SUBCOMMAND")
+    serve = sim_commands.add_parser("serve", help="serve the Messages API on loopback")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--time-scale", type=float, default=1.0, help="0 answers instantly")
+    serve.add_argument("--fault-rate", type=float, default=0.0)
+    serve.add_argument("--request-log", metavar="FILE", help="append one JSON line per request")
+    serve.set_defaults(handler=cmd_sim_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except UserError as exc:
+        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("orchestrator: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

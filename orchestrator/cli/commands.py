@@ -1,0 +1,169 @@
+"""The command implementations behind :mod:`orchestrator.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from orchestrator.cli.render import ProgressPrinter, render_ladder, render_summary
+from orchestrator.engine import Engine, Run, RunConfig
+from orchestrator.exceptions import UserError
+from orchestrator.models.anthropic import AnthropicClient
+from orchestrator.node import render_value
+from orchestrator.plan import Plan, parse_plan
+from orchestrator.results import RunResult, RunStatus
+from orchestrator.tiers import TierLadder, load_ladder
+
+__all__ = ["cmd_run", "cmd_sim_serve", "cmd_tiers", "cmd_validate"]
+
+OFFLINE_KEY = "offline-simulator"  # the local server ignores keys; this one is not secret
+NO_KEY_HELP = (
+    "no ANTHROPIC_API_KEY is set. Get a key at https://console.anthropic.com/settings/keys "
+    "and export ANTHROPIC_API_KEY, or run with --offline to use the local simulator "
+    "(simulated answers, clearly marked)"
+)
+
+
+def load_plan_file(path: str) -> Plan:
+    """Read and parse a plan file, as a :class:`UserError` naming the file when wrong."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read plan file {path}: {exc.strerror}") from None
+    try:
+        return parse_plan(text)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a plan file, printing every problem (exit 2) or a one-line summary (exit 0)."""
+    plan = load_plan_file(args.plan)
+    from orchestrator.dag import validate_plan  # noqa: PLC0415  (keeps CLI start-up light)
+
+    try:
+        graph = validate_plan(plan)
+    except UserError as exc:
+        raise UserError(f"{args.plan}: {exc}") from None
+    print(f"{args.plan}: valid, {len(plan.tasks)} tasks, {graph.number_of_edges()} dependencies")
+    return 0
+
+
+def cmd_tiers(args: argparse.Namespace) -> int:
+    """Print the ladder (after the tiers file, if any)."""
+    ladder = load_ladder(args.tiers)
+    if args.json:
+        print(ladder.model_dump_json(indent=2))
+    else:
+        print(render_ladder(ladder))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a plan file, online or against the local simulator."""
+    ladder = load_ladder(args.tiers)
+    plan = load_plan_file(args.plan)
+    if args.goal:
+        plan = plan.model_copy(update={"goal": args.goal})
+    if not args.offline and not _has_key(ladder):
+        raise UserError(NO_KEY_HELP)
+    config = _run_config(args)
+    result = anyio.run(_run, args, plan, ladder, config)
+    _report(args, result)
+    return 0 if result.status is RunStatus.SUCCEEDED else 1
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    try:
+        return RunConfig(max_concurrency=args.max_concurrency, budget_usd=args.budget)
+    except ValueError as exc:
+        raise UserError(f"bad run settings: {exc}") from None
+
+
+def _has_key(ladder: TierLadder) -> bool:
+    names = {tier.api_key_env or "ANTHROPIC_API_KEY" for tier in ladder.tiers}
+    return all(os.environ.get(name) for name in names)
+
+
+async def _run(
+    args: argparse.Namespace, plan: Plan, ladder: TierLadder, config: RunConfig
+) -> RunResult:
+    async with _endpoint(args, ladder) as (client, run_ladder):
+        listeners = [] if args.json else [ProgressPrinter()]
+        engine = Engine(client, run_ladder, listeners=listeners, config=config)
+        run = engine.prepare(plan)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_on_sigint, run)
+            result = await run.execute()
+            tg.cancel_scope.cancel()
+        return result
+
+
+@asynccontextmanager
+async def _endpoint(
+    args: argparse.Namespace, ladder: TierLadder
+) -> AsyncIterator[tuple[AnthropicClient, TierLadder]]:
+    if not args.offline:
+        async with AnthropicClient() as client:
+            yield client, ladder
+        return
+    from orchestrator.sim import SimConfig, serve  # noqa: PLC0415  (only offline runs need it)
+
+    sim_config = SimConfig(seed=args.seed, time_scale=0.05, fault_rate=args.fault_rate)
+    async with serve(sim_config) as server:
+        tiers = tuple(t.model_copy(update={"base_url": server.base_url, "api_key_env": None}) for t in ladder.tiers)
+        offline = TierLadder(tiers=tiers)
+        async with AnthropicClient(api_key=OFFLINE_KEY, seed=args.seed) as client:
+            yield client, offline
+
+
+async def _cancel_on_sigint(run: Run) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            run.cancel()
+            return
+
+
+def _report(args: argparse.Namespace, result: RunResult) -> None:
+    document = result.model_dump(mode="json")
+    if args.out:
+        _write_outputs(Path(args.out), document, result)
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print(render_summary(result))
+
+
+def _write_outputs(out: Path, document: dict[str, Any], result: RunResult) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
+    if result.output is not None:
+        (out / "output.md").write_text(render_value(result.output) + "\n", encoding="utf-8")
+
+
+def cmd_sim_serve(args: argparse.Namespace) -> int:
+    """Serve the simulated Messages API until interrupted."""
+    from orchestrator.sim import SimConfig, run_forever  # noqa: PLC0415
+
+    config = SimConfig(
+        seed=args.seed,
+        time_scale=args.time_scale,
+        fault_rate=args.fault_rate,
+        request_log=Path(args.request_log) if args.request_log else None,
+    )
+    print(
+        f"Simulated Messages API on http://{args.host}:{args.port} (answers are simulated; "
+        "see docs/sim.md). Use: ANTHROPIC_BASE_URL=http://"
+        f"{args.host}:{args.port} ANTHROPIC_API_KEY=anything orchestrator run ...",
+        flush=True,
+    )
+    run_forever(config, args.host, args.port)
+    return 0

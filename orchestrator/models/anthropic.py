@@ -1,0 +1,367 @@
+"""The Anthropic model client: the only module that imports the ``anthropic`` SDK.
+
+It serves production and the offline path alike: offline, a tier's ``base_url`` (or
+``ANTHROPIC_BASE_URL``) points at the local Messages-API server in :mod:`orchestrator.sim`
+and everything else is the same code.
+
+What it does per request:
+
+* one ``AsyncAnthropic`` per distinct (base_url, API key), reused across calls;
+* plain text, structured output through ``output_config`` (never forced ``tool_choice``,
+  which the newest Sonnet and Opus reject), and the tool-use loop with per-call timeouts
+  and the node's allowlist, errors returned to the model as ``is_error`` results;
+* prompt caching on the system prompt and the tool catalogue;
+* its own retries (SDK retries off) so that each retry is visible and bounded by a deadline,
+  honouring ``retry-after``; errors the caller caused are not retried and are reported in
+  plain words, never with the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import anyio
+from anthropic.types import Message as SDKMessage
+
+from orchestrator.budget import Meter
+from orchestrator.exceptions import ModelAPIError, ModelAPIUserError
+from orchestrator.models.base import ModelRequest, ModelResponse
+from orchestrator.models.retry import RetryPolicy, parse_retry_after
+from orchestrator.pricing import Usage
+from orchestrator.tiers import Tier
+from orchestrator.tool import Tool
+
+__all__ = ["SIMULATED_HEADER", "AnthropicClient", "RetryEvent"]
+
+SIMULATED_HEADER = "x-orchestrator-simulated"
+"""Response header by which the local server marks its answers as simulated."""
+
+_RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+_HINTS = {
+    401: "check the API key (ANTHROPIC_API_KEY, or the tier's api_key_env)",
+    403: "the key may not use this model or endpoint",
+    404: "check the tier's model id in your tiers file",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """A transient failure that will be retried (for logs and traces).
+
+    Attributes:
+        tier: Tier name.
+        model: Model id.
+        retry: Retry number (1-based).
+        delay_s: Seconds until the retry.
+        error_type: Kind of failure (``rate_limit_error``, ``overloaded_error``...).
+        status_code: HTTP status, ``None`` for timeouts and dropped connections.
+    """
+
+    tier: str
+    model: str
+    retry: int
+    delay_s: float
+    error_type: str
+    status_code: int | None
+
+
+class AnthropicClient:
+    """A :class:`~orchestrator.models.base.ModelClient` over the official ``anthropic`` SDK.
+
+    Args:
+        base_url: Default endpoint for tiers without their own ``base_url``; ``None`` lets
+            the SDK read ``ANTHROPIC_BASE_URL`` or use the public API.
+        api_key: Default key for tiers without their own ``api_key_env``; ``None`` reads
+            ``ANTHROPIC_API_KEY``.
+        retry: Retry policy for transient failures.
+        timeout_s: Per-request timeout.
+        stream: Use server-sent events for every call (the final message is the same).
+        seed: Seeds retry jitter, for reproducible runs.
+        on_retry: Called before each retry sleep.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout_s: float = 600.0,
+        stream: bool = False,
+        seed: int | None = None,
+        on_retry: Callable[[RetryEvent], None] | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self._api_key = api_key
+        self.retry = retry or RetryPolicy()
+        self.timeout_s = timeout_s
+        self.stream = stream
+        self.on_retry = on_retry
+        self._rng = random.Random(seed)
+        self._sdks: dict[tuple[str | None, str], anthropic.AsyncAnthropic] = {}
+
+    async def __aenter__(self) -> AnthropicClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every SDK client (and its connection pool)."""
+        sdks, self._sdks = list(self._sdks.values()), {}
+        for sdk in sdks:
+            await sdk.close()
+
+    async def complete(self, request: ModelRequest, meter: Meter) -> ModelResponse:
+        """Run the request, including its tool loop, and return the final answer."""
+        sdk, key = self._sdk_for(request.tier)
+        params = _base_params(request)
+        messages: list[dict[str, Any]] = [m.model_dump() for m in request.messages]
+        tools = {tool.name: tool for tool in request.tools}
+        usage, tool_calls = Usage(), 0
+        for step in range(request.max_tool_steps):
+            last_step = step == request.max_tool_steps - 1
+            call = {**params, "messages": messages}
+            if tools and last_step:
+                call["tool_choice"] = {"type": "none"}  # out of steps: answer now
+            message, simulated = await self._send(sdk, key, request, meter, call)
+            usage = usage + _usage(message)
+            if message.stop_reason != "tool_use" or not tools:
+                return _response(message, usage, tool_calls, simulated, request)
+            messages.append({"role": "assistant", "content": _replayable(message)})
+            results = await _run_tools(message, tools, request.tool_timeout_s)
+            tool_calls += len(results)
+            messages.append({"role": "user", "content": results})
+        raise AssertionError("unreachable: the last step forbids tool use")  # pragma: no cover
+
+    # -- transport ----------------------------------------------------------------------
+
+    def _sdk_for(self, tier: Tier) -> tuple[anthropic.AsyncAnthropic, str]:
+        key = self._key_for(tier)
+        base_url = tier.base_url or self.base_url
+        sdk = self._sdks.get((base_url, key))
+        if sdk is None:
+            sdk = anthropic.AsyncAnthropic(
+                api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s
+            )
+            self._sdks[(base_url, key)] = sdk
+        return sdk, key
+
+    def _key_for(self, tier: Tier) -> str:
+        if tier.api_key_env:
+            key = os.environ.get(tier.api_key_env)
+            source = tier.api_key_env
+        else:
+            key = self._api_key or os.environ.get("ANTHROPIC_API_KEY")
+            source = "ANTHROPIC_API_KEY"
+        if not key:
+            raise ModelAPIUserError(
+                f"no API key for tier {tier.name!r}: set {source}, or run offline "
+                "against the local server (orchestrator run --offline)",
+                status_code=None,
+                error_type="authentication_error",
+            )
+        return key
+
+    async def _send(
+        self,
+        sdk: anthropic.AsyncAnthropic,
+        key: str,
+        request: ModelRequest,
+        meter: Meter,
+        call: dict[str, Any],
+    ) -> tuple[SDKMessage, bool]:
+        prompt_tokens = _prompt_bytes(call)
+        started = anyio.current_time()
+        retry = 0
+        while True:
+            try:
+                async with meter.call(prompt_tokens, call["max_tokens"]) as ticket:
+                    message, simulated = await self._post(sdk, call)
+                    ticket.usage = _usage(message)
+                return message, simulated
+            except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
+                error = _classify(exc, request.tier, key)
+                retry += 1
+                delay = self.retry.delay(retry, _retry_after(exc), self._rng)
+                elapsed = anyio.current_time() - started
+                if not error.retryable or not self.retry.allows(retry, elapsed, delay):
+                    raise error from None
+                self._notify(request.tier, retry, delay, error)
+                await anyio.sleep(delay)
+
+    async def _post(
+        self, sdk: anthropic.AsyncAnthropic, call: dict[str, Any]
+    ) -> tuple[SDKMessage, bool]:
+        if self.stream:
+            async with sdk.messages.stream(**call) as stream:
+                message = await stream.get_final_message()
+                return message, _is_simulated(stream.response.headers)
+        raw = await sdk.messages.with_raw_response.create(**call)
+        return raw.parse(), _is_simulated(raw.headers)
+
+    def _notify(self, tier: Tier, retry: int, delay: float, error: ModelAPIError) -> None:
+        if self.on_retry is not None:
+            self.on_retry(
+                RetryEvent(tier.name, tier.model, retry, delay, error.error_type, error.status_code)
+            )
+
+
+# -- request building ---------------------------------------------------------------------
+
+
+def _base_params(request: ModelRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": request.tier.model, "max_tokens": request.max_output_tokens}
+    if request.system:
+        params["system"] = [
+            {"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}
+        ]
+    if request.tools:
+        params["tools"] = _tool_specs(request.tools)
+    if request.output_schema is not None:
+        schema = anthropic.transform_schema(request.output_schema)
+        params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+    return params
+
+
+def _tool_specs(tools: Sequence[Tool]) -> list[dict[str, Any]]:
+    specs: list[dict[str, Any]] = [
+        {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}
+        for tool in tools
+    ]
+    specs[-1] = {**specs[-1], "cache_control": {"type": "ephemeral"}}  # caches the catalogue
+    return specs
+
+
+def _prompt_bytes(call: Mapping[str, Any]) -> int:
+    parts = (
+        call.get("system", ""),
+        call["messages"],
+        call.get("tools", ()),
+        call.get("output_config"),
+    )
+    return sum(len(json.dumps(part, default=str).encode()) for part in parts)
+
+
+# -- responses ----------------------------------------------------------------------------
+
+
+def _usage(message: SDKMessage) -> Usage:
+    usage = message.usage
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_write_tokens=usage.cache_creation_input_tokens or 0,
+        cache_read_tokens=usage.cache_read_input_tokens or 0,
+    )
+
+
+def _text(message: SDKMessage) -> str:
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+def _response(
+    message: SDKMessage, usage: Usage, tool_calls: int, simulated: bool, request: ModelRequest
+) -> ModelResponse:
+    text = _text(message)
+    data: Any = None
+    if request.output_schema is not None:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None  # the schema verifier reports it
+    return ModelResponse(
+        text=text,
+        data=data,
+        usage=usage,
+        model=message.model,
+        response_id=message.id,
+        stop_reason=message.stop_reason,
+        tool_calls=tool_calls,
+        simulated=simulated,
+    )
+
+
+def _replayable(message: SDKMessage) -> list[dict[str, Any]]:
+    """The assistant turn as sent back within the same conversation (same model)."""
+    return [block.model_dump(mode="json", exclude_none=True) for block in message.content]
+
+
+def _is_simulated(headers: Mapping[str, str]) -> bool:
+    return headers.get(SIMULATED_HEADER, "").lower() in {"1", "true", "yes"}
+
+
+# -- tools --------------------------------------------------------------------------------
+
+
+async def _run_tools(
+    message: SDKMessage, tools: Mapping[str, Tool], timeout_s: float
+) -> list[dict[str, Any]]:
+    results = []
+    for block in message.content:
+        if block.type != "tool_use":
+            continue
+        content, is_error = await _run_tool(
+            tools.get(block.name), block.name, block.input, timeout_s
+        )
+        result: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": block.id,
+            "content": content,
+        }
+        if is_error:
+            result["is_error"] = True
+        results.append(result)
+    return results
+
+
+async def _run_tool(
+    tool: Tool | None, name: str, arguments: object, timeout_s: float
+) -> tuple[str, bool]:
+    if tool is None:
+        return f"tool {name!r} is not available to this task", True
+    if not isinstance(arguments, dict):
+        return "tool arguments must be a JSON object", True
+    try:
+        with anyio.fail_after(timeout_s):
+            return await tool(arguments), False
+    except TimeoutError:
+        return f"tool {name!r} timed out after {timeout_s:g}s", True
+    except Exception as exc:  # noqa: BLE001  (a tool error goes back to the model)
+        return f"{type(exc).__name__}: {exc}", True
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def _retry_after(exc: Exception) -> float | None:
+    if isinstance(exc, anthropic.APIStatusError):
+        return parse_retry_after(exc.response.headers.get("retry-after"))
+    return None
+
+
+def _classify(exc: Exception, tier: Tier, key: str) -> ModelAPIError:
+    where = f"{tier.name} ({tier.model})"
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ModelAPIError(f"{where}: request timed out", error_type="timeout")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ModelAPIError(f"{where}: connection failed ({exc})", error_type="connection_error")
+    assert isinstance(exc, anthropic.APIStatusError)
+    status = exc.status_code
+    kind = exc.type or f"http_{status}"
+    detail = exc.api_message or exc.message
+    message = f"{where}: HTTP {status} {kind}: {detail}"
+    if exc.request_id:
+        message += f" (request {exc.request_id})"
+    if status in _HINTS:
+        message += f"; {_HINTS[status]}"
+    message = message.replace(key, "[redacted]") if key else message
+    if status in _RETRYABLE_STATUS:
+        return ModelAPIError(message, status_code=status, error_type=kind)
+    return ModelAPIUserError(message, status_code=status, error_type=kind)

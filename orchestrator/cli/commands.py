@@ -18,9 +18,10 @@ from orchestrator.engine import Engine, Run, RunConfig
 from orchestrator.exceptions import UserError
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.node import render_value
-from orchestrator.plan import Plan, parse_plan
+from orchestrator.plan import Plan
 from orchestrator.results import RunResult, RunStatus
 from orchestrator.tiers import TierLadder, load_ladder
+from planners.static import load_plan_file
 
 __all__ = ["cmd_run", "cmd_sim_serve", "cmd_tiers", "cmd_validate"]
 
@@ -30,18 +31,6 @@ NO_KEY_HELP = (
     "and export ANTHROPIC_API_KEY, or run with --offline to use the local simulator "
     "(simulated answers, clearly marked)"
 )
-
-
-def load_plan_file(path: str) -> Plan:
-    """Read and parse a plan file, as a :class:`UserError` naming the file when wrong."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot read plan file {path}: {exc.strerror}") from None
-    try:
-        return parse_plan(text)
-    except UserError as exc:
-        raise UserError(f"{path}: {exc}") from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -119,7 +108,10 @@ async def _endpoint(
 
     sim_config = SimConfig(seed=args.seed, time_scale=0.05, fault_rate=args.fault_rate)
     async with serve(sim_config) as server:
-        tiers = tuple(t.model_copy(update={"base_url": server.base_url, "api_key_env": None}) for t in ladder.tiers)
+        tiers = tuple(
+            t.model_copy(update={"base_url": server.base_url, "api_key_env": None})
+            for t in ladder.tiers
+        )
         offline = TierLadder(tiers=tiers)
         async with AnthropicClient(api_key=OFFLINE_KEY, seed=args.seed) as client:
             yield client, offline

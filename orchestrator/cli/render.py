@@ -32,7 +32,9 @@ class ProgressPrinter:
                 self._line(f"  {node_id}: attempt {attempt.number} on {attempt.tier}")
             case AttemptFinished(node_id=node_id, attempt=attempt) if not attempt.passed:
                 why = attempt.error or (attempt.verdict.reason if attempt.verdict else "rejected")
-                self._line(f"  {node_id}: attempt {attempt.number} on {attempt.tier} rejected: {why}")
+                self._line(
+                    f"  {node_id}: attempt {attempt.number} on {attempt.tier} rejected: {why}"
+                )
             case NodeFinished(result=result):
                 cost = f"${result.cost_usd:.4f}"
                 self._line(f"{result.id}: {result.status.value} on {result.final_tier} ({cost})")
@@ -78,5 +80,7 @@ def render_ladder(ladder: TierLadder) -> str:
         price = f"{band.input:g}/{band.output:g}"
         if len(tier.prices) > 1:
             price += "+"
-        lines.append(f"{tier.name:<10} {tier.model:<22} {price:<15} {caps:<40} {tier.max_concurrency}")
+        lines.append(
+            f"{tier.name:<10} {tier.model:<22} {price:<15} {caps:<40} {tier.max_concurrency}"
+        )
     return "\n".join(lines)

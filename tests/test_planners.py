@@ -64,7 +64,9 @@ async def test_valid_plan_first_time() -> None:
 
 
 async def test_repair_loop_fixes_prose_then_cycle() -> None:
-    model = scripted("Sure! Here is my plan: first A, then B.", json.dumps(CYCLE), json.dumps(VALID))
+    model = scripted(
+        "Sure! Here is my plan: first A, then B.", json.dumps(CYCLE), json.dumps(VALID)
+    )
     planner = LLMPlanner(model, default_ladder(), max_repairs=2)
     plan = await planner.plan("goal")
     assert len(plan.tasks) == 3
@@ -121,10 +123,10 @@ def test_plan_files_json_and_yaml(tmp_path: Path) -> None:
 
 def test_plan_file_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
-    with pytest.raises(UserError, match="list.yaml: a plan file holds a mapping"):
+    with pytest.raises(UserError, match=r"list\.yaml: a plan file holds a mapping"):
         load_plan_file(tmp_path / "list.yaml")
     (tmp_path / "broken.yaml").write_text("goal: [unclosed\n")
-    with pytest.raises(UserError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(UserError, match=r"broken\.yaml: not valid YAML"):
         load_plan_file(tmp_path / "broken.yaml")
     (tmp_path / "bad.json").write_text(json.dumps({"goal": "g", "tasks": [{"id": "a"}]}))
     with pytest.raises(UserError, match=r"(?s)bad.json: .*task 'a': instruction: Field required"):

@@ -111,8 +111,9 @@ class Engine:
             PlanValidationError: If the plan is invalid (every problem listed).
             UserError: If a setting or a run input is wrong.
         """
-        config = self.config.model_copy(update=overrides) if overrides else self.config
-        RunConfig.model_validate(config.model_dump())  # overrides are checked like the rest
+        config = self.config
+        if overrides:  # checked like the rest: a bad value is an error naming the setting
+            config = RunConfig.model_validate({**self.config.model_dump(), **overrides})
         if isinstance(work, Plan):
             plan, nodes = work, [node_from_task(task) for task in work.tasks]
         else:
@@ -198,7 +199,13 @@ class Run:
             self._scope.cancel()
 
     async def execute(self) -> RunResult:
-        """Run every node that can run and return the result (partial if cancelled)."""
+        """Run every node that can run and return the result (partial if cancelled).
+
+        Raises:
+            RuntimeError: If the run was already executed (prepare a new one instead).
+        """
+        if self._scheduler is not None:
+            raise RuntimeError(f"run {self.run_id} was already executed; prepare a new run")
         self._started_at = datetime.now(UTC)
         await self._bus.emit(RunStarted(self.run_id, self.plan))
         scheduler = Scheduler(

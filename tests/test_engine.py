@@ -290,3 +290,10 @@ def test_missing_run_input_is_named() -> None:
 
     with pytest.raises(UserError, match=r"missing run input\(s\): 'name' \(needed by 'greet'\)"):
         Engine(TestModel()).prepare(wf)
+
+
+async def test_a_run_executes_once() -> None:
+    run = Engine(TestModel("ok")).prepare(one(Task(id="t", instruction="x")))
+    await run.execute()
+    with pytest.raises(RuntimeError, match="already executed"):
+        await run.execute()

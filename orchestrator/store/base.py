@@ -1,0 +1,180 @@
+"""The run store interface, its in-memory double, and the listener that feeds it.
+
+A store records a run as it happens: the plan when it starts, every attempt when it starts
+and ends, every node's result when it ends (before its dependents start: the listener is
+async and the engine awaits it), and the run's result at the end. ``orchestrator runs``,
+``show`` and ``resume`` read it back.
+"""
+
+from __future__ import annotations
+
+import abc
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from orchestrator.events import (
+    AttemptFinished,
+    AttemptStarted,
+    Event,
+    NodeFinished,
+    RunFinished,
+    RunStarted,
+)
+from orchestrator.plan import Plan
+from orchestrator.results import Attempt, NodeResult, RunResult
+
+__all__ = ["MemoryStore", "RunStore", "RunSummary", "StoreListener", "StoredRun"]
+
+
+class RunSummary(BaseModel):
+    """One line of ``orchestrator runs``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str
+    """The run's id."""
+    goal: str
+    """Its goal."""
+    status: str
+    """``running`` until it ends, then its :class:`~orchestrator.results.RunStatus`."""
+    cost_usd: float
+    """What it spent so far."""
+    started_at: datetime
+    """When it started."""
+    finished_at: datetime | None
+    """When it ended; ``None`` if it is running or died."""
+
+
+class StoredRun(BaseModel):
+    """Everything the store holds about one run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    summary: RunSummary
+    """The run's summary."""
+    plan: Plan
+    """The plan it ran."""
+    nodes: dict[str, NodeResult]
+    """Nodes that reached a final status, by id."""
+    attempts: dict[str, list[Attempt]]
+    """Every attempt recorded, by node id (including ones in flight when it died)."""
+    result: RunResult | None
+    """The final result, once the run ended."""
+
+
+class RunStore(abc.ABC):
+    """Where runs are recorded. Every method is async and safe to call from the loop."""
+
+    @abc.abstractmethod
+    async def start_run(self, run_id: str, plan: Plan, started_at: datetime) -> None:
+        """Record a new run (or a resumed one: the plan is kept, the status set to running)."""
+
+    @abc.abstractmethod
+    async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
+        """Insert or update an attempt (it is recorded when it starts and when it ends)."""
+
+    @abc.abstractmethod
+    async def record_node(self, run_id: str, result: NodeResult) -> None:
+        """Record a node's final result."""
+
+    @abc.abstractmethod
+    async def finish_run(self, result: RunResult) -> None:
+        """Record the run's final result."""
+
+    @abc.abstractmethod
+    async def load_run(self, run_id: str) -> StoredRun:
+        """Return a run. Raises ``KeyError`` naming the run id if it is unknown."""
+
+    @abc.abstractmethod
+    async def list_runs(self, limit: int = 50) -> list[RunSummary]:
+        """Return the newest runs first."""
+
+    async def aclose(self) -> None:  # noqa: B027  (optional hook)
+        """Release resources."""
+
+
+class MemoryStore(RunStore):
+    """A store in a dict: for tests and for runs that need no durability."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, StoredRun] = {}
+
+    async def start_run(self, run_id: str, plan: Plan, started_at: datetime) -> None:
+        """Record a new run."""
+        existing = self._runs.get(run_id)
+        summary = RunSummary(
+            run_id=run_id, goal=plan.goal, status="running",
+            cost_usd=_spent(existing.attempts) if existing else 0.0,
+            started_at=existing.summary.started_at if existing else started_at, finished_at=None,
+        )  # fmt: skip
+        if existing:
+            existing.summary, existing.result = summary, None
+        else:
+            self._runs[run_id] = StoredRun(
+                summary=summary, plan=plan, nodes={}, attempts={}, result=None
+            )
+
+    async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
+        """Insert or update an attempt."""
+        run = self._runs[run_id]
+        attempts = run.attempts.setdefault(node_id, [])
+        copy = attempt.model_copy(deep=True)
+        for index, known in enumerate(attempts):
+            if known.number == attempt.number and known.started_at == attempt.started_at:
+                attempts[index] = copy
+                break
+        else:
+            attempts.append(copy)
+        run.summary = run.summary.model_copy(update={"cost_usd": _spent(run.attempts)})
+
+    async def record_node(self, run_id: str, result: NodeResult) -> None:
+        """Record a node's final result."""
+        self._runs[run_id].nodes[result.id] = result.model_copy(deep=True)
+
+    async def finish_run(self, result: RunResult) -> None:
+        """Record the final result."""
+        run = self._runs[result.run_id]
+        run.result = result
+        run.summary = run.summary.model_copy(
+            update={"status": result.status.value, "finished_at": result.finished_at,
+                    "cost_usd": _spent(run.attempts)}
+        )  # fmt: skip
+
+    async def load_run(self, run_id: str) -> StoredRun:
+        """Return a run (``KeyError`` if unknown)."""
+        if run_id not in self._runs:
+            raise KeyError(f"no run {run_id!r} in the store")
+        return self._runs[run_id].model_copy(deep=True)
+
+    async def list_runs(self, limit: int = 50) -> list[RunSummary]:
+        """Newest first."""
+        runs = sorted(self._runs.values(), key=lambda r: r.summary.started_at, reverse=True)
+        return [run.summary for run in runs[:limit]]
+
+
+def _spent(attempts: dict[str, list[Attempt]]) -> float:
+    return sum(a.cost_usd for node in attempts.values() for a in node)
+
+
+class StoreListener:
+    """Feeds engine events into a store. Pass it in ``Engine(listeners=[...])``."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+
+    async def __call__(self, event: Event) -> None:
+        """Write the event's record; awaited by the engine before it moves on."""
+        match event:
+            case RunStarted(run_id=run_id, plan=plan):
+                await self.store.start_run(run_id, plan, datetime.now().astimezone())
+            case AttemptStarted(run_id=run_id, node_id=node_id, attempt=attempt):
+                await self.store.record_attempt(run_id, node_id, attempt)
+            case AttemptFinished(run_id=run_id, node_id=node_id, attempt=attempt):
+                await self.store.record_attempt(run_id, node_id, attempt)
+            case NodeFinished(run_id=run_id, result=result):
+                await self.store.record_node(run_id, result)
+            case RunFinished(result=result):
+                await self.store.finish_run(result)
+            case _:
+                pass

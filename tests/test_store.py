@@ -1,0 +1,141 @@
+"""The run store contract, for every implementation; SQLite's file safety."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+
+from orchestrator import Engine, ModelRequest, NodeStatus, Plan, RunStatus, Task
+from orchestrator.store import MemoryStore, RunStore, SQLiteStore, StoreError, StoreListener
+from orchestrator.store.sqlite import SCHEMA_VERSION
+from orchestrator.testing import FunctionModel, TestModel
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    sqlite_store = await SQLiteStore.open(tmp_path / "runs.db")
+    yield sqlite_store
+    await sqlite_store.aclose()
+
+
+def wide_plan(count: int) -> Plan:
+    tasks = [Task(id=f"n{i}", instruction=f"task {i}") for i in range(count)]
+    tasks.append(Task(id="join", instruction="join", depends_on=[t.id for t in tasks]))
+    return Plan(goal="fill the store", tasks=tasks)
+
+
+async def test_run_round_trips_through_the_store(store: RunStore) -> None:
+    engine = Engine(TestModel("", by_tier={"sonnet": "fixed"}), listeners=[StoreListener(store)])
+    result = await engine.run(Plan(goal="g", tasks=[Task(id="t", instruction="x")]), run_id="r1")
+    stored = await store.load_run("r1")
+    assert stored.result == result
+    assert stored.summary.status == "succeeded"
+    assert stored.summary.cost_usd == pytest.approx(result.cost_usd)
+    assert stored.plan.tasks[0].id == "t"
+    assert stored.nodes["t"].status is NodeStatus.SUCCEEDED
+    assert [a.tier for a in stored.attempts["t"]] == ["haiku", "sonnet"]
+    assert all(a.finished_at is not None for a in stored.attempts["t"])
+
+
+async def test_many_concurrent_nodes_lose_nothing(store: RunStore) -> None:
+    engine = Engine(TestModel("ok"), listeners=[StoreListener(store)])
+    with anyio.fail_after(30):
+        result = await engine.run(wide_plan(150), run_id="wide", max_concurrency=64)
+    assert result.status is RunStatus.SUCCEEDED
+    stored = await store.load_run("wide")
+    assert len(stored.nodes) == 151
+    assert sum(len(a) for a in stored.attempts.values()) == 151
+    assert {n.status for n in stored.nodes.values()} == {NodeStatus.SUCCEEDED}
+    assert stored.summary.cost_usd == pytest.approx(result.cost_usd)
+
+
+async def test_node_is_durable_before_its_dependents_start(store: RunStore) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    async def answer(request: ModelRequest) -> str:
+        if request.task_id == "b":
+            stored = await store.load_run("dur")
+            seen.append(("a stored before b ran", "a" in stored.nodes))
+        return "ok"
+
+    plan = Plan(
+        goal="g",
+        tasks=[Task(id="a", instruction="x"), Task(id="b", instruction="y", depends_on=["a"])],
+    )
+    await Engine(FunctionModel(answer), listeners=[StoreListener(store)]).run(plan, run_id="dur")
+    assert seen == [("a stored before b ran", True)]
+
+
+async def test_list_runs_newest_first_and_unknown_run(store: RunStore) -> None:
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    plan = Plan(goal="g", tasks=[Task(id="t", instruction="x")])
+    for i in range(3):
+        await store.start_run(f"run{i}", plan, base + timedelta(minutes=i))
+    assert [r.run_id for r in await store.list_runs()] == ["run2", "run1", "run0"]
+    assert [r.status for r in await store.list_runs(limit=1)] == ["running"]
+    with pytest.raises(KeyError, match="no run 'nope'"):
+        await store.load_run("nope")
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_corrupt_file_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    path.write_bytes(b"this is not a database, it is a shopping list\n" * 100)
+    before = digest(path)
+    with pytest.raises(StoreError, match="is not an orchestrator run store"):
+        await SQLiteStore.open(path)
+    assert digest(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.db"]
+
+
+async def test_foreign_sqlite_database_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+    db.execute("INSERT INTO meta VALUES ('app', 'somebody else')")
+    db.commit()
+    db.close()
+    before = digest(path)
+    with pytest.raises(StoreError, match="another application"):
+        await SQLiteStore.open(path)
+    assert digest(path) == before
+
+
+async def test_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = await SQLiteStore.open(path)
+    await store.aclose()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="written by a newer version"):
+        await SQLiteStore.open(path)
+
+
+async def test_reopened_store_keeps_runs(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = await SQLiteStore.open(path)
+    await Engine(TestModel("ok"), listeners=[StoreListener(store)]).run(wide_plan(3), run_id="keep")
+    await store.aclose()
+    reopened = await SQLiteStore.open(path)
+    try:
+        stored = await reopened.load_run("keep")
+    finally:
+        await reopened.aclose()
+    assert stored.summary.status == "succeeded"
+    assert len(stored.nodes) == 4

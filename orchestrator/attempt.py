@@ -115,7 +115,9 @@ class NodeRunner:
         previous: Attempt | None = None
         previous_text = ""
         limit = self.policy.max_attempts or (top - index + 1)
-        for number in range(1, limit + 1):
+        earlier = len(result.attempts)  # attempts of an earlier, interrupted process
+        for step in range(1, limit + 1):
+            number = earlier + step
             tier = self.ladder[index]
             attempt = Attempt(
                 number=number, tier=tier.name, model=tier.model, started_at=_now(),
@@ -131,8 +133,7 @@ class NodeRunner:
                 return
             result.reason = attempt.error or (attempt.verdict.reason if attempt.verdict else None)
             if attempt.error_type == "budget_exhausted":
-                first = number == 1
-                result.status = NodeStatus.NOT_RUN if first else NodeStatus.FAILED
+                result.status = NodeStatus.NOT_RUN if step == 1 else NodeStatus.FAILED
                 result.reason = "budget_exhausted"
                 return
             if index >= top:

@@ -30,9 +30,10 @@ from orchestrator.exceptions import UserError
 from orchestrator.models.base import ModelClient
 from orchestrator.node import Node, node_from_task
 from orchestrator.plan import Plan
-from orchestrator.results import NodeResult, NodeStatus, RunResult, RunStatus
+from orchestrator.results import Attempt, NodeResult, NodeStatus, RunResult, RunStatus
 from orchestrator.routing import CapabilityRouter, Router
 from orchestrator.scheduler import Scheduler
+from orchestrator.store.base import StoredRun
 from orchestrator.tiers import TierLadder, default_ladder
 from orchestrator.tool import Tool
 
@@ -103,9 +104,19 @@ class Engine:
         *,
         inputs: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        resume: StoredRun | None = None,
         **overrides: Any,
     ) -> Run:
         """Validate ``work`` and return a :class:`Run` ready to execute.
+
+        Args:
+            work: A plan, or a workload such as a :class:`~orchestrator.workflow.Workflow`.
+            inputs: Run inputs (workflow parameters that name no task).
+            run_id: The run's id; default: a new one (the resumed run's, when resuming).
+            resume: A stored run to continue: its succeeded nodes are not run again, its
+                spend counts against the budget, and attempts it had in flight are kept,
+                marked as interrupted with unknown cost.
+            overrides: Fields of :class:`RunConfig` for this run.
 
         Raises:
             PlanValidationError: If the plan is invalid (every problem listed).
@@ -120,10 +131,15 @@ class Engine:
             plan, nodes = work.to_plan_and_nodes()
         graph = validate_plan(plan, known_tools=self.tools.keys())
         _check_inputs(nodes, {task.id for task in plan.tasks}, inputs or {})
-        return Run(
+        if resume is not None:
+            run_id = run_id or resume.summary.run_id
+        run = Run(
             engine=self, plan=plan, nodes=nodes, graph=graph, config=config,
             inputs=dict(inputs or {}), run_id=run_id or _new_run_id(),
         )  # fmt: skip
+        if resume is not None:
+            run.restore(resume)
+        return run
 
     async def run(
         self,
@@ -186,11 +202,24 @@ class Run:
             )
             for task in plan.tasks
         }
+        self._completed: set[str] = set()
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested = False
         self._started_at = datetime.now(UTC)
         self._scheduler: Scheduler[str] | None = None
         self._final: RunResult | None = None
+
+    def restore(self, stored: StoredRun) -> None:
+        """Continue from a stored run (see :meth:`Engine.prepare`'s ``resume``)."""
+        self.budget = Budget(self.config.budget_usd, spent_usd=stored.summary.cost_usd)
+        self._runner.budget = self.budget
+        for node_id, node in stored.nodes.items():
+            if node.status is NodeStatus.SUCCEEDED and node_id in self.results:
+                self.results[node_id] = node.model_copy(deep=True)
+                self._completed.add(node_id)
+        for node_id, attempts in stored.attempts.items():
+            if node_id in self.results and node_id not in self._completed:
+                self.results[node_id].attempts = [_interrupted(a) for a in attempts]
 
     def cancel(self) -> None:
         """Stop the run: running attempts are cancelled, finished nodes keep their results."""
@@ -213,6 +242,7 @@ class Run:
             self._run_node,
             max_concurrency=self.config.max_concurrency,
             may_launch=lambda: not (self.budget.exhausted or self._cancel_requested),
+            completed=self._completed,
         )
         self._scheduler = scheduler
         try:
@@ -331,6 +361,18 @@ def _check_inputs(nodes: Sequence[Node], task_ids: set[str], inputs: Mapping[str
         raise UserError(
             f"missing run input(s): {', '.join(missing)}; pass them with inputs={{...}}"
         )
+
+
+def _interrupted(attempt: Attempt) -> Attempt:
+    if attempt.finished_at is not None:
+        return attempt
+    return attempt.model_copy(
+        update={
+            "error": "interrupted: the process ended during this attempt; its cost is unknown",
+            "error_type": "interrupted",
+            "cost_unknown": True,
+        }
+    )
 
 
 def _new_run_id() -> str:

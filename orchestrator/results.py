@@ -59,6 +59,8 @@ class Attempt(BaseModel):
     """Tokens read from the prompt cache."""
     cost_usd: float = 0.0
     """What the attempt cost, judge calls included."""
+    cost_unknown: bool = False
+    """True when the process died during the attempt: it may have been billed, unrecorded."""
     calls: int = 0
     """Model calls made (tool-loop steps and judge calls included)."""
     verdict: Verdict | None = None

@@ -11,7 +11,7 @@ skipped; the rest of the graph goes on. This module knows nothing about models: 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
 import anyio
@@ -37,6 +37,8 @@ class Scheduler(Generic[N]):
         max_concurrency: Most nodes running at once; ``None`` for no limit.
         may_launch: Asked before each node starts; ``False`` leaves the node (and so its
             dependents) unstarted, e.g. once the budget is exhausted.
+        completed: Nodes that already succeeded (a resumed run): never run again; their
+            dependents are released from the start.
 
     After :meth:`run`, :attr:`skipped` maps each skipped node to the failed node that
     caused it; nodes neither in :attr:`finished` nor in :attr:`skipped` never started.
@@ -49,6 +51,7 @@ class Scheduler(Generic[N]):
         *,
         max_concurrency: int | None = None,
         may_launch: Callable[[], bool] = _always,
+        completed: Iterable[N] = (),
     ) -> None:
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -67,13 +70,17 @@ class Scheduler(Generic[N]):
         """Nodes skipped because a dependency failed, with that failed node."""
         self.peak_running = 0
         """The most nodes that ran at once."""
+        for node in completed:
+            self.finished[node] = True
+            for dependent in self._successors[node]:
+                self._waiting_on[dependent] -= 1
 
     async def run(self) -> None:
         """Run every node that can run; returns when nothing more can start."""
         async with anyio.create_task_group() as task_group:
             self._task_group = task_group
             for node, waiting in self._waiting_on.items():
-                if waiting == 0:
+                if waiting == 0 and node not in self.finished:
                     self._ready(node)
 
     def _ready(self, node: N) -> None:

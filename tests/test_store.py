@@ -139,3 +139,69 @@ async def test_reopened_store_keeps_runs(tmp_path: Path) -> None:
         await reopened.aclose()
     assert stored.summary.status == "succeeded"
     assert len(stored.nodes) == 4
+
+
+async def test_resume_runs_only_what_did_not_finish(store: RunStore) -> None:
+    plan = Plan(
+        goal="resume",
+        tasks=[
+            Task(id="a", instruction="first"),
+            Task(id="b", instruction="second"),
+            Task(id="c", instruction="third", depends_on=["a", "b"]),
+        ],
+    )
+    b_started = anyio.Event()
+
+    async def first_process(request: ModelRequest) -> str:
+        if request.task_id == "b":
+            b_started.set()
+            await anyio.sleep_forever()
+        return f"answer {request.task_id}"
+
+    engine = Engine(FunctionModel(first_process), listeners=[StoreListener(store)])
+    run = engine.prepare(plan, run_id="crashy", budget_usd=1.0)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run.execute)
+            await b_started.wait()
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+    stored = await store.load_run("crashy")
+    assert stored.nodes["a"].status is NodeStatus.SUCCEEDED
+    spent_before = stored.summary.cost_usd
+    assert spent_before > 0
+
+    second = FunctionModel(lambda request: f"answer {request.task_id}")
+    resumed = await Engine(second, listeners=[StoreListener(store)]).run(
+        stored.plan, resume=stored, budget_usd=1.0
+    )
+    assert resumed.run_id == "crashy"
+    assert resumed.status is RunStatus.SUCCEEDED
+    assert sorted(r.task_id or "" for r in second.requests) == ["b", "c"]  # never "a" again
+    assert resumed.node("a").output == "answer a"
+    b_attempts = resumed.node("b").attempts
+    assert b_attempts[0].error_type in {"cancelled", "interrupted"}
+    assert [a.number for a in b_attempts] == [1, 2]
+    assert resumed.cost_usd == pytest.approx(
+        spent_before + sum(a.cost_usd for n in ("b", "c") for a in resumed.node(n).attempts[-1:])
+    )
+    final = await store.load_run("crashy")
+    assert final.summary.status == "succeeded"
+
+
+async def test_attempt_in_flight_at_a_crash_is_marked_interrupted() -> None:
+    store = MemoryStore()
+    plan = Plan(goal="g", tasks=[Task(id="t", instruction="x")])
+    await store.start_run("dead", plan, datetime(2026, 1, 1, tzinfo=UTC))
+    from orchestrator import Attempt
+
+    in_flight = Attempt(
+        number=1, tier="haiku", model="m", started_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    await store.record_attempt("dead", "t", in_flight)  # the process died before it finished
+    stored = await store.load_run("dead")
+    result = await Engine(TestModel("ok")).run(stored.plan, resume=stored)
+    first, second = result.node("t").attempts
+    assert first.error_type == "interrupted"
+    assert first.cost_unknown is True
+    assert second.passed

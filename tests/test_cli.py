@@ -91,3 +91,24 @@ def test_bad_flag_exits_2() -> None:
 def test_zero_concurrency_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--offline", "--plan", str(PLAN), "--max-concurrency", "0"]) == 2
     assert "max_concurrency" in capsys.readouterr().err
+
+
+def test_runs_on_an_empty_home(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs"]) == 0
+    assert "no runs in" in capsys.readouterr().out
+
+
+def test_show_unknown_run_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "run_nope"]) == 2
+    assert "no run 'run_nope'" in capsys.readouterr().err
+
+
+def test_corrupt_store_exits_2_and_is_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "runs.db").write_bytes(b"garbage" * 50)
+    assert main(["runs", "--home", str(home)]) == 2
+    assert "is not an orchestrator run store" in capsys.readouterr().err
+    assert (home / "runs.db").read_bytes() == b"garbage" * 50

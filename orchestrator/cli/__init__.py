@@ -10,7 +10,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from orchestrator.cli.commands import cmd_run, cmd_sim_serve, cmd_tiers, cmd_validate
+from orchestrator.cli.commands import (
+    cmd_resume,
+    cmd_run,
+    cmd_runs,
+    cmd_show,
+    cmd_sim_serve,
+    cmd_tiers,
+    cmd_validate,
+)
 from orchestrator.exceptions import UserError
 
 __all__ = ["main"]
@@ -27,16 +35,27 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a plan")
     run.add_argument("goal", nargs="?", help="the goal (the plan file's goal if omitted)")
-    run.add_argument("--plan", metavar="FILE", required=True, help="plan file (JSON)")
-    run.add_argument("--offline", action="store_true", help="run against the local simulator")
-    run.add_argument("--tiers", metavar="FILE", help="tiers file (TOML) over the default ladder")
-    run.add_argument("--budget", type=float, metavar="USD", help="most the run may spend")
-    run.add_argument("--max-concurrency", type=int, default=16, metavar="N")
-    run.add_argument("--json", action="store_true", help="print one JSON document and nothing else")
-    run.add_argument("--out", metavar="DIR", help="write result.json and output.md here")
-    run.add_argument("--seed", type=int, default=0, help="simulator seed (offline)")
-    run.add_argument("--fault-rate", type=float, default=0.0, help="simulator fault rate (offline)")
+    run.add_argument("--plan", metavar="FILE", required=True, help="plan file (JSON or YAML)")
+    _execution_flags(run)
     run.set_defaults(handler=cmd_run)
+
+    resume = commands.add_parser("resume", help="continue a run that did not finish")
+    resume.add_argument("run_id", metavar="RUN_ID")
+    _execution_flags(resume)
+    resume.set_defaults(handler=cmd_resume)
+
+    runs = commands.add_parser("runs", help="list recorded runs, newest first")
+    runs.add_argument("--json", action="store_true")
+    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--home", metavar="DIR", help="data directory (default $ORCHESTRATOR_HOME)")
+    runs.set_defaults(handler=cmd_runs)
+
+    show = commands.add_parser("show", help="show a recorded run")
+    show.add_argument("run_id", metavar="RUN_ID")
+    show.add_argument("--json", action="store_true", help="the same JSON as run --json")
+    show.add_argument("--out", metavar="DIR", help="write result.json and output.md here")
+    show.add_argument("--home", metavar="DIR", help="data directory (default $ORCHESTRATOR_HOME)")
+    show.set_defaults(handler=cmd_show)
 
     tiers = commands.add_parser("tiers", help="show the tier ladder")
     tiers.add_argument("--tiers", metavar="FILE", help="tiers file (TOML) over the default ladder")
@@ -58,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--request-log", metavar="FILE", help="append one JSON line per request")
     serve.set_defaults(handler=cmd_sim_serve)
     return parser
+
+
+def _execution_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--offline", action="store_true", help="run against the local simulator")
+    parser.add_argument("--tiers", metavar="FILE", help="tiers file (TOML) over the default ladder")
+    parser.add_argument("--budget", type=float, metavar="USD", help="most the run may spend")
+    parser.add_argument("--max-concurrency", type=int, default=16, metavar="N")
+    parser.add_argument("--json", action="store_true", help="print one JSON document only")
+    parser.add_argument("--out", metavar="DIR", help="write result.json and output.md here")
+    parser.add_argument("--home", metavar="DIR", help="data directory (default $ORCHESTRATOR_HOME)")
+    parser.add_argument("--seed", type=int, default=0, help="simulator seed (offline)")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="simulator faults (offline)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

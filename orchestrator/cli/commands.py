@@ -13,17 +13,30 @@ from typing import Any
 
 import anyio
 
+from orchestrator.budget import Meter
 from orchestrator.cli.render import ProgressPrinter, render_ladder, render_summary
 from orchestrator.engine import Engine, Run, RunConfig
+from orchestrator.events import Listener
 from orchestrator.exceptions import UserError
 from orchestrator.models.anthropic import AnthropicClient
+from orchestrator.models.base import ModelRequest, ModelResponse
 from orchestrator.node import render_value
 from orchestrator.plan import Plan
 from orchestrator.results import RunResult, RunStatus
+from orchestrator.store import RunSummary, SQLiteStore, StoredRun, StoreListener
 from orchestrator.tiers import TierLadder, load_ladder
 from planners.static import load_plan_file
 
-__all__ = ["cmd_run", "cmd_sim_serve", "cmd_tiers", "cmd_validate"]
+__all__ = [
+    "cmd_resume",
+    "cmd_run",
+    "cmd_runs",
+    "cmd_show",
+    "cmd_sim_serve",
+    "cmd_tiers",
+    "cmd_validate",
+    "store_path",
+]
 
 OFFLINE_KEY = "offline-simulator"  # the local server ignores keys; this one is not secret
 NO_KEY_HELP = (
@@ -57,7 +70,7 @@ def cmd_tiers(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run a plan file, online or against the local simulator."""
+    """Run a plan file, online or against the local simulator, recording it in the store."""
     ladder = load_ladder(args.tiers)
     plan = load_plan_file(args.plan)
     if args.goal:
@@ -65,9 +78,74 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.offline and not _has_key(ladder):
         raise UserError(NO_KEY_HELP)
     config = _run_config(args)
-    result = anyio.run(_run, args, plan, ladder, config)
+    result = anyio.run(_run, args, plan, ladder, config, None)
     _report(args, result)
     return 0 if result.status is RunStatus.SUCCEEDED else 1
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Continue a stored run: only what did not finish runs, nothing is paid for twice."""
+    ladder = load_ladder(args.tiers)
+    if not args.offline and not _has_key(ladder):
+        raise UserError(NO_KEY_HELP)
+    stored = anyio.run(_load_stored, store_path(args), args.run_id)
+    config = _run_config(args)
+    result = anyio.run(_run, args, stored.plan, ladder, config, stored)
+    _report(args, result)
+    return 0 if result.status is RunStatus.SUCCEEDED else 1
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """List stored runs, newest first."""
+    runs = anyio.run(_list_runs, store_path(args), args.limit)
+    if args.json:
+        print(json.dumps([run.model_dump(mode="json") for run in runs], indent=2))
+        return 0
+    for run in runs:
+        started = run.started_at.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{run.run_id}  {run.status:<16} ${run.cost_usd:>9.4f}  {started}  {run.goal[:50]}")
+    if not runs:
+        print(f"no runs in {store_path(args)}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Show one stored run (the same JSON as ``run --json``)."""
+    stored = anyio.run(_load_stored, store_path(args), args.run_id)
+    result = stored.result
+    if result is None:  # the process died: show what the store knows
+        result = Engine(_NoClient()).prepare(stored.plan, resume=stored).snapshot()
+    _report(args, result)
+    return 0
+
+
+def store_path(args: argparse.Namespace) -> Path:
+    """The SQLite file: ``--home`` or ``ORCHESTRATOR_HOME`` (default ``~/.orchestrator``)."""
+    home = args.home or os.environ.get("ORCHESTRATOR_HOME") or Path.home() / ".orchestrator"
+    return Path(home) / "runs.db"
+
+
+async def _load_stored(path: Path, run_id: str) -> StoredRun:
+    store = await SQLiteStore.open(path)
+    try:
+        return await store.load_run(run_id)
+    except KeyError:
+        raise UserError(f"no run {run_id!r} in {path}; `orchestrator runs` lists them") from None
+    finally:
+        await store.aclose()
+
+
+async def _list_runs(path: Path, limit: int) -> list[RunSummary]:
+    store = await SQLiteStore.open(path)
+    try:
+        return await store.list_runs(limit)
+    finally:
+        await store.aclose()
+
+
+class _NoClient:
+    async def complete(self, request: ModelRequest, meter: Meter) -> ModelResponse:
+        raise AssertionError("showing a run never calls a model")  # pragma: no cover
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
@@ -83,17 +161,27 @@ def _has_key(ladder: TierLadder) -> bool:
 
 
 async def _run(
-    args: argparse.Namespace, plan: Plan, ladder: TierLadder, config: RunConfig
+    args: argparse.Namespace,
+    plan: Plan,
+    ladder: TierLadder,
+    config: RunConfig,
+    resume: StoredRun | None,
 ) -> RunResult:
-    async with _endpoint(args, ladder) as (client, run_ladder):
-        listeners = [] if args.json else [ProgressPrinter()]
-        engine = Engine(client, run_ladder, listeners=listeners, config=config)
-        run = engine.prepare(plan)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_cancel_on_sigint, run)
-            result = await run.execute()
-            tg.cancel_scope.cancel()
-        return result
+    store = await SQLiteStore.open(store_path(args))
+    try:
+        async with _endpoint(args, ladder) as (client, run_ladder):
+            listeners: list[Listener] = [StoreListener(store)]
+            if not args.json:
+                listeners.append(ProgressPrinter())
+            engine = Engine(client, run_ladder, listeners=listeners, config=config)
+            run = engine.prepare(plan, resume=resume)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_on_sigint, run)
+                result = await run.execute()
+                tg.cancel_scope.cancel()
+            return result
+    finally:
+        await store.aclose()
 
 
 @asynccontextmanager

@@ -45,6 +45,10 @@ class Tier(BaseModel):
     """Default cap on output tokens per call (and the worst case the budget reserves)."""
     max_concurrency: Annotated[int, Field(gt=0)] = 16
     """Most attempts running on this tier at once."""
+    requests_per_minute: Annotated[int, Field(gt=0)] | None = None
+    """Rate limit shared by every call to this tier; ``None`` for none."""
+    tokens_per_minute: Annotated[int, Field(gt=0)] | None = None
+    """Input-token rate limit shared by every call to this tier; ``None`` for none."""
     base_url: str | None = None
     """Messages-API endpoint; ``None`` uses ``ANTHROPIC_BASE_URL`` or the SDK default."""
     api_key_env: str | None = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from anthropic.types import Message as SDKMessage
 from orchestrator.budget import Meter
 from orchestrator.exceptions import ModelAPIError, ModelAPIUserError
 from orchestrator.models.base import ModelRequest, ModelResponse
+from orchestrator.models.ratelimit import RateLimiter
 from orchestrator.models.retry import RetryPolicy, parse_retry_after
 from orchestrator.pricing import Usage
 from orchestrator.tiers import Tier
@@ -105,6 +107,9 @@ class AnthropicClient:
         self.on_retry = on_retry
         self._rng = random.Random(seed)
         self._sdks: dict[tuple[str | None, str], anthropic.AsyncAnthropic] = {}
+        self._limits: dict[str, RateLimiter] = {}
+        self.errors_seen: Counter[str] = Counter()
+        """Failed HTTP calls by error type (``rate_limit_error``, ``timeout``...)."""
 
     async def __aenter__(self) -> AnthropicClient:
         return self
@@ -153,6 +158,13 @@ class AnthropicClient:
             self._sdks[(base_url, key)] = sdk
         return sdk, key
 
+    def _limiter(self, tier: Tier) -> RateLimiter:
+        limiter = self._limits.get(tier.name)
+        if limiter is None:
+            limiter = RateLimiter(tier.requests_per_minute, tier.tokens_per_minute)
+            self._limits[tier.name] = limiter
+        return limiter
+
     def _key_for(self, tier: Tier) -> str:
         if tier.api_key_env:
             key = os.environ.get(tier.api_key_env)
@@ -178,9 +190,11 @@ class AnthropicClient:
         call: dict[str, Any],
     ) -> tuple[SDKMessage, bool]:
         prompt_tokens = _prompt_bytes(call)
+        limiter = self._limiter(request.tier)
         started = anyio.current_time()
         retry = 0
         while True:
+            await limiter.acquire(prompt_tokens // 4)  # ~4 bytes a token: the limit's estimate
             try:
                 async with meter.call(prompt_tokens, call["max_tokens"]) as ticket:
                     message, simulated = await self._post(sdk, call)
@@ -188,8 +202,12 @@ class AnthropicClient:
                 return message, simulated
             except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
                 error = _classify(exc, request.tier, key)
+                self.errors_seen[error.error_type] += 1
                 retry += 1
-                delay = self.retry.delay(retry, _retry_after(exc), self._rng)
+                retry_after = _retry_after(exc)
+                if retry_after is not None:
+                    limiter.pause(min(retry_after, self.retry.max_retry_after_s))  # whole tier
+                delay = self.retry.delay(retry, retry_after, self._rng)
                 elapsed = anyio.current_time() - started
                 if not error.retryable or not self.retry.allows(retry, elapsed, delay):
                     raise error from None

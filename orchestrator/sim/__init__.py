@@ -1,0 +1,42 @@
+"""A local server that speaks the Anthropic Messages API, with a documented fake brain.
+
+Offline runs, tests, demos and benchmarks point the real ``anthropic`` SDK at it over
+loopback HTTP. Its answers are **simulated** (deterministic templates, not a model) and
+every response says so in the ``x-orchestrator-simulated: true`` header. See docs/sim.md.
+
+Entry points: :func:`serve` (async context manager), :func:`start_in_thread` (sync),
+:func:`run_forever` (for ``orchestrator sim serve``).
+"""
+
+from orchestrator.sim.app import SIMULATED_HEADER
+from orchestrator.sim.brain import Brain, BrainReply, BrainRequest, DefaultBrain
+from orchestrator.sim.config import FAULT_KINDS, FaultKind, SimConfig, SimModel, default_models
+from orchestrator.sim.reqlog import RequestRecord
+from orchestrator.sim.server import (
+    SimServer,
+    ThreadedSimServer,
+    run_forever,
+    serve,
+    start_in_thread,
+)
+from orchestrator.sim.writer import Flaw
+
+__all__ = [
+    "FAULT_KINDS",
+    "SIMULATED_HEADER",
+    "Brain",
+    "BrainReply",
+    "BrainRequest",
+    "DefaultBrain",
+    "FaultKind",
+    "Flaw",
+    "RequestRecord",
+    "SimConfig",
+    "SimModel",
+    "SimServer",
+    "ThreadedSimServer",
+    "default_models",
+    "run_forever",
+    "serve",
+    "start_in_thread",
+]

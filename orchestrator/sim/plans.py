@@ -1,0 +1,114 @@
+"""Simulated planning (kept small and isolated; to be refined with the planner's schema).
+
+A plan request (structured output whose schema title is ``Plan``) gets: three independent
+sub-questions about the goal's key terms, a ``synthesis`` task depending on all of them
+(with required sections), and a ``check`` task depending on the synthesis. Fields are set
+by name where the schema has them (``id``, ``instruction``, ``depends_on``,
+``required_sections``, ``tools``, ``needs``, ``output_task``); anything else is filled from
+the schema. ``SimConfig.broken_plans`` makes the first N plan requests broken, in turn: a
+dependency cycle, an unknown dependency, then prose instead of JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.sim.schema_fill import FillContext, fill, resolve
+
+__all__ = ["BROKEN_KINDS", "plan_text"]
+
+BROKEN_KINDS = ("cycle", "unknown_dependency", "prose")
+_INSTRUCTION_KEYS = ("instruction", "description", "prompt", "task")
+_DEPENDENCY_KEYS = ("depends_on", "dependencies", "deps")
+_SYNTHESIS_SECTIONS = ["Summary", "Findings", "Open questions"]
+
+
+def _tasks_property(schema: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
+    root = resolve(schema, schema)
+    for key, raw in (root.get("properties") or {}).items():
+        sub = resolve(raw, schema)
+        items = sub.get("items")
+        if sub.get("type") == "array" and isinstance(items, Mapping):
+            item = resolve(items, schema)
+            if "id" in (item.get("properties") or {}):
+                return key, item
+    return None
+
+
+def _specs(goal: str, terms: list[str]) -> list[tuple[str, str, list[str], int]]:
+    topics = [*terms, "background", "options", "risks"][:3]
+    specs: list[tuple[str, str, list[str], int]] = [
+        (f"q{i}", f"Answer one sub-question of the goal: what matters about {topic}? "
+         f"Goal: {goal}", [], 1)
+        for i, topic in enumerate(topics, start=1)
+    ]  # fmt: skip
+    ids = [spec[0] for spec in specs]
+    sections = ", ".join(_SYNTHESIS_SECTIONS)
+    specs.append(
+        ("synthesis", f"Synthesize the sub-answers into one answer to the goal: {goal}\n"
+         f"Required sections: {sections}", ids, 2)
+    )  # fmt: skip
+    specs.append(
+        ("check", "Check the synthesis for gaps and unsupported claims.", ["synthesis"], 2)
+    )
+    return specs
+
+
+def _set_first(task: dict[str, Any], keys: tuple[str, ...], value: object) -> None:
+    for key in keys:
+        if key in task:
+            task[key] = value
+            return
+
+
+def _task(item: Mapping[str, Any], ctx: FillContext, spec: tuple[str, str, list[str], int]) -> Any:
+    task_id, instruction, depends_on, level = spec
+    task = fill(item, ctx)
+    if not isinstance(task, dict):
+        return task
+    task["id"] = task_id
+    _set_first(task, _INSTRUCTION_KEYS, instruction)
+    _set_first(task, _DEPENDENCY_KEYS, list(depends_on))
+    if "required_sections" in task:
+        task["required_sections"] = _SYNTHESIS_SECTIONS if task_id == "synthesis" else []
+    if "tools" in task:
+        task["tools"] = []
+    needs = task.get("needs")
+    if isinstance(needs, dict):
+        for key, value in needs.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                needs[key] = level if key == "reasoning" else 0
+    return task
+
+
+def _break(tasks: list[Any], kind: str) -> None:
+    by_id = {task["id"]: task for task in tasks if isinstance(task, dict)}
+    if kind == "cycle" and "q1" in by_id:
+        _set_first(by_id["q1"], _DEPENDENCY_KEYS, ["check"])
+    elif kind == "unknown_dependency" and "synthesis" in by_id:
+        _set_first(by_id["synthesis"], _DEPENDENCY_KEYS, ["q1", "q2", "q3", "background_notes"])
+
+
+def plan_text(
+    schema: Mapping[str, Any], goal: str, ctx: FillContext, broken: str | None = None
+) -> str:
+    """Return the plan as the text of the answer (JSON unless ``broken == "prose"``)."""
+    if broken == "prose":
+        return (
+            f"Here is a plan for {goal!r}: first look into the main questions one by one, "
+            "then bring the answers together, and finally check the result."
+        )
+    found = _tasks_property(schema)
+    instance = fill(schema, ctx)
+    if found is None or not isinstance(instance, dict):
+        return json.dumps(instance)
+    key, item = found
+    tasks = [_task(item, ctx, spec) for spec in _specs(goal, list(ctx.terms))]
+    if broken is not None:
+        _break(tasks, broken)
+    instance[key] = tasks
+    if "output_task" in instance:
+        instance["output_task"] = "synthesis"
+    return json.dumps(instance)

@@ -222,7 +222,8 @@ class AnthropicClient:
                 message = await stream.get_final_message()
                 return message, _is_simulated(stream.response.headers)
         raw = await sdk.messages.with_raw_response.create(**call)
-        return raw.parse(), _is_simulated(raw.headers)
+        parsed = await raw.parse()
+        return parsed, _is_simulated(raw.headers)
 
     def _notify(self, tier: Tier, retry: int, delay: float, error: ModelAPIError) -> None:
         if self.on_retry is not None:

@@ -62,7 +62,10 @@ class Budget:
 
         Raises:
             BudgetExhausted: If the remaining budget cannot cover ``amount_usd``.
+            ValueError: If ``amount_usd`` is negative or not a number.
         """
+        if not math.isfinite(amount_usd) or amount_usd < 0:
+            raise ValueError(f"a reservation must be a finite amount >= 0, not {amount_usd!r}")
         if amount_usd > self.remaining_usd:
             self.exhausted = True
             raise BudgetExhausted(amount_usd, self.remaining_usd)

@@ -69,7 +69,9 @@ def _build_graph(plan: Plan) -> nx.DiGraph[str]:
         graph.add_node(task.id, task=task)
     ids = set(graph.nodes)
     for task in plan.tasks:
-        graph.add_edges_from((dep, task.id) for dep in task.depends_on if dep in ids)
+        graph.add_edges_from(
+            (dep, task.id) for dep in task.depends_on if dep in ids and dep != task.id
+        )
     return graph
 
 
@@ -124,6 +126,8 @@ def _schema_problems(task: Task) -> list[PlanProblem]:
         jsonschema.validators.validator_for(task.output_schema).check_schema(task.output_schema)
     except jsonschema.SchemaError as exc:
         return [PlanProblem(task.id, f"output_schema is not a valid JSON Schema: {exc.message}")]
+    except (TypeError, ValueError, LookupError) as exc:  # e.g. an unhashable "$schema"
+        return [PlanProblem(task.id, f"output_schema is not a valid JSON Schema: {exc}")]
     return []
 
 

@@ -198,13 +198,20 @@ def load_ladder(path: str | Path | None = None) -> TierLadder:
         )
         for key in unknown
     ]
+    replace = data.get("replace_defaults", False)
+    if not isinstance(replace, bool):
+        issues.append(
+            ConfigIssue(
+                "replace_defaults", "must be true or false", "write replace_defaults = true"
+            )
+        )
     tables = data.get("tiers", {})
     if not isinstance(tables, dict):
         issues.append(ConfigIssue("tiers", "must be a table of tiers", "write [tiers.NAME] tables"))
         tables = {}
     if issues:
         raise TierConfigError(source, issues)
-    merged = _merge(DEFAULT_TIERS if not data.get("replace_defaults") else {}, tables, source)
+    merged = _merge({} if replace else DEFAULT_TIERS, tables, source)
     return _build(merged, source)
 
 
@@ -231,7 +238,17 @@ def _merge(
         if not isinstance(table, dict):
             issues.append(ConfigIssue(f"tiers.{name}", "must be a table", f"write [tiers.{name}]"))
             continue
-        if table.get("enabled", True) is False:
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            issues.append(
+                ConfigIssue(
+                    f"tiers.{name}.enabled",
+                    f"must be true or false, not {enabled!r}",
+                    "write enabled = false (unquoted) to drop the tier",
+                )
+            )
+            continue
+        if not enabled:
             merged.pop(name, None)
             continue
         fields = merged.setdefault(name, {})
@@ -259,9 +276,35 @@ def _build(tables: Mapping[str, Mapping[str, Any]], source: str) -> TierLadder:
         try:
             tiers.append(Tier.model_validate({**fields, "name": name}))
         except ValidationError as exc:
-            issues += [_issue(f"tiers.{name}", err) for err in exc.errors(include_url=False)]
+            errors = exc.errors(include_url=False)
+            # pydantic re-checks a tuple's length after dropping its invalid items, so one
+            # bad price band would also report "too short"; the item's own issue says it all.
+            deeper = {err["loc"][:1] for err in errors if len(err["loc"]) > 1}
+            issues += [
+                _issue(f"tiers.{name}", err)
+                for err in errors
+                if not (err["type"] == "too_short" and err["loc"][:1] in deeper)
+            ]
     if issues:
         raise TierConfigError(source, issues)
+    ranks: dict[int, list[str]] = {}
+    for tier in tiers:
+        ranks.setdefault(tier.rank, []).append(tier.name)
+    shared = [names for names in ranks.values() if len(names) > 1]
+    if shared:
+        raise TierConfigError(
+            source,
+            [
+                ConfigIssue(
+                    f"tiers.{names[-1]}.rank",
+                    f"rank {tables[names[-1]]['rank']} is also the rank of "
+                    + ", ".join(names[:-1])
+                    + " (ranks order the ladder)",
+                    "give each tier a unique rank",
+                )
+                for names in shared
+            ],
+        )
     try:
         return TierLadder(tiers=tuple(tiers))
     except ValidationError as exc:

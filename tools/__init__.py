@@ -1,1 +1,40 @@
-"""Typed tools that models may call."""
+"""Typed tools that models may call.
+
+* :mod:`tools.registry`: :func:`tool` turns a typed Python function into a
+  :class:`FunctionTool` (an :class:`orchestrator.tool.Tool`); :class:`ToolRegistry` holds
+  tools by name.
+* :mod:`tools.corpus`: :class:`Corpus` and :func:`corpus_tools`, the ``search_corpus`` and
+  ``read_passage`` research tools over a folder of documents (or CPython's own docs).
+* :mod:`tools.errors`: what tools and the registry raise.
+"""
+
+from tools.corpus import Corpus, Passage, SearchHit, SkippedFile, corpus_tools
+from tools.errors import (
+    PassageNotFoundError,
+    PassagePathError,
+    ToolArgumentError,
+    ToolDefinitionError,
+    ToolError,
+    ToolTimeoutError,
+    UnknownToolError,
+)
+from tools.registry import FunctionTool, ToolRegistry, to_text, tool
+
+__all__ = [
+    "Corpus",
+    "FunctionTool",
+    "Passage",
+    "PassageNotFoundError",
+    "PassagePathError",
+    "SearchHit",
+    "SkippedFile",
+    "ToolArgumentError",
+    "ToolDefinitionError",
+    "ToolError",
+    "ToolRegistry",
+    "ToolTimeoutError",
+    "UnknownToolError",
+    "corpus_tools",
+    "to_text",
+    "tool",
+]

@@ -1,0 +1,416 @@
+"""Typed tools from plain Python functions, and a registry to look them up by name.
+
+::
+
+    @tool
+    def add(a: int, b: int = 1) -> int:
+        '''Add two integers (``a`` and ``b`` are described in an ``Args`` section).'''
+        return a + b
+
+``add`` is now a :class:`FunctionTool`, which satisfies :class:`orchestrator.tool.Tool`:
+its JSON Schema comes from the signature (through pydantic), its description and the
+parameter descriptions from the docstring; calls are validated before the function runs,
+sync functions run in a worker thread, and the result is turned into text.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, overload
+
+import anyio
+import anyio.to_thread
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from orchestrator.tool import Tool
+from tools._docstrings import parse_docstring
+from tools.errors import (
+    ToolArgumentError,
+    ToolDefinitionError,
+    ToolTimeoutError,
+    UnknownToolError,
+)
+
+__all__ = ["FunctionTool", "ToolRegistry", "to_text", "tool"]
+
+_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_SCHEMA_MAPS = frozenset({"properties", "$defs", "definitions", "patternProperties"})
+_SCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
+_SCHEMA_ONE = frozenset(
+    {"items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames"}
+)
+_MAX_SHOWN_INPUT = 80
+
+
+@dataclass(frozen=True, slots=True)
+class _Param:
+    name: str
+    field: str
+    positional_only: bool
+
+
+class FunctionTool:
+    """A Python function exposed to models as a tool (see :func:`tool`).
+
+    Args:
+        fn: The function, sync or async, with a type annotation on every parameter.
+        name: Tool name; defaults to the function's ``__name__``.
+        description: What the tool does; defaults to the docstring's prose (the summary and
+            any text before the first section such as ``Args:``).
+        timeout_s: Limit on one call, or ``None`` for none beyond the engine's own.
+
+    Raises:
+        ToolDefinitionError: The function cannot be described by a JSON Schema (a parameter
+            without annotation, ``*args``/``**kwargs``), or the name or description is bad.
+
+    Attributes:
+        fn: The wrapped function, still callable directly.
+        timeout_s: The tool's own per-call limit, if any.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        tool_name = name if name is not None else getattr(fn, "__name__", "")
+        if not _NAME.match(tool_name):
+            raise ToolDefinitionError(
+                f"tool name {tool_name!r} is invalid: use 1-64 letters, digits, '_' or '-'"
+                + ("" if name is not None else " (pass name=...)")
+            )
+        if timeout_s is not None and timeout_s <= 0:
+            raise ToolDefinitionError(f"tool {tool_name!r}: timeout_s must be positive")
+        docs = parse_docstring(inspect.getdoc(fn))
+        text = (description if description is not None else docs.description).strip()
+        if not text:
+            raise ToolDefinitionError(
+                f"tool {tool_name!r} has no description: write a docstring or pass description="
+            )
+        self.fn = fn
+        self.timeout_s = timeout_s
+        self._name = tool_name
+        self._description = text
+        self._is_async = _is_async(fn)
+        self._model, self._params = _arguments_model(fn, tool_name, docs.params)
+        self._schema = _clean_schema(self._model.model_json_schema())
+
+    @property
+    def name(self) -> str:
+        """Name the model calls the tool by."""
+        return self._name
+
+    @property
+    def description(self) -> str:
+        """What the tool does, for the model."""
+        return self._description
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        """JSON Schema of the tool's arguments (a fresh copy each time)."""
+        return copy.deepcopy(self._schema)
+
+    async def __call__(self, arguments: Mapping[str, Any]) -> str:
+        """Validate ``arguments``, run the function and return its result as text.
+
+        Args:
+            arguments: The arguments the model sent, by parameter name.
+
+        Returns:
+            The result as text (see :func:`to_text`).
+
+        Raises:
+            ToolArgumentError: The arguments failed validation; every problem is named.
+            ToolTimeoutError: The call ran past ``timeout_s``.
+        """
+        args, kwargs = self._validate(arguments)
+        with anyio.move_on_after(self.timeout_s) as scope:
+            return to_text(await self._invoke(args, kwargs))
+        assert scope.cancelled_caught
+        raise ToolTimeoutError(f"tool {self._name!r} timed out after {self.timeout_s:g}s")
+
+    def __repr__(self) -> str:
+        return f"FunctionTool(name={self._name!r}, fn={self.fn!r})"
+
+    def _validate(self, arguments: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        if not isinstance(arguments, Mapping):
+            raise ToolArgumentError(
+                f"invalid arguments for {self._name!r}: expected a JSON object, "
+                f"got {type(arguments).__name__}"
+            )
+        try:
+            values = self._model.model_validate(dict(arguments))
+        except ValidationError as exc:
+            raise _argument_error(self._name, exc, [p.name for p in self._params]) from None
+        args = [getattr(values, p.field) for p in self._params if p.positional_only]
+        kwargs = {p.name: getattr(values, p.field) for p in self._params if not p.positional_only}
+        return args, kwargs
+
+    async def _invoke(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if self._is_async:
+            return await self.fn(*args, **kwargs)
+        call = functools.partial(self.fn, *args, **kwargs)
+        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+
+
+@overload
+def tool(
+    fn: Callable[..., Any],
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float | None = None,
+) -> FunctionTool: ...
+
+
+@overload
+def tool(
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float | None = None,
+) -> Callable[[Callable[..., Any]], FunctionTool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float | None = None,
+) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
+    """Turn a typed function into a :class:`FunctionTool`; usable with or without arguments.
+
+    Example::
+
+        @tool
+        def lookup(term: str) -> str: ...
+
+        @tool(name="web_search", timeout_s=10)
+        async def search(query: str, k: int = 5) -> list[str]: ...
+
+    Args:
+        fn: The function (when used as a bare decorator or called directly).
+        name: Tool name; defaults to the function's name.
+        description: Tool description; defaults to the docstring's prose.
+        timeout_s: Limit on one call; ``None`` leaves only the engine's own limit.
+
+    Returns:
+        The tool, or a decorator making one when ``fn`` is omitted.
+    """
+
+    def wrap(func: Callable[..., Any]) -> FunctionTool:
+        return FunctionTool(func, name=name, description=description, timeout_s=timeout_s)
+
+    return wrap if fn is None else wrap(fn)
+
+
+def to_text(value: object) -> str:
+    """Convert a tool's return value to the text sent to the model.
+
+    Args:
+        value: What the function returned.
+
+    Returns:
+        A ``str`` as is; a pydantic model, dict, list, dataclass, number or ``None`` as
+        compact JSON (objects JSON cannot represent fall back to ``str()``).
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    return pydantic_core.to_json(value, serialize_unknown=True).decode()
+
+
+class ToolRegistry:
+    """Tools by name, in registration order.
+
+    Args:
+        tools: Tools to register at once; plain functions are wrapped with :func:`tool`.
+    """
+
+    def __init__(self, tools: Iterable[Tool | Callable[..., Any]] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for item in tools:
+            self.register(item)
+
+    def register(self, item: Tool | Callable[..., Any]) -> Tool:
+        """Add a tool; also usable as a decorator on a plain function.
+
+        Args:
+            item: A :class:`~orchestrator.tool.Tool`, or a typed function to wrap with
+                :func:`tool`.
+
+        Returns:
+            The registered tool.
+
+        Raises:
+            ToolDefinitionError: A tool of that name is already registered, or the function
+                cannot be made into a tool.
+        """
+        registered = item if isinstance(item, Tool) else tool(item)
+        if registered.name in self._tools:
+            raise ToolDefinitionError(f"a tool named {registered.name!r} is already registered")
+        self._tools[registered.name] = registered
+        return registered
+
+    def get(self, name: str) -> Tool:
+        """The tool called ``name``.
+
+        Raises:
+            UnknownToolError: No such tool (a ``KeyError``); the message lists the known ones.
+        """
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise UnknownToolError(f"no tool named {name!r}; {self._known()}") from None
+
+    def names(self) -> list[str]:
+        """The registered names, in registration order."""
+        return list(self._tools)
+
+    def subset(self, allowlist: Iterable[str]) -> ToolRegistry:
+        """A new registry with only the allowed tools (in registration order).
+
+        Args:
+            allowlist: Names of the tools to keep; each must be registered.
+
+        Returns:
+            The smaller registry.
+
+        Raises:
+            TypeError: ``allowlist`` is a single string rather than a collection of names.
+            UnknownToolError: Some names are not registered; all of them are listed.
+        """
+        if isinstance(allowlist, str):
+            raise TypeError("allowlist must be a collection of tool names, not a single string")
+        allowed = list(dict.fromkeys(allowlist))
+        unknown = [name for name in allowed if name not in self._tools]
+        if unknown:
+            listed = ", ".join(repr(name) for name in unknown)
+            raise UnknownToolError(f"unknown tool name(s) in allowlist: {listed}; {self._known()}")
+        return ToolRegistry(t for name, t in self._tools.items() if name in allowed)
+
+    def __getitem__(self, name: str) -> Tool:
+        return self.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(list(self._tools.values()))
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __repr__(self) -> str:
+        return f"ToolRegistry({self.names()!r})"
+
+    def _known(self) -> str:
+        if not self._tools:
+            return "no tools are registered"
+        return "known tools: " + ", ".join(self._tools)
+
+
+# -- schema and validation -------------------------------------------------------------
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    call = getattr(fn, "__call__", None)  # noqa: B004  (an object with an async __call__)
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+
+
+def _arguments_model(
+    fn: Callable[..., Any], tool_name: str, descriptions: Mapping[str, str]
+) -> tuple[type[BaseModel], tuple[_Param, ...]]:
+    """A pydantic model of the parameters (fields aliased to the parameter names)."""
+    try:
+        signature = inspect.signature(fn, eval_str=True)
+    except (NameError, TypeError, ValueError) as exc:
+        raise ToolDefinitionError(f"tool {tool_name!r}: cannot read its signature ({exc})") from exc
+    fields: dict[str, Any] = {}
+    params: list[_Param] = []
+    for index, param in enumerate(signature.parameters.values()):
+        where = f"tool {tool_name!r}, parameter {param.name!r}"
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ToolDefinitionError(f"{where}: *args and **kwargs cannot be described")
+        if param.annotation is param.empty:
+            raise ToolDefinitionError(f"{where}: needs a type annotation")
+        default = ... if param.default is param.empty else param.default
+        text = descriptions.get(param.name)
+        info = (
+            Field(default, alias=param.name)
+            if text is None
+            else Field(default, alias=param.name, description=text)
+        )
+        field = f"arg{index}"  # aliased: any parameter name works, even `json` or `_x`
+        fields[field] = (param.annotation, info)
+        params.append(_Param(param.name, field, param.kind is param.POSITIONAL_ONLY))
+    try:
+        model = create_model(
+            f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+        )
+        model.model_json_schema()
+    except Exception as exc:  # pydantic raises several kinds for unsupported types
+        raise ToolDefinitionError(f"tool {tool_name!r}: cannot build its schema ({exc})") from exc
+    return model, tuple(params)
+
+
+def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Drop ``title`` clutter; put ``type``, ``properties`` and ``required`` first."""
+    cleaned = _strip_titles(schema)
+    cleaned.setdefault("properties", {})
+    head = {"type": "object", "properties": cleaned.pop("properties")}
+    if cleaned.get("required"):
+        head["required"] = cleaned.pop("required")
+    cleaned.pop("type", None)
+    return {**head, **cleaned}
+
+
+def _strip_titles(node: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {k: _strip_titles(v) if isinstance(v, dict) else v for k, v in value.items()}
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            out[key] = [_strip_titles(v) if isinstance(v, dict) else v for v in value]
+        elif key in _SCHEMA_ONE and isinstance(value, dict):
+            out[key] = _strip_titles(value)
+        else:
+            out[key] = value  # data (default, enum, const, examples) is left alone
+    return out
+
+
+def _argument_error(tool_name: str, exc: ValidationError, accepted: list[str]) -> ToolArgumentError:
+    problems: list[str] = []
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        path = ".".join(str(part) for part in loc) or "arguments"
+        if error["type"] == "missing" and len(loc) == 1:
+            problems.append(f"missing required argument {path!r}")
+        elif error["type"] == "extra_forbidden" and len(loc) == 1:
+            takes = ", ".join(accepted) or "no arguments"
+            problems.append(f"unexpected argument {path!r} (this tool takes: {takes})")
+        else:
+            problems.append(f"argument {path!r}: {error['msg']} (got {_shown(error['input'])})")
+    return ToolArgumentError(f"invalid arguments for {tool_name!r}: " + "; ".join(problems))
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN_INPUT else text[: _MAX_SHOWN_INPUT - 3] + "..."

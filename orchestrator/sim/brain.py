@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from orchestrator.sim.config import SimConfig
+from orchestrator.sim.diffs import Anchor, citable, diff_anchors, misplace_one_citation
 from orchestrator.sim.judge import FlawRegistry, judge_answer
 from orchestrator.sim.plans import BROKEN_KINDS, plan_text
 from orchestrator.sim.prompts import (
@@ -179,7 +180,10 @@ class DefaultBrain:
         rng = seeded_random(self.config.seed, "answer", request.model, normalise(user))
         terms = key_terms(core)
         if request.output_schema is not None:
-            text, flaw = self._structured(request.output_schema, terms, rng, flawed, subtle)
+            anchors = diff_anchors(user)
+            text, flaw = self._structured(
+                request.output_schema, terms, rng, flawed, subtle, anchors=anchors
+            )
         else:
             cited = [*evidence, *self._input_citations(user, evidence)][:3]
             brief = Brief(
@@ -198,14 +202,26 @@ class DefaultBrain:
 
     @staticmethod
     def _structured(
-        schema: Mapping[str, Any], terms: list[str], rng: Any, flawed: bool, subtle: bool
+        schema: Mapping[str, Any],
+        terms: list[str],
+        rng: Any,
+        flawed: bool,
+        subtle: bool,
+        *,
+        anchors: Sequence[Anchor] = (),
     ) -> tuple[str, Flaw | None]:
-        instance = fill(schema, FillContext(schema, terms, rng))
+        cite = citable(anchors)
+        if cite:  # answers about a diff cite its lines (see .diffs)
+            start = rng.randrange(len(cite))
+            cite = cite[start:] + cite[:start]
+        instance = fill(schema, FillContext(schema, terms, rng, cite))
         flaw: Flaw | None = None
         if flawed and isinstance(instance, dict):
             detail = twist_one_field(instance, schema, terms) if subtle else None
             if detail is not None:
                 flaw = Flaw("contradiction", detail, subtle=True)
+            elif cite and (detail := misplace_one_citation(instance, anchors, rng)):
+                flaw = Flaw("wrong_location", detail)
             else:
                 detail = empty_one_field(instance, schema, rng)
                 flaw = Flaw("empty_field", detail) if detail is not None else None

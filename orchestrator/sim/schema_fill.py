@@ -6,6 +6,8 @@ Handles what SDK-transformed schemas contain: ``object`` / ``array`` / ``string`
 usual bounds. Every property is filled (required or not). Strings are chosen by property
 name and ``format`` and drawn from the instruction's key terms, so content is plausible.
 The flaw for structured output (:func:`empty_one_field`) keeps the instance schema-valid.
+With diff anchors (:mod:`.diffs`), objects with a file and a line field cite a real line of
+the diff's new side, rotating through the anchors from one array item to the next.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from orchestrator.sim.diffs import Anchor, anchor_fields
 
 __all__ = ["FillContext", "empty_one_field", "fill", "resolve", "twist_one_field"]
 
@@ -45,11 +49,13 @@ class FillContext:
         root: The whole schema (``$ref`` targets).
         terms: Key terms of the instruction.
         rng: Seeded choices.
+        anchors: Diff lines that objects with file and line fields cite (may be empty).
     """
 
     root: Mapping[str, Any]
     terms: Sequence[str]
     rng: random.Random
+    anchors: Sequence[Anchor] = ()
 
 
 def resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -118,7 +124,15 @@ def _object(schema: Mapping[str, Any], ctx: FillContext, depth: int) -> dict[str
     properties = schema.get("properties")
     if not isinstance(properties, Mapping):
         return {}
-    return {key: fill(sub, ctx, key, depth + 1) for key, sub in properties.items()}
+    instance = {key: fill(sub, ctx, key, depth + 1) for key, sub in properties.items()}
+    fields = anchor_fields(properties) if ctx.anchors else None
+    if fields is not None and isinstance(instance[fields[1]], int):
+        file_key, line_key, quote_key = fields
+        anchor = ctx.anchors[0]
+        instance[file_key], instance[line_key] = anchor.file, anchor.line
+        if quote_key is not None and isinstance(instance[quote_key], str):
+            instance[quote_key] = anchor.text.strip()
+    return instance
 
 
 def _array(schema: Mapping[str, Any], ctx: FillContext, name: str, depth: int) -> list[Any]:
@@ -135,8 +149,12 @@ def _array(schema: Mapping[str, Any], ctx: FillContext, name: str, depth: int) -
 
 def _shifted(ctx: FillContext, offset: int) -> FillContext:
     terms = list(dict.fromkeys([*ctx.terms, *_FILLER]))
+    anchors = list(ctx.anchors)
+    turn = offset % len(anchors) if anchors else 0
     offset %= len(terms)
-    return FillContext(ctx.root, terms[offset:] + terms[:offset], ctx.rng)
+    return FillContext(
+        ctx.root, terms[offset:] + terms[:offset], ctx.rng, anchors[turn:] + anchors[:turn]
+    )
 
 
 def _number(schema: Mapping[str, Any], default: float) -> float:

@@ -15,7 +15,12 @@ from typing import Literal
 __all__ = ["Brief", "Evidence", "Flaw", "FlawKind", "invented_id", "sentence", "write_answer"]
 
 FlawKind = Literal[
-    "missing_section", "invented_citation", "incomplete", "contradiction", "empty_field"
+    "missing_section",
+    "invented_citation",
+    "incomplete",
+    "contradiction",
+    "empty_field",
+    "wrong_location",
 ]
 
 _OPENERS = (
@@ -50,7 +55,7 @@ class Flaw:
 
     Attributes:
         kind: ``missing_section``, ``invented_citation``, ``incomplete``,
-            ``contradiction`` or ``empty_field``.
+            ``contradiction``, ``empty_field`` or ``wrong_location``.
         detail: The flaw in words, as a good judge would report it.
         subtle: Whether weak checks (sections present, citations exist) miss it.
     """

@@ -43,6 +43,7 @@ from orchestrator.exceptions import (
 from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelResponse
 from orchestrator.node import Node, node_from_task
 from orchestrator.plan import (
+    CitationsSpec,
     JudgeSpec,
     NonEmptySpec,
     Plan,
@@ -53,7 +54,15 @@ from orchestrator.plan import (
     parse_plan,
 )
 from orchestrator.pricing import PriceBand, Usage
-from orchestrator.results import Attempt, NodeResult, NodeStatus, RunResult, RunStatus, Verdict
+from orchestrator.results import (
+    Attempt,
+    NodeResult,
+    NodeStatus,
+    PlanningRecord,
+    RunResult,
+    RunStatus,
+    Verdict,
+)
 from orchestrator.routing import CapabilityRouter, RouteDecision, Router
 from orchestrator.tiers import Tier, TierLadder, default_ladder, load_ladder
 from orchestrator.tool import Tool
@@ -80,6 +89,7 @@ __all__ = [
     "BudgetExhausted",
     "Capabilities",
     "CapabilityRouter",
+    "CitationsSpec",
     "ConfigIssue",
     "Engine",
     "Event",
@@ -105,6 +115,7 @@ __all__ = [
     "Plan",
     "PlanProblem",
     "PlanValidationError",
+    "PlanningRecord",
     "Predicate",
     "PriceBand",
     "RequiredSections",

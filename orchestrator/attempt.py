@@ -45,6 +45,9 @@ JUDGE_SYSTEM_PROMPT = (
 
 _PREVIOUS_ANSWER_CHARS = 4000
 
+_NO_VERIFIER = Verdict(passed=True, reason="no verifier", verifier="none")
+"""The verdict of a node without verifiers (frozen, so one instance serves every attempt)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RunPolicy:
@@ -196,6 +199,9 @@ class NodeRunner:
     async def _verify(
         self, node: Node, candidate: Any, text: str, tier: Tier, meters: list[Meter]
     ) -> tuple[Any, Verdict]:
+        if not node.verifiers:
+            return candidate, _NO_VERIFIER
+
         async def judge(criteria: str, answer: str, tier_name: str | None) -> JudgeVerdict:
             return await self._judge(
                 node=node,
@@ -208,7 +214,7 @@ class NodeRunner:
 
         context = VerificationContext(task=node.task, text=text, tier=tier.name, judge=judge)
         output = candidate
-        verdict = Verdict(passed=True, reason="no verifier", verifier="none")
+        verdict = _NO_VERIFIER
         for verifier in node.verifiers:
             verdict = await verifier.verify(output, context)
             if not verdict.passed:
@@ -257,12 +263,12 @@ class NodeRunner:
         attempt = Attempt(number=1, tier="python", model=None, started_at=_now())
         result.attempts.append(attempt)
         result.final_tier = "python"
-        await self.bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
+        if self.bus:
+            await self.bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
         try:
             output = await _call_function(node, arguments)
-            output, attempt.verdict = await self._verify(
-                node, output, _text_of(output), self.ladder[0], []
-            )
+            text = _text_of(output) if node.verifiers else ""
+            output, attempt.verdict = await self._verify(node, output, text, self.ladder[0], [])
         except anyio.get_cancelled_exc_class():
             attempt.error, attempt.error_type = "cancelled", "cancelled"
             raise
@@ -270,8 +276,9 @@ class NodeRunner:
             attempt.error, attempt.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
         finally:
             attempt.finished_at = _now()
-            with anyio.CancelScope(shield=True):
-                await self.bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
+            if self.bus:
+                with anyio.CancelScope(shield=True):
+                    await self.bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
         if attempt.passed:
             result.status, result.output = NodeStatus.SUCCEEDED, output
         else:

@@ -9,10 +9,12 @@ the corpus itself rather than another model's opinion.
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from orchestrator.results import Verdict
-from orchestrator.verify import VerificationContext
+
+if TYPE_CHECKING:
+    from orchestrator.verify import VerificationContext
 
 __all__ = ["CITATION", "Citations", "PassageLookup", "cited_ids"]
 

@@ -7,6 +7,7 @@ defaults); ``Run`` is one execution, which can be cancelled and inspected while 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.attempt import DEFAULT_SYSTEM_PROMPT, NodeRunner, RunPolicy
 from orchestrator.budget import Budget
+from orchestrator.citations import PassageLookup
 from orchestrator.dag import validate_plan
 from orchestrator.events import (
     EventBus,
@@ -30,10 +32,18 @@ from orchestrator.exceptions import UserError
 from orchestrator.models.base import ModelClient
 from orchestrator.node import Node, node_from_task
 from orchestrator.plan import Plan
-from orchestrator.results import Attempt, NodeResult, NodeStatus, RunResult, RunStatus
+from orchestrator.results import (
+    Attempt,
+    NodeResult,
+    NodeStatus,
+    PlanningRecord,
+    RunResult,
+    RunStatus,
+)
 from orchestrator.routing import CapabilityRouter, Router
 from orchestrator.scheduler import Scheduler
 from orchestrator.store.base import StoredRun
+from orchestrator.telemetry.tracing import Telemetry, current_telemetry, current_trace_id
 from orchestrator.tiers import TierLadder, default_ladder
 from orchestrator.tool import Tool
 
@@ -79,6 +89,10 @@ class Engine:
         tools: Tools tasks may name in their allowlists.
         listeners: Called with every :mod:`~orchestrator.events` event.
         config: Default run settings.
+        passages: The corpus that ``citations`` verifier specs of plans check against.
+        telemetry: Where spans and metrics go; default: the telemetry in use where a run is
+            prepared (:func:`~orchestrator.telemetry.use_telemetry`), else the global
+            OpenTelemetry providers (a no-op until an application installs an SDK).
     """
 
     def __init__(
@@ -90,13 +104,17 @@ class Engine:
         tools: Sequence[Tool] = (),
         listeners: Sequence[Listener] = (),
         config: RunConfig | None = None,
+        passages: PassageLookup | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.client = client
+        self.passages = passages
         self.ladder = ladder or default_ladder()
         self.router = router or CapabilityRouter()
         self.tools = {tool.name: tool for tool in tools}
         self.listeners = list(listeners)
         self.config = config or RunConfig()
+        self.telemetry = telemetry
 
     def prepare(
         self,
@@ -105,6 +123,7 @@ class Engine:
         inputs: Mapping[str, Any] | None = None,
         run_id: str | None = None,
         resume: StoredRun | None = None,
+        planning: PlanningRecord | None = None,
         **overrides: Any,
     ) -> Run:
         """Validate ``work`` and return a :class:`Run` ready to execute.
@@ -116,6 +135,8 @@ class Engine:
             resume: A stored run to continue: its succeeded nodes are not run again, its
                 spend counts against the budget, and attempts it had in flight are kept,
                 marked as interrupted with unknown cost.
+            planning: What planning the plan cost; it counts against the budget and in the
+                result's ``cost_usd``.
             overrides: Fields of :class:`RunConfig` for this run.
 
         Raises:
@@ -126,7 +147,8 @@ class Engine:
         if overrides:  # checked like the rest: a bad value is an error naming the setting
             config = RunConfig.model_validate({**self.config.model_dump(), **overrides})
         if isinstance(work, Plan):
-            plan, nodes = work, [node_from_task(task) for task in work.tasks]
+            plan = work
+            nodes = [node_from_task(task, passages=self.passages) for task in work.tasks]
         else:
             plan, nodes = work.to_plan_and_nodes()
         graph = validate_plan(plan, known_tools=self.tools.keys())
@@ -135,7 +157,7 @@ class Engine:
             run_id = run_id or resume.summary.run_id
         run = Run(
             engine=self, plan=plan, nodes=nodes, graph=graph, config=config,
-            inputs=dict(inputs or {}), run_id=run_id or _new_run_id(),
+            inputs=dict(inputs or {}), run_id=run_id or _new_run_id(), planning=planning,
         )  # fmt: skip
         if resume is not None:
             run.restore(resume)
@@ -166,15 +188,21 @@ class Run:
         config: RunConfig,
         inputs: dict[str, Any],
         run_id: str,
+        planning: PlanningRecord | None = None,
     ) -> None:
         self.run_id = run_id
+        self.planning = planning
         self.plan = plan
         self.config = config
         self._nodes = {node.task.id: node for node in nodes}
         self._graph = graph
         self._inputs = inputs
-        self._bus = EventBus(engine.listeners)
-        self.budget = Budget(config.budget_usd)
+        telemetry = engine.telemetry or current_telemetry()
+        self._bus = EventBus([telemetry.run_listener(), *engine.listeners])
+        self._client = engine.client
+        self._errors_before: Counter[str] = Counter()
+        self._trace_id: str | None = None
+        self.budget = Budget(config.budget_usd, spent_usd=self._planning_cost)
         ladder = engine.ladder
         max_tier = ladder.index(config.max_tier) if config.max_tier else len(ladder) - 1
         self._runner = NodeRunner(
@@ -209,6 +237,10 @@ class Run:
         self._scheduler: Scheduler[str] | None = None
         self._final: RunResult | None = None
 
+    @property
+    def _planning_cost(self) -> float:
+        return self.planning.cost_usd if self.planning is not None else 0.0
+
     def restore(self, stored: StoredRun) -> None:
         """Continue from a stored run (see :meth:`Engine.prepare`'s ``resume``)."""
         self.budget = Budget(self.config.budget_usd, spent_usd=stored.summary.cost_usd)
@@ -236,7 +268,9 @@ class Run:
         if self._scheduler is not None:
             raise RuntimeError(f"run {self.run_id} was already executed; prepare a new run")
         self._started_at = datetime.now(UTC)
+        self._errors_before = _errors_seen(self._client)
         await self._bus.emit(RunStarted(self.run_id, self.plan))
+        self._trace_id = current_trace_id()  # the run span's, once telemetry opened it
         scheduler = Scheduler(
             self._graph,
             self._run_node,
@@ -271,8 +305,9 @@ class Run:
         finally:
             if result.status is not NodeStatus.SUCCEEDED and result.reason is None:
                 result.reason = "cancelled"
-            with anyio.CancelScope(shield=True):
-                await self._bus.emit(NodeFinished(self.run_id, result))
+            if self._bus:
+                with anyio.CancelScope(shield=True):
+                    await self._bus.emit(NodeFinished(self.run_id, result))
         return result.status is NodeStatus.SUCCEEDED
 
     def _value(self, source: str) -> Any:
@@ -295,13 +330,18 @@ class Run:
             goal=self.plan.goal,
             output=self._output(output_task),
             output_task=output_task,
-            cost_usd=sum(a.cost_usd for a in attempts),
-            wasted_cost_usd=sum(a.cost_usd for a in attempts if not a.passed),
+            cost_usd=sum(a.cost_usd for a in attempts) + self._planning_cost,
+            wasted_cost_usd=sum(a.cost_usd for a in attempts if not a.passed)
+            + (self.planning.wasted_cost_usd if self.planning else 0.0),
             budget_usd=self.config.budget_usd,
             started_at=self._started_at,
             finished_at=finished,
             wall_s=(finished - self._started_at).total_seconds(),
-            simulated=any(a.simulated for a in attempts),
+            trace_id=self._trace_id,
+            simulated=any(a.simulated for a in attempts)
+            or (self.planning is not None and self.planning.simulated),
+            planning=self.planning,
+            api_errors=dict(sorted((_errors_seen(self._client) - self._errors_before).items())),
             nodes=nodes,
         )
 
@@ -373,6 +413,12 @@ def _interrupted(attempt: Attempt) -> Attempt:
             "cost_unknown": True,
         }
     )
+
+
+def _errors_seen(client: ModelClient) -> Counter[str]:
+    """The client's tally of failed API calls by error type, if it keeps one."""
+    seen = getattr(client, "errors_seen", None)
+    return Counter(seen) if isinstance(seen, Mapping) else Counter()
 
 
 def _new_run_id() -> str:

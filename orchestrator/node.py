@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from orchestrator.citations import PassageLookup
 from orchestrator.plan import Task
 from orchestrator.verify import Verifier, verifiers_from_specs
 
@@ -58,11 +59,19 @@ class Node:
         return self.prompt(arguments)
 
 
-def node_from_task(task: Task, output_type: type[BaseModel] | None = None) -> Node:
-    """Make an LLM node from a planned task, with its verifier chain from the specs."""
+def node_from_task(
+    task: Task,
+    output_type: type[BaseModel] | None = None,
+    *,
+    passages: PassageLookup | None = None,
+) -> Node:
+    """Make an LLM node from a planned task, with its verifier chain from the specs.
+
+    ``passages`` is the corpus that ``citations`` verifier specs check against.
+    """
     return Node(
         task=task,
-        verifiers=tuple(verifiers_from_specs(task, output_type)),
+        verifiers=tuple(verifiers_from_specs(task, output_type, passages=passages)),
         output_type=output_type,
         arguments={dep: dep for dep in task.depends_on},
     )

@@ -18,6 +18,7 @@ from orchestrator.capabilities import CAPABILITY_DIMENSIONS, Needs
 from orchestrator.exceptions import PlanProblem, PlanValidationError
 
 __all__ = [
+    "CitationsSpec",
     "JudgeSpec",
     "NonEmptySpec",
     "Plan",
@@ -65,8 +66,21 @@ class JudgeSpec(BaseModel):
     """The tier the judge runs on; ``None`` means one tier above the attempt's."""
 
 
+class CitationsSpec(BaseModel):
+    """Every cited passage ``[path#n]`` exists in the run's corpus and every quote is in it.
+
+    Checked against the passages the engine was given (``Engine(passages=corpus)``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["citations"] = "citations"
+    min_citations: int = Field(default=1, ge=0)
+    """Fewest distinct passages the answer must cite."""
+
+
 VerifierSpec = Annotated[
-    NonEmptySpec | SchemaSpec | RequiredSectionsSpec | JudgeSpec, Field(discriminator="kind")
+    NonEmptySpec | SchemaSpec | RequiredSectionsSpec | JudgeSpec | CitationsSpec,
+    Field(discriminator="kind"),
 ]
 """A verifier described as data, so that plans written as JSON can carry it."""
 

@@ -131,6 +131,31 @@ class RunStatus(StrEnum):
     BUDGET_EXHAUSTED = "budget_exhausted"
 
 
+class PlanningRecord(BaseModel):
+    """What planning the run cost, when a model planned it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tier: str
+    """The tier that planned."""
+    model: str
+    """Its model id."""
+    rounds: int
+    """Model calls made: 1 + repair rounds."""
+    input_tokens: int = 0
+    """Input tokens of every round (cache reads and writes included)."""
+    output_tokens: int = 0
+    """Output tokens of every round."""
+    cost_usd: float = 0.0
+    """What every round cost."""
+    wasted_cost_usd: float = 0.0
+    """What rounds whose plan was rejected cost."""
+    problems: list[list[str]] = Field(default_factory=list)
+    """The problems of each rejected round, in order."""
+    simulated: bool = False
+    """True when the planner's answers came from a simulator."""
+
+
 class RunResult(BaseModel):
     """Everything a run produced."""
 
@@ -162,6 +187,12 @@ class RunResult(BaseModel):
     """OpenTelemetry trace id (32 hex chars), ``None`` when tracing is off."""
     simulated: bool = False
     """True when any answer came from a simulator or test double rather than a real model."""
+    planning: PlanningRecord | None = None
+    """Planning's rounds and cost (included in ``cost_usd``), when a model planned."""
+    api_errors: dict[str, int] = Field(default_factory=dict)
+    """Failed API calls during the run by error type (``rate_limit_error`` counts 429s),
+    retried ones included; from the model client's ``errors_seen`` tally, so a client shared
+    by runs executing at the same time counts theirs too."""
     nodes: list[NodeResult] = Field(default_factory=list)
     """Every node, in plan order."""
 

@@ -1,11 +1,18 @@
 """Run a DAG of async jobs: each starts the moment its last dependency succeeds.
 
 There are no level-by-level barriers: a node's dependents are released as soon as it
-succeeds, and the task for a node is only created once it is ready and a concurrency slot
-is free (ready nodes beyond the limit wait in a FIFO queue, not as parked tasks), which keeps
-the per-node cost low on wide graphs. A node that fails marks its transitive dependents
-skipped; the rest of the graph goes on. This module knows nothing about models: it runs
-``run_node(node_id) -> succeeded?`` callbacks.
+succeeds. A failed node marks its transitive dependents skipped; the rest of the graph goes
+on. This module knows nothing about models: it runs ``run_node(node_id) -> succeeded?``
+callbacks.
+
+Ready nodes wait in a FIFO queue served by a pool of worker tasks that grows on demand, up
+to the concurrency limit: a worker that takes a node while more are queued starts one more
+worker (at most one is ever pending), then runs its node, and then takes the next queued
+node instead of ending. Nodes that finish without waiting on anything are so run back to
+back by one task, while nodes that wait (model calls) get a worker each, up to the limit, a
+few event-loop turns later. The cost per node is a queue operation, not a task: per-node
+overhead stays flat from 100 to 100,000 nodes, and "at most N at once" holds by
+construction.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from anyio.abc import TaskGroup
 __all__ = ["Scheduler"]
 
 N = TypeVar("N", bound=Hashable)
+
+_CHECKPOINT_EVERY = 64
+"""A worker running nodes back to back yields to the event loop after this many."""
 
 
 def _always() -> bool:
@@ -59,10 +69,12 @@ class Scheduler(Generic[N]):
         self._run_node = run_node
         self._limit = max_concurrency if max_concurrency is not None else len(graph) + 1
         self._may_launch = may_launch
-        self._successors = {node: list(graph.successors(node)) for node in graph}
+        self._successors = graph.succ
         self._waiting_on = dict(graph.in_degree())
         self._queue: deque[N] = deque()
         self._running = 0
+        self._workers = 0
+        self._spawn_pending = False
         self._task_group: TaskGroup | None = None
         self.finished: dict[N, bool] = {}
         """Nodes that ran, with whether they succeeded."""
@@ -79,38 +91,51 @@ class Scheduler(Generic[N]):
         """Run every node that can run; returns when nothing more can start."""
         async with anyio.create_task_group() as task_group:
             self._task_group = task_group
-            for node, waiting in self._waiting_on.items():
-                if waiting == 0 and node not in self.finished:
-                    self._ready(node)
+            finished = self.finished
+            self._queue.extend(
+                node
+                for node, waiting in self._waiting_on.items()
+                if waiting == 0 and node not in finished
+            )
+            self._spawn()
 
-    def _ready(self, node: N) -> None:
-        if self._running < self._limit:
-            self._start(node)
-        else:
-            self._queue.append(node)
+    def _spawn(self) -> None:
+        """Start one more worker if nodes are queued, none is pending and the limit allows."""
+        if self._queue and not self._spawn_pending and self._workers < self._limit:
+            assert self._task_group is not None
+            self._workers += 1
+            self._spawn_pending = True
+            self._task_group.start_soon(self._worker)
 
-    def _start(self, node: N) -> None:
-        if not self._may_launch():
-            self._queue.clear()
-            return
-        assert self._task_group is not None
-        self._running += 1
-        self.peak_running = max(self.peak_running, self._running)
-        self._task_group.start_soon(self._run_one, node)
-
-    async def _run_one(self, node: N) -> None:
+    async def _worker(self) -> None:
+        self._spawn_pending = False
+        queue, successors, waiting_on = self._queue, self._successors, self._waiting_on
+        streak = 0
         try:
-            succeeded = await self._run_node(node)
+            while queue:
+                node = queue.popleft()
+                if not self._may_launch():
+                    queue.clear()
+                    return
+                self._spawn()
+                self._running += 1
+                self.peak_running = max(self.peak_running, self._running)
+                try:
+                    succeeded = await self._run_node(node)
+                finally:
+                    self._running -= 1
+                self.finished[node] = succeeded
+                if succeeded:
+                    for dependent in successors[node]:
+                        waiting_on[dependent] -= 1
+                        if waiting_on[dependent] == 0:
+                            queue.append(dependent)
+                else:
+                    for dependent in nx.descendants(self._graph, node):
+                        self.skipped.setdefault(dependent, node)
+                streak += 1
+                if streak == _CHECKPOINT_EVERY and queue:
+                    streak = 0
+                    await anyio.lowlevel.checkpoint()
         finally:
-            self._running -= 1
-        self.finished[node] = succeeded
-        if succeeded:
-            for dependent in self._successors[node]:
-                self._waiting_on[dependent] -= 1
-                if self._waiting_on[dependent] == 0:
-                    self._ready(dependent)
-        else:
-            for dependent in nx.descendants(self._graph, node):
-                self.skipped.setdefault(dependent, node)
-        while self._queue and self._running < self._limit:
-            self._start(self._queue.popleft())
+            self._workers -= 1

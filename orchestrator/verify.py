@@ -21,7 +21,16 @@ from typing import Any, Protocol, runtime_checkable
 import jsonschema
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from orchestrator.plan import JudgeSpec, NonEmptySpec, RequiredSectionsSpec, SchemaSpec, Task
+from orchestrator.citations import Citations, PassageLookup
+from orchestrator.exceptions import UserError
+from orchestrator.plan import (
+    CitationsSpec,
+    JudgeSpec,
+    NonEmptySpec,
+    RequiredSectionsSpec,
+    SchemaSpec,
+    Task,
+)
 from orchestrator.results import Verdict
 
 __all__ = [
@@ -269,11 +278,19 @@ class LLMJudge:
         )
 
 
-def verifiers_from_specs(task: Task, output_type: type[BaseModel] | None = None) -> list[Verifier]:
+def verifiers_from_specs(
+    task: Task,
+    output_type: type[BaseModel] | None = None,
+    *,
+    passages: PassageLookup | None = None,
+) -> list[Verifier]:
     """Build the verifier chain of a task: schema check first, then its specs in order.
 
     A task with an output schema (or ``output_type``) is always schema-checked first; every
     task without explicit specs gets :class:`NonEmpty`.
+
+    Raises:
+        UserError: If the task asks for citation checks and no ``passages`` are given.
     """
     chain: list[Verifier] = []
     if output_type is not None or task.output_schema is not None:
@@ -289,4 +306,11 @@ def verifiers_from_specs(task: Task, output_type: type[BaseModel] | None = None)
                 chain.append(RequiredSections(sections))
             case JudgeSpec(criteria=criteria, tier=tier):
                 chain.append(LLMJudge(criteria, tier=tier))
+            case CitationsSpec(min_citations=least):
+                if passages is None:
+                    raise UserError(
+                        f"task {task.id!r} asks for citation checks, but the engine has no "
+                        "corpus to check them against: pass Engine(passages=corpus)"
+                    )
+                chain.append(Citations(passages, min_citations=least))
     return chain

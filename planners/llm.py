@@ -21,6 +21,7 @@ from orchestrator.exceptions import PlanProblem, PlanValidationError
 from orchestrator.models.base import Message, ModelClient, ModelRequest
 from orchestrator.plan import NonEmptySpec, Plan, RequiredSectionsSpec, Task, VerifierSpec
 from orchestrator.pricing import Usage
+from orchestrator.results import PlanningRecord
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tool import Tool
 
@@ -72,14 +73,28 @@ class PlanningReport:
         rounds: Model calls made (1 + repairs).
         usage: Tokens of every call.
         cost_usd: Their cost.
+        wasted_cost_usd: The cost of rounds whose plan was rejected.
         problems: The problems of each rejected round, in order.
+        simulated: Whether any answer came from a simulator.
     """
 
     tier: str
+    model: str = ""
     rounds: int = 0
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
+    wasted_cost_usd: float = 0.0
     problems: list[list[str]] = field(default_factory=list)
+    simulated: bool = False
+
+    def record(self) -> PlanningRecord:
+        """The report as the run result carries it."""
+        return PlanningRecord(
+            tier=self.tier, model=self.model, rounds=self.rounds,
+            input_tokens=self.usage.prompt_tokens, output_tokens=self.usage.output_tokens,
+            cost_usd=self.cost_usd, wasted_cost_usd=self.wasted_cost_usd,
+            problems=[list(p) for p in self.problems], simulated=self.simulated,
+        )  # fmt: skip
 
 
 class LLMPlanner:
@@ -121,7 +136,7 @@ class LLMPlanner:
         Raises:
             PlanValidationError: If no round produced a valid plan (last round's problems).
         """
-        report = PlanningReport(tier=self.tier.name)
+        report = PlanningReport(tier=self.tier.name, model=self.tier.model)
         self.last_report = report
         messages = [Message(role="user", content=_goal_message(goal, context))]
         problems: list[PlanProblem] = []
@@ -131,9 +146,11 @@ class LLMPlanner:
             report.rounds += 1
             report.usage = report.usage + meter.usage
             report.cost_usd += meter.cost_usd
+            report.simulated = report.simulated or response.simulated
             plan, problems = self._check(goal, response.data)
             if plan is not None:
                 return plan
+            report.wasted_cost_usd += meter.cost_usd
             report.problems.append([str(p) for p in problems])
             messages += [
                 Message(role="assistant", content=response.text or "(empty answer)"),

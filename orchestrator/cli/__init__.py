@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from orchestrator.cli.commands import (
+    cmd_plan,
     cmd_resume,
     cmd_run,
     cmd_runs,
@@ -19,6 +21,7 @@ from orchestrator.cli.commands import (
     cmd_tiers,
     cmd_validate,
 )
+from orchestrator.cli.otel import add_flags as _telemetry_flags
 from orchestrator.exceptions import UserError
 
 __all__ = ["main"]
@@ -33,15 +36,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run a plan")
-    run.add_argument("goal", nargs="?", help="the goal (the plan file's goal if omitted)")
-    run.add_argument("--plan", metavar="FILE", required=True, help="plan file (JSON or YAML)")
+    run = commands.add_parser(
+        "run",
+        help="research a goal (plan, then run), or run a plan file",
+        description="Research GOAL over a corpus: a planner splits it into sub-questions, "
+        "each runs on the cheapest adequate tier, a synthesis writes a cited report. With "
+        "--plan FILE, run that plan instead (GOAL then overrides its goal).",
+    )
+    run.add_argument("goal", nargs="?", help="the goal to research")
+    run.add_argument("--plan", metavar="FILE", help="run this plan file (JSON or YAML)")
     _execution_flags(run)
+    _planning_flags(run)
     run.set_defaults(handler=cmd_run)
+
+    _add_plan_command(commands)
 
     resume = commands.add_parser("resume", help="continue a run that did not finish")
     resume.add_argument("run_id", metavar="RUN_ID")
     _execution_flags(resume)
+    resume.add_argument("--corpus", metavar="DIR", help="the corpus the run used (research runs)")
     resume.set_defaults(handler=cmd_resume)
 
     runs = commands.add_parser("runs", help="list recorded runs, newest first")
@@ -54,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("run_id", metavar="RUN_ID")
     show.add_argument("--json", action="store_true", help="the same JSON as run --json")
     show.add_argument("--out", metavar="DIR", help="write result.json and output.md here")
+    show.add_argument("--timeline", metavar="FILE", help="write a timeline page (.html)")
     show.add_argument("--home", metavar="DIR", help="data directory (default $ORCHESTRATOR_HOME)")
     show.set_defaults(handler=cmd_show)
 
@@ -89,6 +103,28 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", metavar="DIR", help="data directory (default $ORCHESTRATOR_HOME)")
     parser.add_argument("--seed", type=int, default=0, help="simulator seed (offline)")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="simulator faults (offline)")
+    _telemetry_flags(parser)
+
+
+def _add_plan_command(commands: Any) -> None:
+    plan = commands.add_parser("plan", help="plan a goal and print the plan; run nothing")
+    plan.add_argument("goal", help="the goal to plan")
+    plan.add_argument("--format", choices=("tree", "mermaid", "json"), default="tree")
+    plan.add_argument("--offline", action="store_true", help="plan with the local simulator")
+    plan.add_argument("--tiers", metavar="FILE", help="tiers file (TOML) over the default ladder")
+    plan.add_argument("--seed", type=int, default=0, help="simulator seed (offline)")
+    plan.add_argument("--fault-rate", type=float, default=0.0, help="simulator faults (offline)")
+    plan.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    _planning_flags(plan)
+    plan.set_defaults(handler=cmd_plan)
+
+
+def _planning_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--corpus", metavar="DIR", help="documents to research (default: CPython's own docs)"
+    )
+    parser.add_argument("--planner-tier", metavar="TIER", help="tier to plan on")
+    parser.add_argument("--judge", action="store_true", help="an LLM judge checks every answer")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,20 +15,33 @@ from typing import Any
 import anyio
 
 from orchestrator.budget import Meter
-from orchestrator.cli.render import ProgressPrinter, render_ladder, render_summary
+from orchestrator.cli.otel import session
+from orchestrator.cli.render import (
+    LiveProgress,
+    ProgressPrinter,
+    render_ladder,
+    render_mermaid,
+    render_summary,
+    render_tree,
+)
 from orchestrator.engine import Engine, Run, RunConfig
 from orchestrator.events import Listener
-from orchestrator.exceptions import UserError
+from orchestrator.exceptions import PlanValidationError, UserError
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.models.base import ModelRequest, ModelResponse
 from orchestrator.node import render_value
 from orchestrator.plan import Plan
+from orchestrator.research import ResearchAgent, render_report
 from orchestrator.results import RunResult, RunStatus
 from orchestrator.store import RunSummary, SQLiteStore, StoredRun, StoreListener
+from orchestrator.telemetry import write_timeline
 from orchestrator.tiers import TierLadder, load_ladder
+from planners.llm import PlanningReport
 from planners.static import load_plan_file
+from tools.corpus import Corpus, corpus_tools
 
 __all__ = [
+    "cmd_plan",
     "cmd_resume",
     "cmd_run",
     "cmd_runs",
@@ -70,17 +84,48 @@ def cmd_tiers(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run a plan file, online or against the local simulator, recording it in the store."""
+    """Run a goal (research mode: plan, then execute) or a plan file; record it in the store."""
     ladder = load_ladder(args.tiers)
-    plan = load_plan_file(args.plan)
-    if args.goal:
-        plan = plan.model_copy(update={"goal": args.goal})
+    plan = None
+    if args.plan:
+        plan = load_plan_file(args.plan)
+        if args.goal:
+            plan = plan.model_copy(update={"goal": args.goal})
+    elif not args.goal:
+        raise UserError("give a GOAL to research, or --plan FILE to run a plan file")
     if not args.offline and not _has_key(ladder):
         raise UserError(NO_KEY_HELP)
     config = _run_config(args)
-    result = anyio.run(_run, args, plan, ladder, config, None)
-    _report(args, result)
-    return 0 if result.status is RunStatus.SUCCEEDED else 1
+    with session(args):  # logs, spans and metrics; flushed on the way out
+        outcome = anyio.run(_run, args, plan, ladder, config, None)
+    if outcome is None:
+        return 1
+    _report(args, *outcome)
+    return 0 if outcome[0].status is RunStatus.SUCCEEDED else 1
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Plan a goal and print the plan (tree, mermaid or JSON); nothing is executed."""
+    ladder = load_ladder(args.tiers)
+    if not args.offline and not _has_key(ladder):
+        raise UserError(NO_KEY_HELP)
+    planned = anyio.run(_plan_only, args, ladder)
+    if planned is None:
+        return 1
+    plan, report = planned
+    if args.format == "json":
+        print(plan.model_dump_json(indent=2))
+    elif args.format == "mermaid":
+        print(render_mermaid(plan))
+    else:
+        print(render_tree(plan))
+    if report is not None and args.format != "json":
+        print(
+            f"\nplanned on {report.tier} in {report.rounds} round(s), ${report.cost_usd:.4f}"
+            + (" (SIMULATED planner: local simulator, not a model)" if report.simulated else ""),
+            file=sys.stderr,
+        )
+    return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -90,9 +135,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise UserError(NO_KEY_HELP)
     stored = anyio.run(_load_stored, store_path(args), args.run_id)
     config = _run_config(args)
-    result = anyio.run(_run, args, stored.plan, ladder, config, stored)
-    _report(args, result)
-    return 0 if result.status is RunStatus.SUCCEEDED else 1
+    with session(args):
+        outcome = anyio.run(_run, args, stored.plan, ladder, config, stored)
+    if outcome is None:
+        return 1
+    _report(args, *outcome)
+    return 0 if outcome[0].status is RunStatus.SUCCEEDED else 1
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -114,8 +162,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     stored = anyio.run(_load_stored, store_path(args), args.run_id)
     result = stored.result
     if result is None:  # the process died: show what the store knows
-        result = Engine(_NoClient()).prepare(stored.plan, resume=stored).snapshot()
-    _report(args, result)
+        engine = Engine(_NoClient(), passages=_AnyPassages())
+        result = engine.prepare(stored.plan, resume=stored).snapshot()
+    _report(args, result, None)
+    if args.timeline:
+        try:
+            path = write_timeline(result, args.timeline)
+        except (ValueError, OSError) as exc:
+            raise UserError(str(exc)) from None
+        print(f"timeline written to {path}", file=sys.stderr)
     return 0
 
 
@@ -143,6 +198,13 @@ async def _list_runs(path: Path, limit: int) -> list[RunSummary]:
         await store.aclose()
 
 
+class _AnyPassages:
+    """Lets a stored plan with citation checks be shown without loading its corpus."""
+
+    def passage_text(self, passage_id: str) -> str | None:
+        return None  # pragma: no cover  (showing never verifies)
+
+
 class _NoClient:
     async def complete(self, request: ModelRequest, meter: Meter) -> ModelResponse:
         raise AssertionError("showing a run never calls a model")  # pragma: no cover
@@ -162,26 +224,102 @@ def _has_key(ladder: TierLadder) -> bool:
 
 async def _run(
     args: argparse.Namespace,
-    plan: Plan,
+    plan: Plan | None,
     ladder: TierLadder,
     config: RunConfig,
     resume: StoredRun | None,
-) -> RunResult:
+) -> tuple[RunResult, Corpus | None] | None:
+    """Plan (when ``plan`` is None: research mode) and execute; None if planning failed."""
     store = await SQLiteStore.open(store_path(args))
     try:
-        async with _endpoint(args, ladder) as (client, run_ladder):
+        async with _endpoint(args, ladder) as (client, run_ladder), _progress(args) as progress:
             listeners: list[Listener] = [StoreListener(store)]
-            if not args.json:
-                listeners.append(ProgressPrinter())
-            engine = Engine(client, run_ladder, listeners=listeners, config=config)
-            run = engine.prepare(plan, resume=resume)
+            if progress is not None:
+                listeners.append(progress)
+            corpus = None
+            if plan is None or _uses_corpus(plan):
+                corpus = await _load_corpus(args)
+            if plan is None:
+                assert corpus is not None
+                agent = ResearchAgent(
+                    client, corpus, run_ladder, config=config, listeners=listeners,
+                    planner_tier=args.planner_tier, judge=args.judge,
+                )  # fmt: skip
+                _note(args, f"planning: {args.goal}")
+                try:
+                    plan = await agent.plan(args.goal)
+                except PlanValidationError as exc:
+                    print(f"orchestrator: planning failed: {exc}", file=sys.stderr)
+                    return None
+                run = agent.prepare(plan)
+            else:
+                tools = corpus_tools(corpus) if corpus is not None else []
+                engine = Engine(
+                    client, run_ladder, listeners=listeners, config=config, tools=tools,
+                    passages=corpus,
+                )  # fmt: skip
+                run = engine.prepare(plan, resume=resume)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_cancel_on_sigint, run)
                 result = await run.execute()
                 tg.cancel_scope.cancel()
-            return result
+            return result, corpus
     finally:
         await store.aclose()
+
+
+async def _plan_only(
+    args: argparse.Namespace, ladder: TierLadder
+) -> tuple[Plan, PlanningReport | None] | None:
+    async with _endpoint(args, ladder) as (client, run_ladder):
+        corpus = await _load_corpus(args)
+        agent = ResearchAgent(
+            client, corpus, run_ladder, planner_tier=args.planner_tier, judge=args.judge
+        )
+        try:
+            plan = await agent.plan(args.goal)
+        except PlanValidationError as exc:
+            print(f"orchestrator: planning failed: {exc}", file=sys.stderr)
+            return None
+        return plan, agent.last_planning
+
+
+def _uses_corpus(plan: Plan) -> bool:
+    names = {"search_corpus", "read_passage"}
+    return any(
+        names & set(task.tools) or any(spec.kind == "citations" for spec in task.verify)
+        for task in plan.tasks
+    )
+
+
+async def _load_corpus(args: argparse.Namespace) -> Corpus:
+    if args.corpus:
+        root = Path(args.corpus)
+        if not await anyio.Path(root).is_dir():
+            raise UserError(f"--corpus {args.corpus}: not a directory")
+        corpus = await Corpus.load(root)
+    else:
+        corpus = await Corpus.load_default()
+    if len(corpus) == 0:
+        raise UserError(f"--corpus {args.corpus}: no readable .md, .txt, .html or .pdf files")
+    _note(args, f"corpus: {corpus.name}, {len(corpus)} passages")
+    return corpus
+
+
+def _note(args: argparse.Namespace, text: str) -> None:
+    if not args.json:
+        print(text, file=sys.stderr, flush=True)
+
+
+@asynccontextmanager
+async def _progress(args: argparse.Namespace) -> AsyncIterator[Listener | None]:
+    if args.json:
+        yield None
+    elif sys.stderr.isatty():
+        with LiveProgress() as live:
+            yield live
+    else:
+        yield ProgressPrinter()
 
 
 @asynccontextmanager
@@ -212,21 +350,35 @@ async def _cancel_on_sigint(run: Run) -> None:
             return
 
 
-def _report(args: argparse.Namespace, result: RunResult) -> None:
+def _report(args: argparse.Namespace, result: RunResult, corpus: Corpus | None) -> None:
     document = result.model_dump(mode="json")
+    report = render_report(result, corpus) if corpus is not None else None
     if args.out:
-        _write_outputs(Path(args.out), document, result)
+        _write_outputs(Path(args.out), document, result, report)
     if args.json:
         print(json.dumps(document, indent=2))
+    elif report is not None:
+        print(report)
+        print(render_summary(result, show_output=False))
     else:
         print(render_summary(result))
 
 
-def _write_outputs(out: Path, document: dict[str, Any], result: RunResult) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
-    if result.output is not None:
-        (out / "output.md").write_text(render_value(result.output) + "\n", encoding="utf-8")
+def _write_outputs(
+    out: Path, document: dict[str, Any], result: RunResult, report: str | None
+) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "result.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
+        if report is not None:
+            (out / "report.md").write_text(report, encoding="utf-8")
+        elif result.output is not None:
+            (out / "output.md").write_text(render_value(result.output) + "\n", encoding="utf-8")
+    except OSError as exc:  # the run is stored already: say where it is
+        raise UserError(
+            f"--out {out}: cannot write ({exc.strerror}); the run is stored: "
+            f"`orchestrator show {result.run_id} --out DIR`"
+        ) from None
 
 
 def cmd_sim_serve(args: argparse.Namespace) -> int:

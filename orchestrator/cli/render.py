@@ -1,17 +1,43 @@
-"""Plain-text rendering of progress and results for the command line."""
+"""Rendering of progress and results for the command line.
+
+Progress goes to stderr (stdout carries the report, or the one JSON document of
+``--json``): a live table on a terminal (:class:`LiveProgress`), one plain line per event
+otherwise (:class:`ProgressPrinter`, for logs and CI).
+"""
 
 from __future__ import annotations
 
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TextIO
 
-from orchestrator.events import AttemptFinished, AttemptStarted, Event, NodeFinished
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from orchestrator.events import (
+    AttemptFinished,
+    AttemptStarted,
+    Event,
+    NodeFinished,
+    NodeStarted,
+    RunStarted,
+)
 from orchestrator.node import render_value
+from orchestrator.plan import Plan, Task
 from orchestrator.results import NodeStatus, RunResult
 from orchestrator.tiers import TierLadder
 
-__all__ = ["ProgressPrinter", "render_ladder", "render_summary"]
+__all__ = [
+    "LiveProgress",
+    "ProgressPrinter",
+    "render_ladder",
+    "render_mermaid",
+    "render_summary",
+    "render_tree",
+]
 
 SIMULATED_NOTE = (
     "SIMULATED: these answers came from the local Messages-API simulator (orchestrator.sim), "
@@ -45,14 +71,110 @@ class ProgressPrinter:
         print(text, file=self.stream, flush=True)
 
 
-def render_summary(result: RunResult) -> str:
-    """A human summary: status, cost, a table of nodes, escalations and the output."""
+@dataclass
+class _Row:
+    state: str = "waiting"
+    tiers: list[str] = field(default_factory=list)
+    cost_usd: float = 0.0
+    note: str = ""
+
+
+_STATE_STYLE = {
+    "waiting": "dim",
+    "running": "cyan",
+    "succeeded": "green",
+    "failed": "red",
+    "skipped": "yellow",
+    "not_run": "yellow",
+}
+
+
+class LiveProgress:
+    """A table of every node (state, tiers tried, attempts, cost) updating in place.
+
+    Use as a context manager around the run and pass it as an event listener.
+    """
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.rows: dict[str, _Row] = {}
+        self._live = Live(
+            get_renderable=self._table, console=self.console, refresh_per_second=8, transient=False
+        )
+
+    def __enter__(self) -> LiveProgress:
+        self._live.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._live.stop()
+
+    def __call__(self, event: Event) -> None:
+        """Update the row of the node the event is about."""
+        match event:
+            case RunStarted(plan=plan):
+                for task in plan.tasks:
+                    self.rows.setdefault(task.id, _Row())
+            case NodeStarted(node_id=node_id):
+                self._row(node_id).state = "running"
+            case AttemptStarted(node_id=node_id, attempt=attempt):
+                row = self._row(node_id)
+                row.tiers.append(attempt.tier)
+                row.note = ""
+            case AttemptFinished(node_id=node_id, attempt=attempt):
+                row = self._row(node_id)
+                row.cost_usd += attempt.cost_usd
+                if not attempt.passed:
+                    why = attempt.error or (attempt.verdict.reason if attempt.verdict else "")
+                    row.note = f"rejected: {why}"
+            case NodeFinished(result=result):
+                row = self._row(result.id)
+                row.state = result.status.value
+                row.cost_usd = result.cost_usd
+                row.note = "" if result.status is NodeStatus.SUCCEEDED else (result.reason or "")
+            case _:
+                pass
+
+    def _row(self, node_id: str) -> _Row:
+        return self.rows.setdefault(node_id, _Row())
+
+    def _table(self) -> Table:
+        table = Table(box=None, pad_edge=False, show_edge=False)
+        for column in ("node", "state", "tiers", "attempts", "cost", "note"):
+            table.add_column(column, justify="right" if column in ("attempts", "cost") else "left")
+        total = 0.0
+        for node_id, row in self.rows.items():
+            total += row.cost_usd
+            state = f"[{_STATE_STYLE.get(row.state, '')}]{row.state}[/]"
+            table.add_row(
+                node_id, state, " -> ".join(row.tiers) or "-", str(len(row.tiers)),
+                f"${row.cost_usd:.4f}", row.note[:70],
+            )  # fmt: skip
+        done = sum(row.state not in ("waiting", "running") for row in self.rows.values())
+        table.caption = f"{done}/{len(self.rows)} nodes done, ${total:.4f} spent"
+        return table
+
+
+def render_summary(result: RunResult, *, show_output: bool = True) -> str:
+    """A human summary: status, cost, a table of nodes, escalations and (optionally) output."""
     lines = [
         f"Run {result.run_id}: {result.status.value} in {result.wall_s:.2f}s, "
         f"cost ${result.cost_usd:.4f} (wasted ${result.wasted_cost_usd:.4f})",
     ]
     if result.simulated:
         lines.append(SIMULATED_NOTE)
+    if result.planning is not None:
+        planning = result.planning
+        lines.append(
+            f"planning: {planning.rounds} round(s) on {planning.tier}, "
+            f"${planning.cost_usd:.4f}"
+            + (f" ({len(planning.problems)} plan(s) rejected)" if planning.problems else "")
+        )
     width = max([len(n.id) for n in result.nodes] + [4])
     lines.append(f"{'node':<{width}}  {'status':<10} {'tiers':<22} {'cost':>9}  reason")
     for node in result.nodes:
@@ -66,7 +188,11 @@ def render_summary(result: RunResult) -> str:
     finished_on = Counter(n.final_tier for n in result.nodes if n.status is NodeStatus.SUCCEEDED)
     used = ", ".join(f"{tier} {count}" for tier, count in finished_on.items()) or "none"
     lines.append(f"escalations: {escalations}; nodes finished per tier: {used}")
-    if result.output is not None:
+    if result.api_errors:
+        errors = ", ".join(f"{kind} {count}" for kind, count in result.api_errors.items())
+        rate_limited = result.api_errors.get("rate_limit_error", 0)
+        lines.append(f"API errors (retried or failed): {errors}; 429s: {rate_limited}")
+    if show_output and result.output is not None:
         lines += ["", render_value(result.output)]
     return "\n".join(lines)
 
@@ -84,3 +210,57 @@ def render_ladder(ladder: TierLadder) -> str:
             f"{tier.name:<10} {tier.model:<22} {price:<15} {caps:<40} {tier.max_concurrency}"
         )
     return "\n".join(lines)
+
+
+def _needs_text(task: Task) -> str:
+    levels = {k: v for k, v in task.needs.model_dump().items() if v}
+    return " ".join(f"{k}={v}" for k, v in levels.items()) or "no special needs"
+
+
+def render_tree(plan: Plan) -> str:
+    """The plan as an indented tree: roots first, each task under what it depends on.
+
+    A task with several dependencies appears under each; after the first time its subtree
+    is abbreviated with ``(see above)``.
+    """
+    tasks = {task.id: task for task in plan.tasks}
+    children: dict[str, list[str]] = {task.id: [] for task in plan.tasks}
+    for task in plan.tasks:
+        for dep in task.depends_on:
+            children[dep].append(task.id)
+    lines = [f"Plan: {plan.goal}"]
+    shown: set[str] = set()
+
+    def walk(task_id: str, depth: int) -> None:
+        task = tasks[task_id]
+        tools = f" tools: {', '.join(task.tools)}" if task.tools else ""
+        first = task.instruction.splitlines()[0] if task.instruction else ""
+        prefix = "  " * depth + "- "
+        if task_id in shown:
+            lines.append(f"{prefix}{task_id} (see above)")
+            return
+        shown.add(task_id)
+        lines.append(f"{prefix}{task_id} [{_needs_text(task)}]{tools}: {first[:90]}")
+        for child in children[task_id]:
+            walk(child, depth + 1)
+
+    for task in plan.tasks:
+        if not task.depends_on:
+            walk(task.id, 0)
+    return "\n".join(lines)
+
+
+def render_mermaid(plan: Plan) -> str:
+    """The plan as a Mermaid flowchart (paste into any Markdown that renders Mermaid)."""
+    lines = ["flowchart TD"]
+    for task in plan.tasks:
+        label = f"{task.id}<br/>{_needs_text(task)}".replace('"', "'")
+        lines.append(f'    {_mermaid_id(task.id)}["{label}"]')
+    for task in plan.tasks:
+        for dep in task.depends_on:
+            lines.append(f"    {_mermaid_id(dep)} --> {_mermaid_id(task.id)}")
+    return "\n".join(lines)
+
+
+def _mermaid_id(task_id: str) -> str:
+    return "t_" + "".join(ch if ch.isalnum() else "_" for ch in task_id)

@@ -36,6 +36,7 @@ from orchestrator.models.base import ModelRequest, ModelResponse
 from orchestrator.models.ratelimit import RateLimiter
 from orchestrator.models.retry import RetryPolicy, parse_retry_after
 from orchestrator.pricing import Usage
+from orchestrator.telemetry.tracing import current_telemetry
 from orchestrator.tiers import Tier
 from orchestrator.tool import Tool
 
@@ -195,10 +196,23 @@ class AnthropicClient:
         retry = 0
         while True:
             await limiter.acquire(prompt_tokens // 4)  # ~4 bytes a token: the limit's estimate
+            span = current_telemetry().model_call(
+                tier=request.tier.name,
+                model=call["model"],
+                purpose=request.purpose,
+                task_id=request.task_id,
+                max_tokens=call["max_tokens"],
+            )
             try:
                 async with meter.call(prompt_tokens, call["max_tokens"]) as ticket:
                     message, simulated = await self._post(sdk, call)
-                    ticket.usage = _usage(message)
+                    ticket.usage = usage = _usage(message)
+                span.succeeded(
+                    response_id=message.id,
+                    response_model=message.model,
+                    usage=usage,
+                    simulated=simulated,
+                )
                 return message, simulated
             except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
                 error = _classify(exc, request.tier, key)
@@ -210,9 +224,20 @@ class AnthropicClient:
                 delay = self.retry.delay(retry, retry_after, self._rng)
                 elapsed = anyio.current_time() - started
                 if not error.retryable or not self.retry.allows(retry, elapsed, delay):
+                    span.failed(error.error_type, str(error), status_code=error.status_code)
                     raise error from None
+                span.failed(
+                    error.error_type,
+                    str(error),
+                    status_code=error.status_code,
+                    retry=retry,
+                    delay_s=delay,
+                )
                 self._notify(request.tier, retry, delay, error)
                 await anyio.sleep(delay)
+            except BaseException as exc:  # budget exhausted, cancelled: the span says so
+                span.failed(type(exc).__name__, str(exc))
+                raise
 
     async def _post(
         self, sdk: anthropic.AsyncAnthropic, call: dict[str, Any]
@@ -326,9 +351,11 @@ async def _run_tools(
     for block in message.content:
         if block.type != "tool_use":
             continue
-        content, is_error = await _run_tool(
-            tools.get(block.name), block.name, block.input, timeout_s
-        )
+        with current_telemetry().tool_call(block.name, block.id, block.input) as span:
+            content, is_error = await _run_tool(
+                tools.get(block.name), block.name, block.input, timeout_s
+            )
+            span.result(content, is_error=is_error)
         result: dict[str, Any] = {
             "type": "tool_result",
             "tool_use_id": block.id,

@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 from orchestrator.sim.config import SimConfig
 from orchestrator.sim.diffs import Anchor, citable, diff_anchors, misplace_one_citation
 from orchestrator.sim.judge import FlawRegistry, judge_answer
-from orchestrator.sim.plans import BROKEN_KINDS, plan_text
+from orchestrator.sim.plans import BROKEN_KINDS, catalogue_tools, plan_text
 from orchestrator.sim.prompts import (
     citation_ids,
     difficulty,
@@ -311,6 +311,7 @@ class DefaultBrain:
         goal = match.group(1).strip() if match else instruction(user)
         schema = request.output_schema or {}
         rng = seeded_random(self.config.seed, "plan", task_hash)
-        text = plan_text(schema, goal, FillContext(schema, key_terms(goal), rng), broken)
+        ctx = FillContext(schema, key_terms(goal), rng)
+        text = plan_text(schema, goal, ctx, broken, catalogue_tools(request.system))
         notes = {"broken_plan": broken}
         return BrainReply([_text_block(text)], "end_turn", "plan", task_hash, notes=notes)

@@ -5,24 +5,44 @@ sub-questions about the goal's key terms, a ``synthesis`` task depending on all 
 (with required sections), and a ``check`` task depending on the synthesis. Fields are set
 by name where the schema has them (``id``, ``instruction``, ``depends_on``,
 ``required_sections``, ``tools``, ``needs``, ``output_task``); anything else is filled from
-the schema. ``SimConfig.broken_plans`` makes the first N plan requests broken, in turn: a
-dependency cycle, an unknown dependency, then prose instead of JSON.
+the schema. When the system prompt carries a tool catalogue (a line mentioning *tools*
+followed by ``- name: description`` lines, as the planner's prompt does), the sub-questions
+get every listed tool and ``tool_use`` 1: research tasks search and read.
+``SimConfig.broken_plans`` makes the first N plan requests broken, in turn: a dependency
+cycle, an unknown dependency, then prose instead of JSON.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.sim.schema_fill import FillContext, fill, resolve
 
-__all__ = ["BROKEN_KINDS", "plan_text"]
+__all__ = ["BROKEN_KINDS", "catalogue_tools", "plan_text"]
 
 BROKEN_KINDS = ("cycle", "unknown_dependency", "prose")
 _INSTRUCTION_KEYS = ("instruction", "description", "prompt", "task")
 _DEPENDENCY_KEYS = ("depends_on", "dependencies", "deps")
 _SYNTHESIS_SECTIONS = ["Summary", "Findings", "Open questions"]
+_CATALOGUE_ITEM = re.compile(r"^\s*-\s+([A-Za-z_][\w-]*)\s*:")
+
+
+def catalogue_tools(system: str) -> list[str]:
+    """Tool names listed as ``- name: description`` after a line that mentions tools."""
+    names: list[str] = []
+    in_catalogue = False
+    for line in system.splitlines():
+        item = _CATALOGUE_ITEM.match(line)
+        if in_catalogue and item:
+            names.append(item.group(1))
+        elif "tool" in line.lower() and not item:
+            in_catalogue = True
+        elif in_catalogue and line.strip():
+            in_catalogue = False
+    return names
 
 
 def _tasks_property(schema: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
@@ -40,8 +60,8 @@ def _tasks_property(schema: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] 
 def _specs(goal: str, terms: list[str]) -> list[tuple[str, str, list[str], int]]:
     topics = [*terms, "background", "options", "risks"][:3]
     specs: list[tuple[str, str, list[str], int]] = [
-        (f"q{i}", f"Answer one sub-question of the goal: what matters about {topic}? "
-         f"Goal: {goal}", [], 1)
+        (f"q{i}", f"{topic.capitalize()}: {goal} Answer this sub-question from the "
+         f"sources, focusing on {topic}.", [], 1)
         for i, topic in enumerate(topics, start=1)
     ]  # fmt: skip
     ids = [spec[0] for spec in specs]
@@ -63,8 +83,14 @@ def _set_first(task: dict[str, Any], keys: tuple[str, ...], value: object) -> No
             return
 
 
-def _task(item: Mapping[str, Any], ctx: FillContext, spec: tuple[str, str, list[str], int]) -> Any:
+def _task(
+    item: Mapping[str, Any],
+    ctx: FillContext,
+    spec: tuple[str, str, list[str], int],
+    tools: list[str],
+) -> Any:
     task_id, instruction, depends_on, level = spec
+    tools = tools if not depends_on else []
     task = fill(item, ctx)
     if not isinstance(task, dict):
         return task
@@ -74,12 +100,13 @@ def _task(item: Mapping[str, Any], ctx: FillContext, spec: tuple[str, str, list[
     if "required_sections" in task:
         task["required_sections"] = _SYNTHESIS_SECTIONS if task_id == "synthesis" else []
     if "tools" in task:
-        task["tools"] = []
+        task["tools"] = list(tools)
     needs = task.get("needs")
     if isinstance(needs, dict):
+        wanted = {"reasoning": level, "tool_use": 1 if tools else 0}
         for key, value in needs.items():
             if isinstance(value, int) and not isinstance(value, bool):
-                needs[key] = level if key == "reasoning" else 0
+                needs[key] = wanted.get(key, 0)
     return task
 
 
@@ -92,7 +119,11 @@ def _break(tasks: list[Any], kind: str) -> None:
 
 
 def plan_text(
-    schema: Mapping[str, Any], goal: str, ctx: FillContext, broken: str | None = None
+    schema: Mapping[str, Any],
+    goal: str,
+    ctx: FillContext,
+    broken: str | None = None,
+    tools: list[str] | None = None,
 ) -> str:
     """Return the plan as the text of the answer (JSON unless ``broken == "prose"``)."""
     if broken == "prose":
@@ -105,7 +136,7 @@ def plan_text(
     if found is None or not isinstance(instance, dict):
         return json.dumps(instance)
     key, item = found
-    tasks = [_task(item, ctx, spec) for spec in _specs(goal, list(ctx.terms))]
+    tasks = [_task(item, ctx, spec, tools or []) for spec in _specs(goal, list(ctx.terms))]
     if broken is not None:
         _break(tasks, broken)
     instance[key] = tasks

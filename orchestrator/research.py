@@ -1,0 +1,171 @@
+"""The research-synthesis agent: a goal becomes a cited Markdown report.
+
+Goal -> :class:`~planners.llm.LLMPlanner` (with the corpus tools in its catalogue) -> a plan
+of independent sub-questions, a synthesis and a check -> each node on the cheapest adequate
+tier, researching with ``search_corpus`` / ``read_passage`` -> verification -> a report
+whose claims cite passages as ``[path#n]``, with a references section.
+
+What is verified (added to the planned tasks by :func:`research_checks`):
+
+* every task that may use the corpus tools, and every task downstream of one, must cite at
+  least one passage; every cited id must exist and every quote must be in its passage
+  (:class:`~orchestrator.citations.Citations`, checked against the corpus itself);
+* the planner's required sections must be present and no answer may be empty or a refusal;
+* optionally (``judge=True``) an LLM judge one tier above the attempt.
+
+A failing node escalates one tier up, as everywhere else in the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+from orchestrator.citations import cited_ids
+from orchestrator.engine import Engine, Run, RunConfig
+from orchestrator.events import Listener
+from orchestrator.models.base import ModelClient
+from orchestrator.node import render_value
+from orchestrator.plan import CitationsSpec, JudgeSpec, Plan, VerifierSpec
+from orchestrator.results import RunResult
+from orchestrator.tiers import TierLadder, default_ladder
+from planners.llm import LLMPlanner, PlanningReport
+from tools.corpus import Corpus, corpus_tools
+
+__all__ = ["RESEARCH_CONTEXT", "ResearchAgent", "render_report", "research_checks"]
+
+RESEARCH_CONTEXT = (
+    "This is a research goal, answered from a document corpus only. Plan several "
+    "independent sub-questions that each search the corpus (give them the corpus tools), "
+    "then one synthesis task that depends on all of them and writes the report with "
+    "sections, then a check of the synthesis. Every answer must cite the passages it "
+    'uses by id, as [path#n], and may quote them exactly: "words" [path#n].'
+)
+"""Context given to the planner with every research goal."""
+
+JUDGE_CRITERIA = (
+    "Every claim is supported by the cited passages; nothing contradicts its source; the "
+    "answer does what the task asks."
+)
+
+
+def research_checks(plan: Plan, *, tools: Sequence[str], judge: bool = False) -> Plan:
+    """Return ``plan`` with the research verification added to its tasks.
+
+    Tasks that may call any of ``tools``, and every task downstream of one, get a
+    ``citations`` check; with ``judge``, every task also gets an LLM judge. Existing checks
+    are kept, and a task that already has a check of a kind is not given a second one.
+    """
+    tool_names = set(tools)
+    graph: nx.DiGraph[str] = nx.DiGraph()
+    graph.add_nodes_from(task.id for task in plan.tasks)
+    graph.add_edges_from((dep, task.id) for task in plan.tasks for dep in task.depends_on)
+    researching = {task.id for task in plan.tasks if tool_names & set(task.tools)}
+    cited = set(researching)
+    for task_id in researching:
+        cited |= nx.descendants(graph, task_id)
+    tasks = []
+    for task in plan.tasks:
+        verify: list[VerifierSpec] = list(task.verify)
+        kinds = {spec.kind for spec in verify}
+        if task.id in cited and "citations" not in kinds:
+            verify.append(CitationsSpec())
+        if judge and "llm_judge" not in kinds:
+            verify.append(JudgeSpec(criteria=JUDGE_CRITERIA))
+        tasks.append(task.model_copy(update={"verify": verify}))
+    return plan.model_copy(update={"tasks": tasks})
+
+
+@dataclass
+class ResearchAgent:
+    """Plans a research goal over a corpus and runs it on the tier ladder.
+
+    Args:
+        client: The model client (the Anthropic client, online or against the simulator).
+        corpus: The documents to research (``Corpus.default()`` is CPython's own docs).
+        ladder: The tiers; default: the built-in ladder.
+        config: Run settings (concurrency, budget, ...).
+        listeners: Event listeners (progress, store, tracing).
+        planner_tier: Tier to plan on; default: the planner's (cheapest with reasoning 2+).
+        max_tasks: Largest plan accepted.
+        judge: Also have an LLM judge (one tier up) check every answer.
+    """
+
+    client: ModelClient
+    corpus: Corpus
+    ladder: TierLadder | None = None
+    config: RunConfig | None = None
+    listeners: Sequence[Listener] = ()
+    planner_tier: str | None = None
+    max_tasks: int = 12
+    judge: bool = False
+
+    def __post_init__(self) -> None:
+        self.tools = corpus_tools(self.corpus)
+        self.engine = Engine(
+            self.client,
+            self.ladder or default_ladder(),
+            tools=self.tools,
+            listeners=self.listeners,
+            config=self.config,
+            passages=self.corpus,
+        )
+        self.last_planning: PlanningReport | None = None
+
+    async def plan(self, goal: str) -> Plan:
+        """Plan ``goal`` (repairing invalid plans) and add the research checks.
+
+        Raises:
+            PlanValidationError: If the planner never produced a valid plan.
+        """
+        planner = LLMPlanner(
+            self.client,
+            self.engine.ladder,
+            tier=self.planner_tier,
+            tools=self.tools,
+            max_tasks=self.max_tasks,
+        )
+        try:
+            plan = await planner.plan(goal, context=RESEARCH_CONTEXT)
+        finally:
+            self.last_planning = planner.last_report
+        return research_checks(plan, tools=[t.name for t in self.tools], judge=self.judge)
+
+    def prepare(self, plan: Plan, *, run_id: str | None = None, **overrides: Any) -> Run:
+        """A run of ``plan`` (planning cost, if any, counted in its result and budget)."""
+        planning = self.last_planning.record() if self.last_planning else None
+        return self.engine.prepare(plan, run_id=run_id, planning=planning, **overrides)
+
+    async def run(self, goal: str) -> RunResult:
+        """Plan and execute ``goal``; returns the run's result."""
+        plan = await self.plan(goal)
+        return await self.prepare(plan).execute()
+
+
+def render_report(result: RunResult, corpus: Corpus, *, title: str | None = None) -> str:
+    """The run's output as a Markdown report with a references section.
+
+    Every passage the output cites is listed with its document and opening words, so a
+    reader can check each claim; a simulated run says so at the top.
+    """
+    body = render_value(result.output) if result.output is not None else ""
+    lines = [f"# {title or result.goal}", ""]
+    if result.simulated:
+        lines += [
+            "> **Simulated.** This report was written by the local Messages-API simulator "
+            "(`orchestrator.sim`), not by a model: its wording is templated and carries no "
+            "knowledge. The citations are real passages of the corpus.",
+            "",
+        ]
+    if not body:
+        lines += [f"_No report: the run ended {result.status}._", ""]
+        return "\n".join(lines)
+    lines += [body.strip(), "", "## References", ""]
+    for passage_id in cited_ids(body):
+        text = corpus.passage_text(passage_id)
+        opening = " ".join((text or "").split())[:160] or "(not in the corpus)"
+        lines.append(f"- `[{passage_id}]` {opening}")
+    return "\n".join(lines) + "\n"

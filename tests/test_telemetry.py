@@ -133,7 +133,9 @@ class Span:
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     receiver = Receiver()
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=receiver.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield receiver
@@ -396,3 +398,33 @@ def test_without_an_sdk_the_library_records_nothing(receiver: Receiver) -> None:
     assert result.status == "succeeded"
     assert result.trace_id is None
     assert receiver.bodies == []
+
+
+def test_cli_research_run_is_one_trace_with_planning_under_the_run(
+    otel_env: Receiver, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in CORPUS.items():
+        (corpus / name).write_text(text)
+    goal = "How do bounded queues give backpressure?"
+    code = main(["run", goal, "--offline", "--json", "--corpus", str(corpus)])
+    document = json.loads(capsys.readouterr().out)
+    assert code == (0 if document["status"] == "succeeded" else 1)
+    spans = otel_env.spans()
+    assert {span.trace_id for span in spans} == {document["trace_id"]}
+    [root] = [span for span in spans if not span.parent_id]
+    assert root.name == "invoke_workflow orchestrator.run"
+    assert root.attributes["orchestrator.run.id"] == document["run_id"]
+    [planning] = [span for span in spans if span.name == "plan research"]
+    assert planning.parent_id == root.span_id
+    assert planning.attributes["gen_ai.operation.name"] == "plan"
+    planner_calls = [span for span in spans if span.parent_id == planning.span_id]
+    assert planner_calls
+    assert all(span.attributes["orchestrator.call.purpose"] == "plan" for span in planner_calls)
+    nodes = [span for span in spans if span.name.startswith("node ")]
+    assert {span.attributes["orchestrator.node.id"] for span in nodes} == {
+        node["id"] for node in document["nodes"]
+    }
+    assert all(span.parent_id == root.span_id for span in nodes)
+    assert any(span.name.startswith("execute_tool ") for span in spans)

@@ -34,7 +34,7 @@ from orchestrator.plan import Plan
 from orchestrator.research import ResearchAgent, render_report
 from orchestrator.results import RunResult, RunStatus
 from orchestrator.store import RunSummary, SQLiteStore, StoredRun, StoreListener
-from orchestrator.telemetry import write_timeline
+from orchestrator.telemetry import current_telemetry, write_timeline
 from orchestrator.tiers import TierLadder, load_ladder
 from planners.llm import PlanningReport
 from planners.static import load_plan_file
@@ -232,7 +232,11 @@ async def _run(
     """Plan (when ``plan`` is None: research mode) and execute; None if planning failed."""
     store = await SQLiteStore.open(store_path(args))
     try:
-        async with _endpoint(args, ladder) as (client, run_ladder), _progress(args) as progress:
+        async with (
+            _endpoint(args, ladder) as (client, run_ladder),
+            _progress(args) as progress,
+            current_telemetry().run_trace(),  # planning and the run: one trace
+        ):
             listeners: list[Listener] = [StoreListener(store)]
             if progress is not None:
                 listeners.append(progress)
@@ -247,7 +251,8 @@ async def _run(
                 )  # fmt: skip
                 _note(args, f"planning: {args.goal}")
                 try:
-                    plan = await agent.plan(args.goal)
+                    with current_telemetry().planning("research"):
+                        plan = await agent.plan(args.goal)
                 except PlanValidationError as exc:
                     print(f"orchestrator: planning failed: {exc}", file=sys.stderr)
                     return None

@@ -13,6 +13,7 @@ from orchestrator.telemetry.timeline import render_timeline, write_timeline
 from orchestrator.telemetry.tracing import (
     ModelCallSpan,
     RunTelemetry,
+    RunTrace,
     Telemetry,
     current_telemetry,
     current_trace_id,
@@ -24,6 +25,7 @@ __all__ = [
     "LogFormat",
     "ModelCallSpan",
     "RunTelemetry",
+    "RunTrace",
     "Telemetry",
     "configure_logging",
     "current_telemetry",

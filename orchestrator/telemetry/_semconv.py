@@ -16,6 +16,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _g
 from opentelemetry.semconv.attributes import error_attributes as _error
 
 __all__ = [
+    "AGENT_NAME",
     "ERROR_TYPE",
     "EVALUATION_EXPLANATION",
     "EVALUATION_NAME",
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 OPERATION_NAME: Final = _gen_ai.GEN_AI_OPERATION_NAME
+AGENT_NAME: Final = _gen_ai.GEN_AI_AGENT_NAME
 ERROR_TYPE: Final = _error.ERROR_TYPE
 EVALUATION_NAME: Final = _gen_ai.GEN_AI_EVALUATION_NAME
 EVALUATION_SCORE_VALUE: Final = _gen_ai.GEN_AI_EVALUATION_SCORE_VALUE

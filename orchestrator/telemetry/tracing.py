@@ -56,6 +56,7 @@ from orchestrator.telemetry.logs import get_logger
 __all__ = [
     "ModelCallSpan",
     "RunTelemetry",
+    "RunTrace",
     "Telemetry",
     "ToolCallSpan",
     "current_telemetry",
@@ -76,6 +77,7 @@ except metadata.PackageNotFoundError:  # pragma: no cover  (running from a bare 
 _log = get_logger("orchestrator.run")
 _active: ContextVar[Telemetry | None] = ContextVar("orchestrator_telemetry", default=None)
 _default: list[Telemetry] = []
+_pending_root: ContextVar[RunTrace | None] = ContextVar("orchestrator_run_root", default=None)
 
 
 def _short(text: str) -> str:
@@ -118,6 +120,27 @@ class Telemetry:
             "orchestrator.attempts", unit="{attempt}", description="Attempts, by tier and outcome"
         )
 
+    def run_trace(self) -> RunTrace:
+        """Open the run's root span now, before the run exists (for planning).
+
+        Use as ``with`` or ``async with`` around planning and the run: the planning span
+        and its model calls land in the same trace as the run, whose root this span
+        becomes when the run starts inside the block.
+        """
+        return RunTrace(self)
+
+    @contextlib.contextmanager
+    def planning(self, agent_name: str) -> Iterator[Span]:
+        """A ``plan {agent_name}`` span (the conventions' planning operation), current inside.
+
+        Errors end it with error status and the exception recorded.
+        """
+        attributes = {sc.OPERATION_NAME: sc.OPERATION_PLAN, sc.AGENT_NAME: agent_name}
+        with self.tracer.start_as_current_span(
+            f"{sc.OPERATION_PLAN} {agent_name}", attributes=attributes
+        ) as span:
+            yield span
+
     def run_listener(self) -> RunTelemetry:
         """A fresh event listener for one run (the engine subscribes it first)."""
         return RunTelemetry(self)
@@ -141,7 +164,7 @@ class Telemetry:
         if invocation.should_capture_content:
             # Content capture is on: let the SDK instrumentation hand the messages it read
             # to this span (by default the util keeps inner content out of outer spans).
-            shared = otel_context.get_value(CLIENT_INFERENCE_CONTEXT_KEY, invocation.context)
+            shared: Any = otel_context.get_value(CLIENT_INFERENCE_CONTEXT_KEY, invocation.context)
             if shared is not None:
                 shared.capture_content = True
         return ModelCallSpan(invocation)
@@ -209,6 +232,39 @@ def use_telemetry(telemetry: Telemetry) -> Iterator[Telemetry]:
 def current_telemetry() -> Telemetry:
     """The telemetry of the run this code runs in, else :func:`default_telemetry`."""
     return _active.get() or default_telemetry()
+
+
+class RunTrace:
+    """The root span of a run opened ahead of it; see :meth:`Telemetry.run_trace`."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._t = telemetry
+        self.invocation: Any = None
+        self.adopted = False
+        self.ended = False
+        self._token: Token[RunTrace | None] | None = None
+
+    def __enter__(self) -> RunTrace:
+        self.invocation = self._t.handler.workflow(WORKFLOW_NAME)
+        self._token = _pending_root.set(self)
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if self._token is not None:
+            _pending_root.reset(self._token)
+        if self.ended or self.invocation is None:
+            return
+        self.ended = True
+        if exc is not None:
+            self.invocation.fail(exc)
+        else:  # planning failed or nothing was run: the trace still says so
+            self.invocation.fail(Error(message="no run was started", type="not_run"))
+
+    async def __aenter__(self) -> RunTrace:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self.__exit__(exc_type, exc, tb)
 
 
 class ModelCallSpan:
@@ -335,7 +391,12 @@ class RunTelemetry:
     def _run_started(self, event: RunStarted) -> None:
         plan = event.plan
         self._depends_on = {task.id: list(task.depends_on) for task in plan.tasks}
-        self._run = self._t.handler.workflow(WORKFLOW_NAME)
+        pending = _pending_root.get()
+        if pending is not None and pending.invocation is not None and not pending.adopted:
+            pending.adopted = True  # planning already happened under this root: one trace
+            self._run = pending.invocation
+        else:
+            self._run = self._t.handler.workflow(WORKFLOW_NAME)
         self._run.span.set_attributes(
             {NS.RUN_ID: event.run_id, NS.RUN_GOAL: _short(plan.goal), NS.RUN_TASKS: len(plan.tasks)}
         )
@@ -364,6 +425,9 @@ class RunTelemetry:
         run = self._run
         if run is None:
             return
+        pending = _pending_root.get()
+        if pending is not None and pending.invocation is run:
+            pending.ended = True
         run.attributes.update(
             {
                 NS.RUN_STATUS: str(result.status),

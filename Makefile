@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck install clean
+.PHONY: test demo lint typecheck install clean bench bench-setup
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,16 @@ test: lint typecheck
 	$(BIN)/coverage report --fail-under=90
 
 demo: $(STAMP)
-	$(BIN)/orchestrator run --offline --plan examples/plans/release_notes.json --out out/demo
+	$(BIN)/orchestrator run --offline "How do Python context managers and the with statement handle exceptions?" --out out/demo
+
+# Benchmarks: run by hand, never part of `make test`; results go in docs/benchmarks.md.
+# bench/.venv holds the project plus the peers compared against (LangGraph), pinned.
+bench-setup:
+	sh bench/setup.sh
+
+bench: bench-setup
+	bench/.venv/bin/python -m bench.overhead --json out/bench/overhead.json
+	bench/.venv/bin/python -m bench.makespan --json out/bench/makespan.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage out

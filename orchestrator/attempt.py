@@ -267,8 +267,11 @@ class NodeRunner:
             await self.bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
         try:
             output = await _call_function(node, arguments)
-            text = _text_of(output) if node.verifiers else ""
-            output, attempt.verdict = await self._verify(node, output, text, self.ladder[0], [])
+            if node.verifiers:
+                text = _text_of(output)
+                output, attempt.verdict = await self._verify(node, output, text, self.ladder[0], [])
+            else:
+                attempt.verdict = _NO_VERIFIER
         except anyio.get_cancelled_exc_class():
             attempt.error, attempt.error_type = "cancelled", "cancelled"
             raise

@@ -112,6 +112,7 @@ class Scheduler(Generic[N]):
         queue, successors, waiting_on = self._queue, self._successors, self._waiting_on
         streak = 0
         try:
+            await anyio.lowlevel.checkpoint_if_cancelled()  # no new work once cancelled
             while queue:
                 node = queue.popleft()
                 if not self._may_launch():

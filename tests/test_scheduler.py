@@ -265,3 +265,48 @@ def test_scheduler_rejects_non_positive_limit() -> None:
 
     with pytest.raises(ValueError, match="at least 1"):
         Scheduler(nx.DiGraph(), run_node, max_concurrency=0)
+
+
+async def test_scheduler_without_limit_runs_every_waiting_node_at_once() -> None:
+    """Nodes that wait get a worker each: with no cap, all 300 are in flight together."""
+    graph: nx.DiGraph[int] = nx.DiGraph()
+    graph.add_nodes_from(range(300))
+    release, all_in = anyio.Event(), anyio.Event()
+    running = 0
+
+    async def run_node(node: int) -> bool:
+        nonlocal running
+        running += 1
+        if running == 300:
+            all_in.set()
+        await release.wait()
+        return True
+
+    scheduler = Scheduler(graph, run_node)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(scheduler.run)
+            await all_in.wait()
+            release.set()
+    assert scheduler.peak_running == 300
+    assert len(scheduler.finished) == 300
+
+
+async def test_scheduler_can_be_cancelled_amid_nodes_that_never_wait() -> None:
+    """Instant nodes run back to back on one worker, which still yields to cancellation."""
+    graph: nx.DiGraph[int] = nx.DiGraph()
+    graph.add_nodes_from(range(10_000))
+    ran = 0
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+
+            async def run_node(node: int) -> bool:
+                nonlocal ran
+                ran += 1
+                if ran == 10:
+                    tg.cancel_scope.cancel()
+                return True
+
+            tg.start_soon(Scheduler(graph, run_node).run)
+    assert 10 <= ran < 10_000

@@ -1,0 +1,1 @@
+"""Benchmarks, run by hand (never by ``make test``); results in docs/benchmarks.md."""

@@ -436,6 +436,7 @@ def _llm(wf: Workflow, task_id: str, prompt: str, **options: Any) -> None:
     def build() -> str:
         return prompt
 
+    build.__doc__ = prompt.splitlines()[0]  # the task's instruction in plans, logs, traces
     wf.llm(name=task_id, **options)(build)
 
 

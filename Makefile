@@ -26,7 +26,7 @@ test: lint typecheck
 	$(BIN)/coverage report --fail-under=90
 
 demo: $(STAMP)
-	$(BIN)/orchestrator run --offline --plan examples/plans/release_notes.json --out out/demo
+	$(BIN)/orchestrator run --offline "How do Python context managers and the with statement handle exceptions?" --out out/demo
 
 # Benchmarks: run by hand, never part of `make test`; results go in docs/benchmarks.md.
 # bench/.venv holds the project plus the peers compared against (LangGraph), pinned.

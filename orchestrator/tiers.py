@@ -130,6 +130,16 @@ class TierLadder(BaseModel):
         """Return the tier called ``name`` (raises ``KeyError`` naming the known tiers)."""
         return self.tiers[self.index(name)]
 
+    def with_endpoint(self, base_url: str, *, api_key_env: str | None = None) -> TierLadder:
+        """The same ladder with every tier sent to one Messages-API endpoint.
+
+        For a proxy, a gateway, a local model server or the bundled simulator
+        (``ladder.with_endpoint(sim.base_url)``). ``api_key_env`` names the variable holding
+        that endpoint's key; ``None`` uses the client's default key.
+        """
+        update = {"base_url": base_url, "api_key_env": api_key_env}
+        return TierLadder(tiers=tuple(tier.model_copy(update=update) for tier in self.tiers))
+
 
 DEFAULT_TIERS: dict[str, dict[str, Any]] = {
     "haiku": {

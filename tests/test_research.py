@@ -31,8 +31,7 @@ GOAL = "How do Python context managers and the with statement handle exceptions?
 
 
 def _ladder(base_url: str) -> TierLadder:
-    tiers = tuple(t.model_copy(update={"base_url": base_url}) for t in default_ladder().tiers)
-    return TierLadder(tiers=tiers)
+    return default_ladder().with_endpoint(base_url)
 
 
 @pytest.fixture

@@ -66,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="show a recorded run")
     show.add_argument("run_id", metavar="RUN_ID")
     show.add_argument("--json", action="store_true", help="the same JSON as run --json")
-    show.add_argument("--out", metavar="DIR", help="write result.json and output.md here")
+    show.add_argument(
+        "--out", metavar="DIR", help="write result.json and report.md (or output.md) here"
+    )
     show.add_argument("--timeline", metavar="FILE", help="write a timeline page (.html)")
     show.add_argument("--home", metavar="DIR", help="data directory (default $ORCHESTRATOR_HOME)")
     show.set_defaults(handler=cmd_show)
@@ -97,9 +99,13 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline", action="store_true", help="run against the local simulator")
     parser.add_argument("--tiers", metavar="FILE", help="tiers file (TOML) over the default ladder")
     parser.add_argument("--budget", type=float, metavar="USD", help="most the run may spend")
-    parser.add_argument("--max-concurrency", type=int, default=16, metavar="N")
+    parser.add_argument(
+        "--max-concurrency", type=int, default=16, metavar="N", help="nodes running at once"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document only")
-    parser.add_argument("--out", metavar="DIR", help="write result.json and output.md here")
+    parser.add_argument(
+        "--out", metavar="DIR", help="write result.json and report.md (or output.md) here"
+    )
     parser.add_argument("--home", metavar="DIR", help="data directory (default $ORCHESTRATOR_HOME)")
     parser.add_argument("--seed", type=int, default=0, help="simulator seed (offline)")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="simulator faults (offline)")

@@ -339,11 +339,7 @@ async def _endpoint(
 
     sim_config = SimConfig(seed=args.seed, time_scale=0.05, fault_rate=args.fault_rate)
     async with serve(sim_config) as server:
-        tiers = tuple(
-            t.model_copy(update={"base_url": server.base_url, "api_key_env": None})
-            for t in ladder.tiers
-        )
-        offline = TierLadder(tiers=tiers)
+        offline = ladder.with_endpoint(server.base_url)
         async with AnthropicClient(api_key=OFFLINE_KEY, seed=args.seed) as client:
             yield client, offline
 

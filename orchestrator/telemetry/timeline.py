@@ -21,7 +21,7 @@ __all__ = ["render_timeline", "write_timeline"]
 _PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f")
 _PYTHON_COLOUR = "#9e9e9e"
 _FAIL = "#c62828"
-_LABEL_W, _COST_W, _CHART_W = 220, 170, 760
+_LABEL_W, _COST_W, _CHART_W = 220, 260, 760
 _ROW_H, _TOP, _BAR_H = 30, 40, 18
 
 

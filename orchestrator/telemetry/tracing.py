@@ -23,6 +23,7 @@ Without an SDK configured the API's tracer is a no-op: nothing is recorded or ex
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ from orchestrator.pricing import Usage
 from orchestrator.results import Attempt, NodeResult, NodeStatus, RunResult, RunStatus
 from orchestrator.telemetry import _semconv as sc
 from orchestrator.telemetry._semconv import NS
-from orchestrator.telemetry.logs import get_logger
+from orchestrator.telemetry.logs import ROOT_LOGGER, get_logger
 
 __all__ = [
     "ModelCallSpan",
@@ -75,6 +76,7 @@ except metadata.PackageNotFoundError:  # pragma: no cover  (running from a bare 
     _VERSION = "0"
 
 _log = get_logger("orchestrator.run")
+_logging = logging.getLogger(ROOT_LOGGER).isEnabledFor  # checked before building a line
 _active: ContextVar[Telemetry | None] = ContextVar("orchestrator_telemetry", default=None)
 _default: list[Telemetry] = []
 _pending_root: ContextVar[RunTrace | None] = ContextVar("orchestrator_run_root", default=None)
@@ -351,9 +353,15 @@ class ModelCallSpan:
 class _Open:
     """A span we started and attached, with the tokens to undo it."""
 
-    span: Span
+    span: Span | None  # None when the run is not recorded (no SDK, or sampled out)
     token: object
     log_tokens: Mapping[str, Token[Any]] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Detach the span's context and unbind the log fields (in the opening task)."""
+        if self.token is not None:
+            otel_context.detach(self.token)  # type: ignore[arg-type]
+        reset_contextvars(**self.log_tokens)
 
 
 class RunTelemetry:
@@ -369,6 +377,7 @@ class RunTelemetry:
         self._node_contexts: dict[str, SpanContext] = {}
         self._attempts: dict[tuple[str, int], _Open] = {}
         self._attempt_contexts: dict[tuple[str, int], SpanContext] = {}
+        self._recording = False
 
     def __call__(self, event: Event) -> None:
         """Handle one engine event."""
@@ -400,6 +409,9 @@ class RunTelemetry:
         self._run.span.set_attributes(
             {NS.RUN_ID: event.run_id, NS.RUN_GOAL: _short(plan.goal), NS.RUN_TASKS: len(plan.tasks)}
         )
+        # Not recorded (no SDK installed, or the sampler dropped the run): node and attempt
+        # spans are skipped, so tracing that is off costs next to nothing.
+        self._recording = self._run.span.is_recording()
         self._active_token = _active.set(self._t)
         self._run_tokens = bind_contextvars(run_id=event.run_id)
         _log.info("run started", goal=_short(plan.goal), tasks=len(plan.tasks))
@@ -446,37 +458,45 @@ class RunTelemetry:
     def _node_attributes(self, node_id: str) -> dict[str, Any]:
         return {NS.NODE_ID: node_id, NS.NODE_DEPENDS_ON: self._depends_on.get(node_id, [])}
 
+    def _open(self, name: str, attributes: dict[str, Any], links: list[Link]) -> tuple[Any, Any]:
+        if not self._recording:
+            return None, None
+        span = self._t.tracer.start_span(name, attributes=attributes, links=links)
+        return span, otel_context.attach(trace.set_span_in_context(span))
+
     def _node_started(self, node_id: str) -> None:
         links = [
             Link(self._node_contexts[dep])
             for dep in self._depends_on.get(node_id, [])
             if dep in self._node_contexts
         ]
-        span = self._t.tracer.start_span(
-            f"node {node_id}", attributes=self._node_attributes(node_id), links=links
-        )
-        self._node_contexts[node_id] = span.get_span_context()
-        token = otel_context.attach(trace.set_span_in_context(span))
+        span, token = self._open(f"node {node_id}", self._node_attributes(node_id), links)
+        if span is not None:
+            self._node_contexts[node_id] = span.get_span_context()
         self._nodes[node_id] = _Open(span, token, bind_contextvars(node_id=node_id))
-        _log.info("node started")
+        if _logging(logging.INFO):
+            _log.info("node started")
 
     def _node_finished(self, result: NodeResult) -> None:
         opened = self._nodes.pop(result.id, None)
         if opened is None:
             return
-        _log.info(
-            "node finished",
-            status=str(result.status),
-            final_tier=result.final_tier,
-            cost_usd=result.cost_usd,
-            reason=_short(result.reason) if result.reason else None,
-        )
-        _finish_node_span(opened.span, result)
-        otel_context.detach(opened.token)  # type: ignore[arg-type]
-        reset_contextvars(**opened.log_tokens)
+        if _logging(logging.INFO):
+            _log.info(
+                "node finished",
+                status=str(result.status),
+                final_tier=result.final_tier,
+                cost_usd=result.cost_usd,
+                reason=_short(result.reason) if result.reason else None,
+            )
+        if opened.span is not None:
+            _finish_node_span(opened.span, result)
+        opened.close()
 
     def _unrun_node(self, result: NodeResult) -> None:
         """A zero-length span for a node that never ran (skipped, budget, cancelled)."""
+        if not self._recording:
+            return
         span = self._t.tracer.start_span(
             f"node {result.id}", attributes=self._node_attributes(result.id)
         )
@@ -501,14 +521,13 @@ class RunTelemetry:
             attributes[NS.MODEL] = attempt.model
         if attempt.escalated_from is not None:
             attributes[NS.ATTEMPT_ESCALATED_FROM] = attempt.escalated_from
-        span = self._t.tracer.start_span(
-            f"attempt {attempt.tier}", attributes=attributes, links=links
-        )
-        self._attempt_contexts[key] = span.get_span_context()
-        token = otel_context.attach(trace.set_span_in_context(span))
+        span, token = self._open(f"attempt {attempt.tier}", attributes, links)
+        if span is not None:
+            self._attempt_contexts[key] = span.get_span_context()
         log_tokens = bind_contextvars(tier=attempt.tier, attempt=attempt.number)
         self._attempts[key] = _Open(span, token, log_tokens)
-        _log.info("attempt started", model=attempt.model, escalated_from=attempt.escalated_from)
+        if _logging(logging.INFO):
+            _log.info("attempt started", model=attempt.model, escalated_from=attempt.escalated_from)
 
     def _attempt_finished(self, node_id: str, attempt: Attempt) -> None:
         opened = self._attempts.pop((node_id, attempt.number), None)
@@ -517,17 +536,18 @@ class RunTelemetry:
         self._t.attempts.add(1, {NS.TIER: attempt.tier, "orchestrator.outcome": outcome})
         if opened is None:  # cancelled before it started: nothing was opened
             return
-        _log.info(
-            "attempt finished",
-            passed=attempt.passed,
-            verdict=_short(attempt.verdict.reason) if attempt.verdict else None,
-            error_type=attempt.error_type,
-            cost_usd=attempt.cost_usd,
-            simulated=attempt.simulated,
-        )
-        _finish_attempt_span(opened.span, attempt)
-        otel_context.detach(opened.token)  # type: ignore[arg-type]
-        reset_contextvars(**opened.log_tokens)
+        if _logging(logging.INFO):
+            _log.info(
+                "attempt finished",
+                passed=attempt.passed,
+                verdict=_short(attempt.verdict.reason) if attempt.verdict else None,
+                error_type=attempt.error_type,
+                cost_usd=attempt.cost_usd,
+                simulated=attempt.simulated,
+            )
+        if opened.span is not None:
+            _finish_attempt_span(opened.span, attempt)
+        opened.close()
 
 
 def _finish_node_span(span: Span, result: NodeResult) -> None:

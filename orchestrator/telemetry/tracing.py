@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
@@ -87,9 +88,15 @@ def _short(text: str) -> str:
 
 
 def current_trace_id() -> str | None:
-    """The current span's trace id as 32 hex characters, ``None`` when nothing is traced."""
+    """The current span's trace id as 32 hex characters.
+
+    ``None`` when nothing is traced: no span, or one the sampler dropped (no backend will
+    ever hold that trace).
+    """
     span_context = trace.get_current_span().get_span_context()
-    return format(span_context.trace_id, "032x") if span_context.is_valid else None
+    if span_context.is_valid and span_context.trace_flags.sampled:
+        return format(span_context.trace_id, "032x")
+    return None
 
 
 class Telemetry:
@@ -497,10 +504,11 @@ class RunTelemetry:
         """A zero-length span for a node that never ran (skipped, budget, cancelled)."""
         if not self._recording:
             return
+        now = time.time_ns()
         span = self._t.tracer.start_span(
-            f"node {result.id}", attributes=self._node_attributes(result.id)
+            f"node {result.id}", attributes=self._node_attributes(result.id), start_time=now
         )
-        _finish_node_span(span, result)
+        _finish_node_span(span, result, end_time=now)
 
     # -- attempts ---------------------------------------------------------------------------
 
@@ -550,7 +558,7 @@ class RunTelemetry:
         opened.close()
 
 
-def _finish_node_span(span: Span, result: NodeResult) -> None:
+def _finish_node_span(span: Span, result: NodeResult, end_time: int | None = None) -> None:
     attributes: dict[str, Any] = {
         NS.NODE_STATUS: str(result.status),
         NS.COST: result.cost_usd,
@@ -567,7 +575,7 @@ def _finish_node_span(span: Span, result: NodeResult) -> None:
     if result.status is not NodeStatus.SUCCEEDED:
         span.set_attribute(sc.ERROR_TYPE, _node_error_type(result))
         span.set_status(Status(StatusCode.ERROR, _short(result.reason or str(result.status))))
-    span.end()
+    span.end(end_time=end_time)
 
 
 def _node_error_type(result: NodeResult) -> str:

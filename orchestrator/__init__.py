@@ -65,7 +65,7 @@ from orchestrator.results import (
 )
 from orchestrator.routing import CapabilityRouter, RouteDecision, Router
 from orchestrator.tiers import Tier, TierLadder, default_ladder, load_ladder
-from orchestrator.tool import Tool
+from orchestrator.tool import ServerTool, Tool
 from orchestrator.verify import (
     JudgeVerdict,
     LLMJudge,
@@ -131,6 +131,7 @@ __all__ = [
     "RunStatus",
     "SchemaSpec",
     "SchemaVerifier",
+    "ServerTool",
     "Task",
     "TaskRef",
     "Tier",

@@ -116,17 +116,20 @@ class Meter:
     calls: int = 0
 
     @asynccontextmanager
-    async def call(self, prompt_tokens: int, max_output_tokens: int) -> AsyncIterator[CallTicket]:
+    async def call(
+        self, prompt_tokens: int, max_output_tokens: int, extra_usd: float = 0.0
+    ) -> AsyncIterator[CallTicket]:
         """Reserve the worst case of one call, then settle to its real usage.
 
         Args:
             prompt_tokens: An upper estimate of the prompt's size in tokens.
             max_output_tokens: The call's ``max_tokens``.
+            extra_usd: The most the call can cost beyond tokens (server-side tool fees).
 
         Raises:
             BudgetExhausted: Before the call, if its worst case does not fit.
         """
-        worst_case = self.tier.worst_case_cost(prompt_tokens, max_output_tokens)
+        worst_case = self.tier.worst_case_cost(prompt_tokens, max_output_tokens) + extra_usd
         reservation = await self.budget.acquire(worst_case)
         ticket = CallTicket()
         try:

@@ -30,6 +30,8 @@ class Usage(BaseModel):
     """Input tokens written to the prompt cache."""
     cache_read_tokens: int = Field(default=0, ge=0)
     """Input tokens read from the prompt cache."""
+    web_search_requests: int = Field(default=0, ge=0)
+    """Searches made by the API's server-side web search tool (billed per search)."""
 
     @property
     def prompt_tokens(self) -> int:
@@ -42,6 +44,7 @@ class Usage(BaseModel):
             output_tokens=self.output_tokens + other.output_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            web_search_requests=self.web_search_requests + other.web_search_requests,
         )
 
 

@@ -32,8 +32,10 @@ from orchestrator.node import render_value
 from orchestrator.plan import CitationsSpec, JudgeSpec, Plan, VerifierSpec
 from orchestrator.results import RunResult
 from orchestrator.tiers import TierLadder, default_ladder
+from orchestrator.tool import ServerTool, Tool
 from planners.llm import LLMPlanner, PlanningReport
 from tools.corpus import Corpus, corpus_tools
+from tools.web import web_tools
 
 __all__ = ["RESEARCH_CONTEXT", "ResearchAgent", "render_report", "research_checks"]
 
@@ -52,14 +54,19 @@ JUDGE_CRITERIA = (
 )
 
 
-def research_checks(plan: Plan, *, tools: Sequence[str], judge: bool = False) -> Plan:
+def research_checks(
+    plan: Plan, *, tools: Sequence[str], web_tools: Sequence[str] = (), judge: bool = False
+) -> Plan:
     """Return ``plan`` with the research verification added to its tasks.
 
-    Tasks that may call any of ``tools``, and every task downstream of one, get a
-    ``citations`` check; with ``judge``, every task also gets an LLM judge. Existing checks
-    are kept, and a task that already has a check of a kind is not given a second one.
+    Tasks that may call any of the corpus ``tools``, and every task downstream of one, get
+    a ``citations`` check; with ``judge``, every task also gets an LLM judge. A task that
+    may also use ``web_tools`` may cite web pages instead of passages, so its check only
+    requires that the passages it cites exist and are quoted right. Existing checks are
+    kept, and a task that already has a check of a kind is not given a second one.
     """
     tool_names = set(tools)
+    web_names = set(web_tools)
     graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(task.id for task in plan.tasks)
     graph.add_edges_from((dep, task.id) for task in plan.tasks for dep in task.depends_on)
@@ -72,7 +79,8 @@ def research_checks(plan: Plan, *, tools: Sequence[str], judge: bool = False) ->
         verify: list[VerifierSpec] = list(task.verify)
         kinds = {spec.kind for spec in verify}
         if task.id in cited and "citations" not in kinds:
-            verify.append(CitationsSpec())
+            on_web = bool(web_names & set(task.tools))
+            verify.append(CitationsSpec(min_citations=0 if on_web else 1))
         if judge and "llm_judge" not in kinds:
             verify.append(JudgeSpec(criteria=JUDGE_CRITERIA))
         tasks.append(task.model_copy(update={"verify": verify}))
@@ -92,6 +100,8 @@ class ResearchAgent:
         planner_tier: Tier to plan on; default: the planner's (cheapest with reasoning 2+).
         max_tasks: Largest plan accepted.
         judge: Also have an LLM judge (one tier up) check every answer.
+        web: Also offer Anthropic's server-side web search and fetch (real API only; the
+            simulator accepts them and never calls them).
     """
 
     client: ModelClient
@@ -102,9 +112,10 @@ class ResearchAgent:
     planner_tier: str | None = None
     max_tasks: int = 12
     judge: bool = False
+    web: bool = False
 
     def __post_init__(self) -> None:
-        self.tools = corpus_tools(self.corpus)
+        self.tools: list[Tool] = [*corpus_tools(self.corpus), *(web_tools() if self.web else [])]
         self.engine = Engine(
             self.client,
             self.ladder or default_ladder(),
@@ -132,7 +143,9 @@ class ResearchAgent:
             plan = await planner.plan(goal, context=RESEARCH_CONTEXT)
         finally:
             self.last_planning = planner.last_report
-        return research_checks(plan, tools=[t.name for t in self.tools], judge=self.judge)
+        corpus_names = [t.name for t in self.tools if not isinstance(t, ServerTool)]
+        web_names = [t.name for t in self.tools if isinstance(t, ServerTool)]
+        return research_checks(plan, tools=corpus_names, web_tools=web_names, judge=self.judge)
 
     def prepare(self, plan: Plan, *, run_id: str | None = None, **overrides: Any) -> Run:
         """A run of ``plan`` (planning cost, if any, counted in its result and budget)."""

@@ -54,6 +54,9 @@ class Tier(BaseModel):
     api_key_env: str | None = None
     """Environment variable holding this tier's API key; ``None``: ``ANTHROPIC_API_KEY``."""
 
+    web_search_usd: float = Field(default=0.01, ge=0)
+    """USD per server-side web search (Anthropic's public price: $10 per 1,000)."""
+
     @field_validator("prices")
     @classmethod
     def _bands_ascend(cls, bands: tuple[PriceBand, ...]) -> tuple[PriceBand, ...]:
@@ -67,7 +70,8 @@ class Tier(BaseModel):
 
     def cost(self, usage: Usage) -> float:
         """Return the USD cost of ``usage`` on this tier (band chosen by prompt length)."""
-        return price_for(self.prices, usage.prompt_tokens).cost(usage)
+        searches = usage.web_search_requests * self.web_search_usd
+        return price_for(self.prices, usage.prompt_tokens).cost(usage) + searches
 
     def worst_case_cost(self, prompt_tokens: int, max_output_tokens: int) -> float:
         """Return the most a call with this prompt size and output cap can cost.

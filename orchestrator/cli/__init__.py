@@ -131,6 +131,9 @@ def _planning_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--planner-tier", metavar="TIER", help="tier to plan on")
     parser.add_argument("--judge", action="store_true", help="an LLM judge checks every answer")
+    parser.add_argument(
+        "--web", action="store_true", help="also offer Anthropic's web search and fetch tools"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

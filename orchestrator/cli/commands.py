@@ -247,7 +247,7 @@ async def _run(
                 assert corpus is not None
                 agent = ResearchAgent(
                     client, corpus, run_ladder, config=config, listeners=listeners,
-                    planner_tier=args.planner_tier, judge=args.judge,
+                    planner_tier=args.planner_tier, judge=args.judge, web=args.web,
                 )  # fmt: skip
                 _note(args, f"planning: {args.goal}")
                 try:
@@ -279,8 +279,9 @@ async def _plan_only(
     async with _endpoint(args, ladder) as (client, run_ladder):
         corpus = await _load_corpus(args)
         agent = ResearchAgent(
-            client, corpus, run_ladder, planner_tier=args.planner_tier, judge=args.judge
-        )
+            client, corpus, run_ladder, planner_tier=args.planner_tier, judge=args.judge,
+            web=args.web,
+        )  # fmt: skip
         try:
             plan = await agent.plan(args.goal)
         except PlanValidationError as exc:

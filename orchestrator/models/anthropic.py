@@ -38,7 +38,7 @@ from orchestrator.models.retry import RetryPolicy, parse_retry_after
 from orchestrator.pricing import Usage
 from orchestrator.telemetry.tracing import current_telemetry
 from orchestrator.tiers import Tier
-from orchestrator.tool import Tool
+from orchestrator.tool import ServerTool, Tool
 
 __all__ = ["SIMULATED_HEADER", "AnthropicClient", "RetryEvent"]
 
@@ -129,15 +129,19 @@ class AnthropicClient:
         sdk, key = self._sdk_for(request.tier)
         params = _base_params(request)
         messages: list[dict[str, Any]] = [m.model_dump() for m in request.messages]
-        tools = {tool.name: tool for tool in request.tools}
+        tools = {t.name: t for t in request.tools if not isinstance(t, ServerTool)}
         usage, tool_calls = Usage(), 0
         for step in range(request.max_tool_steps):
             last_step = step == request.max_tool_steps - 1
             call = {**params, "messages": messages}
-            if tools and last_step:
+            if request.tools and last_step:
                 call["tool_choice"] = {"type": "none"}  # out of steps: answer now
             message, simulated = await self._send(sdk, key, request, meter, call)
             usage = usage + _usage(message)
+            if message.stop_reason == "pause_turn" and not last_step:
+                # a long server-side tool turn: send it back as is and let the model go on
+                messages.append({"role": "assistant", "content": _replayable(message)})
+                continue
             if message.stop_reason != "tool_use" or not tools:
                 return _response(message, usage, tool_calls, simulated, request)
             messages.append({"role": "assistant", "content": _replayable(message)})
@@ -204,7 +208,10 @@ class AnthropicClient:
                 max_tokens=call["max_tokens"],
             )
             try:
-                async with meter.call(prompt_tokens, call["max_tokens"]) as ticket:
+                fees = request.tier.web_search_usd * sum(
+                    t.max_searches for t in request.tools if isinstance(t, ServerTool)
+                )
+                async with meter.call(prompt_tokens, call["max_tokens"], fees) as ticket:
                     message, simulated = await self._post(sdk, call)
                     ticket.usage = usage = _usage(message)
                 span.succeeded(
@@ -266,8 +273,10 @@ def _base_params(request: ModelRequest) -> dict[str, Any]:
         params["system"] = [
             {"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}
         ]
-    if request.tools:
-        params["tools"] = _tool_specs(request.tools)
+    local = [tool for tool in request.tools if not isinstance(tool, ServerTool)]
+    server = [tool.definition for tool in request.tools if isinstance(tool, ServerTool)]
+    if local or server:
+        params["tools"] = (_tool_specs(local) if local else []) + server
     if request.output_schema is not None:
         schema = anthropic.transform_schema(request.output_schema)
         params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
@@ -298,11 +307,13 @@ def _prompt_bytes(call: Mapping[str, Any]) -> int:
 
 def _usage(message: SDKMessage) -> Usage:
     usage = message.usage
+    server = getattr(usage, "server_tool_use", None)
     return Usage(
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cache_write_tokens=usage.cache_creation_input_tokens or 0,
         cache_read_tokens=usage.cache_read_input_tokens or 0,
+        web_search_requests=(getattr(server, "web_search_requests", 0) or 0) if server else 0,
     )
 
 

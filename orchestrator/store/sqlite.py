@@ -6,9 +6,12 @@ write is its own transaction: a process killed at any point leaves the file cons
 (SQLite's journal) and at most loses the event being written.
 
 The file carries an application marker and a schema version in ``meta``. A file that is
-not SQLite, a SQLite database of another application, or a store written by a newer
-version gets a clear :class:`StoreError`, and the file is left untouched: nothing is
-written before those checks pass.
+not SQLite, a damaged store (SQLite's ``quick_check`` fails), a SQLite database of another
+application, or a store written by a newer version gets a clear :class:`StoreError`, and
+the file is left untouched: those checks read it through a read-only connection, and
+nothing is written before they pass. A new store gets its tables and marker in one
+transaction, before it is switched to WAL, so a process killed while creating it leaves
+either no store or a whole one.
 """
 
 from __future__ import annotations
@@ -79,8 +82,11 @@ class SQLiteStore(RunStore):
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def job() -> T:
-            with self._db:  # one transaction per call
-                return work(self._db)
+            try:
+                with self._db:  # one transaction per call
+                    return work(self._db)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"run store {self.path}: {exc}") from exc
 
         return await anyio.to_thread.run_sync(job, limiter=self._lock)
 
@@ -148,31 +154,42 @@ def _connect(path: Path) -> sqlite3.Connection:
     if existed:
         _check_existing(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA foreign_keys=ON")
-    db.execute("PRAGMA busy_timeout=5000")
-    if not existed:
-        with db:
+    try:
+        db = sqlite3.connect(path, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout=5000")
+        if not existed:
             _create(db)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open the run store {path}: {exc}") from None
     return db
 
 
 def _create(db: sqlite3.Connection) -> None:
-    db.executescript(_SCHEMA)
-    db.executemany(
-        "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-        [("app", APP_MARKER), ("schema_version", str(SCHEMA_VERSION))],
-    )
+    """Tables and marker in one transaction: a killed process leaves all or nothing."""
+    level, db.isolation_level = db.isolation_level, None  # explicit BEGIN/COMMIT below
+    try:
+        db.execute("BEGIN")
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            db.execute(statement)
+        db.executemany(
+            "INSERT INTO meta VALUES (?, ?)",
+            [("app", APP_MARKER), ("schema_version", str(SCHEMA_VERSION))],
+        )
+        db.execute("COMMIT")
+    finally:
+        db.isolation_level = level
 
 
 def _check_existing(path: Path) -> None:
     """Read-only checks of a file that already exists; never writes to it."""
-    uri = f"file:{path.resolve()}?mode=ro"
+    uri = f"{path.resolve().as_uri()}?mode=ro"  # percent-encoded: '#', '?' and '%' are safe
     try:
         db = sqlite3.connect(uri, uri=True)
         try:
+            (health,) = db.execute("PRAGMA quick_check(1)").fetchone()
             rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
         finally:
             db.close()
@@ -183,7 +200,18 @@ def _check_existing(path: Path) -> None:
         ) from None
     if rows.get("app") != APP_MARKER:
         raise StoreError(f"{path} is a SQLite database of another application; not touching it")
-    version = int(rows.get("schema_version", "0"))
+    if health != "ok":
+        raise StoreError(
+            f"{path} is a damaged run store (SQLite quick_check: {health}); it was left as it "
+            "is: move it aside (or recover it with the sqlite3 shell's .recover) and start a "
+            "new one"
+        )
+    raw_version = rows.get("schema_version", "")
+    if not raw_version.isdigit():
+        raise StoreError(
+            f"{path} has no valid store schema version ({raw_version!r}); not touching it"
+        )
+    version = int(raw_version)
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"{path} was written by a newer version (store schema {version}; this version "

@@ -1,0 +1,123 @@
+"""The SQLite store's file handling: what it refuses (clearly, leaving the file as it was)
+and what it must open whatever the path looks like."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from orchestrator import Engine, Plan, Task
+from orchestrator.cli import main
+from orchestrator.store import SQLiteStore, StoreError, StoreListener
+from orchestrator.store.sqlite import SCHEMA_VERSION
+from orchestrator.testing import TestModel
+
+pytestmark = pytest.mark.anyio
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def store_with_a_run(path: Path, run_id: str = "r", tasks: int = 3) -> None:
+    store = await SQLiteStore.open(path)
+    try:
+        plan = Plan(goal="g", tasks=[Task(id=f"t{i}", instruction="x" * 400) for i in range(tasks)])
+        await Engine(TestModel("y" * 300), listeners=[StoreListener(store)]).run(
+            plan, run_id=run_id
+        )
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("directory", ["with#hash", "with?question", "with space", "a%20b"])
+async def test_a_store_reopens_whatever_its_path_holds(tmp_path: Path, directory: str) -> None:
+    if directory == "a%20b":  # a foreign file next door, which a mis-decoded path would read
+        (tmp_path / "a b").mkdir()
+        foreign = sqlite3.connect(tmp_path / "a b" / "runs.db")
+        foreign.execute("CREATE TABLE meta (x)")
+        foreign.close()
+    path = tmp_path / directory / "runs.db"
+    await store_with_a_run(path, run_id="mine")
+    store = await SQLiteStore.open(path)
+    try:
+        assert [run.run_id for run in await store.list_runs()] == ["mine"]
+    finally:
+        await store.aclose()
+
+
+async def test_damaged_store_is_refused_by_name_and_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    await store_with_a_run(path, tasks=200)
+    data = bytearray(path.read_bytes())
+    for offset in range(8192, len(data), 4096):  # the header survives; later pages do not
+        data[offset + 100 : offset + 400] = bytes(range(256)) + bytes(44)
+    path.write_bytes(bytes(data))
+    before = digest(path)
+    with pytest.raises(StoreError, match=r"runs\.db is a damaged run store \(SQLite quick_check"):
+        await SQLiteStore.open(path)
+    assert digest(path) == before
+
+
+async def test_store_without_a_valid_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    await store_with_a_run(path)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value='two' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    before = digest(path)
+    with pytest.raises(StoreError, match="no valid store schema version \\('two'\\)"):
+        await SQLiteStore.open(path)
+    assert digest(path) == before
+
+
+async def test_an_empty_sqlite_database_is_not_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.close()
+    before = digest(path)
+    with pytest.raises(StoreError, match="is not an orchestrator run store"):
+        await SQLiteStore.open(path)
+    assert digest(path) == before
+
+
+async def test_a_new_store_is_whole_from_its_first_byte(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = await SQLiteStore.open(path)
+    await store.aclose()
+    db = sqlite3.connect(path)
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        db.close()
+    assert meta["schema_version"] == str(SCHEMA_VERSION)
+    assert tables == {"meta", "runs", "attempts", "nodes"}
+    assert mode == "wal"
+
+
+def test_cli_on_a_store_from_a_newer_version_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    db = sqlite3.connect(home / "runs.db")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.executemany(
+        "INSERT INTO meta VALUES (?, ?)",
+        [("app", "tiered-orchestrator run store"), ("schema_version", str(SCHEMA_VERSION + 1))],
+    )
+    db.commit()
+    db.close()
+    before = digest(home / "runs.db")
+    assert main(["runs", "--home", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert "written by a newer version" in err
+    assert str(home / "runs.db") in err
+    assert digest(home / "runs.db") == before

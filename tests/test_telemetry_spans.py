@@ -140,3 +140,76 @@ async def test_sampled_out_runs_record_nothing_below_the_root(
     assert result.trace_id is None
     assert recorder.ended == []
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_failing_tool_is_an_error_span_and_the_attempt_goes_on(recorder: Recorder) -> None:
+    from orchestrator.models.anthropic import AnthropicClient
+    from orchestrator.sim import SimConfig, serve
+    from tools import tool
+
+    @tool(description="Look a term up in the team's notes.")
+    def lookup(term: str) -> str:
+        raise LookupError(f"no notes about {term!r}")
+
+    plan = Plan.model_validate(
+        {
+            "goal": "notes",
+            "tasks": [
+                {
+                    "id": "ask",
+                    "instruction": "What do our notes say about queues?",
+                    "tools": ["lookup"],
+                }
+            ],
+        }
+    )
+    with anyio.fail_after(30):
+        async with (
+            serve(SimConfig(time_scale=0)) as server,
+            AnthropicClient(base_url=server.base_url, api_key="offline") as client,
+        ):
+            engine = Engine(client, tools=[lookup], telemetry=telemetry(recorder))
+            result = await engine.run(plan)
+    assert result.status == "succeeded"  # the model was told, and answered anyway
+    [call] = [s for s in recorder.ended if s.name == "execute_tool lookup"]
+    assert call.status.status_code is trace.StatusCode.ERROR
+    assert call.attributes["error.type"] == "tool_error"
+    assert "LookupError" in (call.status.description or "")
+
+
+async def test_scores_reach_the_evaluation_event(recorder: Recorder) -> None:
+    from orchestrator import Verdict
+    from orchestrator.verify import VerificationContext
+
+    class Scored:
+        name = "scored"
+
+        async def verify(self, output: object, context: VerificationContext) -> Verdict:
+            return Verdict(passed=True, score=0.75, reason="good enough", verifier=self.name)
+
+    from orchestrator import Workflow
+
+    wf = Workflow("scored")
+
+    @wf.llm(verify=[Scored()])
+    def only() -> str:
+        return "Say hello."
+
+    await Engine(TestModel(), telemetry=telemetry(recorder)).run(wf)
+    [attempt] = [s for s in recorder.ended if s.name.startswith("attempt ")]
+    [event] = [e for e in attempt.events if e.name == "gen_ai.evaluation.result"]
+    assert event.attributes["gen_ai.evaluation.score.value"] == 0.75
+    assert event.attributes["gen_ai.evaluation.score.label"] == "pass"
+
+
+def test_a_root_opened_for_planning_still_ends_when_no_run_follows(recorder: Recorder) -> None:
+    tel = telemetry(recorder)
+    with tel.run_trace(), tel.planning("research"):
+        pass  # planning produced nothing runnable
+    with pytest.raises(RuntimeError), tel.run_trace(), tel.planning("research"):
+        raise RuntimeError("planner crashed")
+    roots = [s for s in recorder.ended if s.name == "invoke_workflow orchestrator.run"]
+    assert [root.attributes["error.type"] for root in roots] == ["not_run", "RuntimeError"]
+    plans = [s for s in recorder.ended if s.name == "plan research"]
+    assert [p.parent.span_id for p in plans] == [r.context.span_id for r in roots]
+    assert plans[1].status.status_code is trace.StatusCode.ERROR

@@ -104,3 +104,53 @@ def test_trace_off_flag_gives_a_null_trace_id(
 def test_log_format_must_be_known() -> None:
     with pytest.raises(ValueError, match="log format must be auto, console or json"):
         configure_logging("xml")  # type: ignore[arg-type]
+
+
+def test_ctrl_c_still_flushes_the_trace(tmp_path: Path, plan_file: Path) -> None:
+    """A run interrupted with Ctrl-C exports its spans before the process exits."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from tests.test_telemetry import Receiver
+
+    receiver = Receiver()
+    server = threading.Thread(
+        target=receiver.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    server.start()
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_METRICS_EXPORTER": "none",
+        "ORCHESTRATOR_HOME": str(tmp_path / "home"),
+    }
+    command = [
+        sys.executable, "-c", "import sys; from orchestrator.cli import main; sys.exit(main())",
+        "run", "--plan", str(plan_file), "--offline", "--json", "--fault-rate", "1",
+        "--log-format", "json", "--log-level", "info",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    watchdog = threading.Timer(90, process.kill)  # the test bounds its own run time
+    watchdog.start()
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if '"attempt started"' in line:
+                break
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        process.kill()
+        receiver.server.shutdown()
+        receiver.server.server_close()
+    assert json.loads(out)["status"] == "cancelled"
+    spans = receiver.spans()
+    [root] = [span for span in spans if not span.parent_id]
+    assert root.attributes["orchestrator.run.status"] == "cancelled"
+    assert any(span.name.startswith("attempt ") for span in spans)

@@ -202,6 +202,11 @@ CORPUS = {
 }
 
 
+# Long enough (over the simulator's 1,024-token minimum) to be cached: the tool loop's later
+# calls read it from the cache, so cache token counts show up in the spans.
+SYSTEM_PROMPT = "You carry out one task of a larger plan; cite the notes you use. " * 160
+
+
 async def run_research(api_key: str = "offline", **sim: Any) -> RunResult:
     corpus = Corpus.from_texts(CORPUS)
     with anyio.fail_after(60):
@@ -210,7 +215,7 @@ async def run_research(api_key: str = "offline", **sim: Any) -> RunResult:
             AnthropicClient(base_url=server.base_url, api_key=api_key) as client,
         ):
             engine = Engine(client, tools=corpus_tools(corpus))
-            return await engine.run(research_workflow())
+            return await engine.run(research_workflow(), system_prompt=SYSTEM_PROMPT)
 
 
 def cli_args(**overrides: Any) -> argparse.Namespace:
@@ -318,6 +323,13 @@ def test_an_offline_run_exports_one_trace_with_the_whole_tree(otel_env: Receiver
                 assert chat.attributes["orchestrator.tier"] == attempt.tier
                 assert chat.attributes["orchestrator.simulated"] is True
     assert len(chats) == sum(a.calls for node in result.nodes for a in node.attempts)
+    cached = [c for c in chats if c.attributes.get("gen_ai.usage.cache_read.input_tokens")]
+    assert cached, "the tool loop's later calls read the system prompt from the cache"
+    for chat in cached:  # input_tokens is the whole prompt, cached part included
+        assert (
+            chat.attributes["gen_ai.usage.input_tokens"]
+            > (chat.attributes["gen_ai.usage.cache_read.input_tokens"])
+        )
 
     # tool calls under the attempt that made them
     tools = [span for span in spans if span.name.startswith("execute_tool ")]

@@ -7,6 +7,7 @@ and error messages are covered too.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -90,12 +91,16 @@ def workflow(tracer: trace.Tracer) -> Workflow:
     return wf
 
 
-async def run(telemetry: Telemetry | None, fault_rate: float = 0.0) -> RunResult:
+async def run(
+    telemetry: Telemetry | None, fault_rate: float = 0.0, *, stream: bool = False
+) -> RunResult:
     corpus = Corpus.from_texts({"queues.md": "A bounded queue makes producers wait."})
     with anyio.fail_after(60):
         async with (
             serve(SimConfig(time_scale=0, fault_rate=fault_rate, seed=7)) as server,
-            AnthropicClient(base_url=server.base_url, api_key=API_KEY, retry=FAST_RETRY) as client,
+            AnthropicClient(
+                base_url=server.base_url, api_key=API_KEY, retry=FAST_RETRY, stream=stream
+            ) as client,
         ):
             engine = Engine(client, tools=corpus_tools(corpus), telemetry=telemetry)
             tracer = (telemetry or current_telemetry()).tracer
@@ -125,10 +130,11 @@ def strings(spans: tuple[ReadableSpan, ...]) -> list[str]:
     return found
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 def test_spans_go_to_the_application_provider(
-    provider: TracerProvider, exporter: InMemorySpanExporter
+    provider: TracerProvider, exporter: InMemorySpanExporter, sdk_instrumented: None, stream: bool
 ) -> None:
-    result = anyio.run(run, Telemetry(provider))
+    result = anyio.run(functools.partial(run, Telemetry(provider), stream=stream))
     spans = exporter.get_finished_spans()
     names = [span.name for span in spans]
     assert "invoke_workflow orchestrator.run" in names
@@ -136,6 +142,10 @@ def test_spans_go_to_the_application_provider(
         a.calls for node in result.nodes for a in node.attempts
     )
     assert any(name.startswith("execute_tool ") for name in names)
+    for chat in (span for span in spans if span.name.startswith("chat ")):
+        assert chat.attributes["gen_ai.response.id"].startswith("msg_")
+        assert chat.attributes["gen_ai.response.finish_reasons"]
+        assert chat.parent is not None
     assert result.trace_id == format(spans[0].context.trace_id, "032x")
     # the application's own span from a worker thread sits under the Python task's attempt
     thread_span = next(span for span in spans if span.name == "app work in a thread")

@@ -29,9 +29,11 @@ class Recorder(SpanProcessor):
     def __init__(self) -> None:
         self.started: list[Span] = []
         self.ended: list[ReadableSpan] = []
+        self.at_start: list[tuple[str, dict[str, object]]] = []
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self.started.append(span)
+        self.at_start.append((span.name, dict(span.attributes or {})))
 
     def on_end(self, span: ReadableSpan) -> None:
         self.ended.append(span)
@@ -175,6 +177,13 @@ async def test_a_failing_tool_is_an_error_span_and_the_attempt_goes_on(recorder:
     assert call.status.status_code is trace.StatusCode.ERROR
     assert call.attributes["error.type"] == "tool_error"
     assert "LookupError" in (call.status.description or "")
+    # samplers see what the call is when its span starts
+    chats = [attrs for name, attrs in recorder.at_start if name.startswith("chat ")]
+    assert chats
+    for attrs in chats:
+        assert attrs["gen_ai.operation.name"] == "chat"
+        assert attrs["gen_ai.provider.name"] == "anthropic"
+        assert attrs["gen_ai.request.model"] == "claude-haiku-5-5"
 
 
 async def test_scores_reach_the_evaluation_event(recorder: Recorder) -> None:

@@ -152,6 +152,8 @@ class PlanningRecord(BaseModel):
     """What rounds whose plan was rejected cost."""
     problems: list[list[str]] = Field(default_factory=list)
     """The problems of each rejected round, in order."""
+    wall_s: float = 0.0
+    """How long planning took (not part of the run's ``wall_s``, which starts after it)."""
     simulated: bool = False
     """True when the planner's answers came from a simulator."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.budget import Budget, Meter
@@ -86,6 +87,7 @@ class PlanningReport:
     wasted_cost_usd: float = 0.0
     problems: list[list[str]] = field(default_factory=list)
     simulated: bool = False
+    wall_s: float = 0.0
 
     def record(self) -> PlanningRecord:
         """The report as the run result carries it."""
@@ -94,6 +96,7 @@ class PlanningReport:
             input_tokens=self.usage.prompt_tokens, output_tokens=self.usage.output_tokens,
             cost_usd=self.cost_usd, wasted_cost_usd=self.wasted_cost_usd,
             problems=[list(p) for p in self.problems], simulated=self.simulated,
+            wall_s=self.wall_s,
         )  # fmt: skip
 
 
@@ -138,6 +141,13 @@ class LLMPlanner:
         """
         report = PlanningReport(tier=self.tier.name, model=self.tier.model)
         self.last_report = report
+        started = anyio.current_time()
+        try:
+            return await self._rounds(goal, context, report)
+        finally:
+            report.wall_s = anyio.current_time() - started
+
+    async def _rounds(self, goal: str, context: str | None, report: PlanningReport) -> Plan:
         messages = [Message(role="user", content=_goal_message(goal, context))]
         problems: list[PlanProblem] = []
         for _ in range(self.max_repairs + 1):

@@ -46,16 +46,21 @@ def corpus() -> Corpus:
     return Corpus.default()
 
 
+def _planner(
+    offline: tuple[Any, AnthropicClient], corpus: Corpus, *, max_repairs: int
+) -> LLMPlanner:
+    server, client = offline
+    ladder = _ladder(server.base_url)
+    return LLMPlanner(client, ladder, tools=corpus_tools(corpus), max_repairs=max_repairs)
+
+
 @pytest.mark.parametrize(
     "offline", [SimConfig(seed=0, time_scale=0, broken_plans=3)], indirect=True
 )
 async def test_planner_repairs_the_servers_broken_plans(
     offline: tuple[Any, AnthropicClient], corpus: Corpus
 ) -> None:
-    server, client = offline
-    planner = LLMPlanner(
-        client, _ladder(server.base_url), tools=corpus_tools(corpus), max_repairs=3
-    )
+    planner = _planner(offline, corpus, max_repairs=3)
     with anyio.fail_after(30):
         plan = await planner.plan(GOAL)
     report = planner.last_report
@@ -79,10 +84,7 @@ async def test_planner_repairs_the_servers_broken_plans(
 async def test_planner_gives_up_with_every_problem_listed(
     offline: tuple[Any, AnthropicClient], corpus: Corpus
 ) -> None:
-    server, client = offline
-    planner = LLMPlanner(
-        client, _ladder(server.base_url), tools=corpus_tools(corpus), max_repairs=1
-    )
+    planner = _planner(offline, corpus, max_repairs=1)
     with anyio.fail_after(30), pytest.raises(PlanValidationError, match="unknown task"):
         await planner.plan(GOAL)
 

@@ -55,6 +55,16 @@ def sim_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         process.communicate(timeout=10)  # reaps it and closes the pipe
 
 
+def _endpoint_env(base_url: str, tmp_path: Path) -> dict[str, str]:
+    """What a user sets to use any Messages-API endpoint with the default ladder."""
+    return {
+        **os.environ,
+        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_API_KEY": "anything",
+        "ORCHESTRATOR_HOME": str(tmp_path / "home"),
+    }
+
+
 def _orchestrator(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", *args],
@@ -66,12 +76,7 @@ def test_run_against_a_served_simulator_like_any_endpoint(
     sim_process: tuple[str, Path], tmp_path: Path
 ) -> None:
     base_url, log = sim_process
-    env = {
-        **os.environ,
-        "ANTHROPIC_BASE_URL": base_url,
-        "ANTHROPIC_API_KEY": "anything",
-        "ORCHESTRATOR_HOME": str(tmp_path / "home"),
-    }
+    env = _endpoint_env(base_url, tmp_path)
     done = _orchestrator("run", "--plan", str(PLAN), "--json", env=env)
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
@@ -89,12 +94,7 @@ def test_research_run_against_a_served_simulator(
     sim_process: tuple[str, Path], tmp_path: Path
 ) -> None:
     base_url, _ = sim_process
-    env = {
-        **os.environ,
-        "ANTHROPIC_BASE_URL": base_url,
-        "ANTHROPIC_API_KEY": "anything",
-        "ORCHESTRATOR_HOME": str(tmp_path / "home"),
-    }
+    env = _endpoint_env(base_url, tmp_path)
     done = _orchestrator("run", "What does the with statement do in Python?", env=env)
     assert done.returncode == 0, done.stderr
     assert "## References" in done.stdout

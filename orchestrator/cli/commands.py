@@ -338,10 +338,16 @@ async def _endpoint(
         return
     from orchestrator.sim import SimConfig, serve  # noqa: PLC0415  (only offline runs need it)
 
-    sim_config = SimConfig(seed=args.seed, time_scale=0.05, fault_rate=args.fault_rate)
+    # Latency at 5% of the modelled speed; an injected "slow" answer takes 8 s, past the
+    # client's 6 s timeout (the longest honest offline answer takes under 5 s), so a slow
+    # fault costs seconds, not the 30 s and 600 s of the real defaults.
+    sim_config = SimConfig(
+        seed=args.seed, time_scale=0.05, fault_rate=args.fault_rate, slow_response_s=8.0
+    )
     async with serve(sim_config) as server:
         offline = ladder.with_endpoint(server.base_url)
-        async with AnthropicClient(api_key=OFFLINE_KEY, seed=args.seed) as client:
+        client = AnthropicClient(api_key=OFFLINE_KEY, seed=args.seed, timeout_s=6.0)
+        async with client:
             yield client, offline
 
 

@@ -171,7 +171,7 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
     if result.planning is not None:
         planning = result.planning
         lines.append(
-            f"planning: {planning.rounds} round(s) on {planning.tier}, "
+            f"planning: {planning.rounds} round(s) on {planning.tier} in {planning.wall_s:.2f}s, "
             f"${planning.cost_usd:.4f}"
             + (f" ({len(planning.problems)} plan(s) rejected)" if planning.problems else "")
         )

@@ -19,6 +19,7 @@ OTEL_VARS = (
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_SDK_DISABLED",
 )
 
 
@@ -51,6 +52,9 @@ def test_mode_comes_from_the_flag_then_the_variables(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     assert trace_mode(None) == "off"
     assert trace_mode("otlp") == "otlp"  # the flag wins
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert trace_mode(None) == "off"
 
 
 def test_unsupported_exporter_is_named(

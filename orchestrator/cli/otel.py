@@ -56,6 +56,8 @@ def trace_mode(flag: str | None) -> str:
     """
     if flag:
         return flag
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return "off"
     exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
     if exporter:
         mode = "off" if exporter == "none" else exporter

@@ -31,6 +31,7 @@ from orchestrator.models.base import ModelClient
 from orchestrator.node import render_value
 from orchestrator.plan import CitationsSpec, JudgeSpec, Plan, VerifierSpec
 from orchestrator.results import RunResult
+from orchestrator.telemetry.tracing import Telemetry, current_telemetry
 from orchestrator.tiers import TierLadder, default_ladder
 from orchestrator.tool import ServerTool, Tool
 from planners.llm import LLMPlanner, PlanningReport
@@ -140,7 +141,8 @@ class ResearchAgent:
             max_tasks=self.max_tasks,
         )
         try:
-            plan = await planner.plan(goal, context=RESEARCH_CONTEXT)
+            with self._telemetry().planning("research"):  # the conventions' plan span
+                plan = await planner.plan(goal, context=RESEARCH_CONTEXT)
         finally:
             self.last_planning = planner.last_report
         corpus_names = [t.name for t in self.tools if not isinstance(t, ServerTool)]
@@ -153,9 +155,13 @@ class ResearchAgent:
         return self.engine.prepare(plan, run_id=run_id, planning=planning, **overrides)
 
     async def run(self, goal: str) -> RunResult:
-        """Plan and execute ``goal``; returns the run's result."""
-        plan = await self.plan(goal)
-        return await self.prepare(plan).execute()
+        """Plan and execute ``goal`` (one trace: planning, then the run); returns the result."""
+        async with self._telemetry().run_trace():
+            plan = await self.plan(goal)
+            return await self.prepare(plan).execute()
+
+    def _telemetry(self) -> Telemetry:
+        return self.engine.telemetry or current_telemetry()
 
 
 def render_report(result: RunResult, corpus: Corpus, *, title: str | None = None) -> str:

@@ -12,6 +12,9 @@ from typing import Any
 
 import anyio
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orchestrator.cli import main
 from orchestrator.exceptions import PlanValidationError
@@ -20,6 +23,7 @@ from orchestrator.plan import CitationsSpec, JudgeSpec, Plan, Task
 from orchestrator.research import ResearchAgent, render_report, research_checks
 from orchestrator.results import NodeStatus, RunResult, RunStatus
 from orchestrator.sim import SimConfig, serve
+from orchestrator.telemetry import Telemetry, use_telemetry
 from orchestrator.tiers import TierLadder, default_ladder
 from planners.llm import LLMPlanner
 from tools.corpus import Corpus, corpus_tools
@@ -268,3 +272,22 @@ def test_cli_research_run_on_a_users_corpus(
     assert code == 0
     references = out.split("## References", 1)[1]
     assert "[tides.md#" in references or "[moon.txt#" in references
+
+
+async def test_research_run_is_one_trace_with_planning_under_the_run(
+    offline: tuple[Any, AnthropicClient], corpus: Corpus
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    server, client = offline
+    with use_telemetry(Telemetry(provider)):
+        result = await _research(client, server.base_url, corpus)
+    spans = exporter.get_finished_spans()
+    assert {format(s.context.trace_id, "032x") for s in spans} == {result.trace_id}
+    root = next(s for s in spans if s.parent is None)
+    planning = next(s for s in spans if s.name == "plan research")
+    assert planning.parent is not None
+    assert planning.parent.span_id == root.context.span_id
+    planning_calls = [s for s in spans if s.parent and s.parent.span_id == planning.context.span_id]
+    assert planning_calls  # the planner's model call sits under the planning span

@@ -251,8 +251,7 @@ async def _run(
                 )  # fmt: skip
                 _note(args, f"planning: {args.goal}")
                 try:
-                    with current_telemetry().planning("research"):
-                        plan = await agent.plan(args.goal)
+                    plan = await agent.plan(args.goal)  # under the run's root span
                 except PlanValidationError as exc:
                     print(f"orchestrator: planning failed: {exc}", file=sys.stderr)
                     return None

@@ -33,12 +33,14 @@ from orchestrator.models.base import ModelClient
 from orchestrator.node import Node, node_from_task
 from orchestrator.plan import Plan
 from orchestrator.results import (
+    PLANNING_NODE,
     Attempt,
     NodeResult,
     NodeStatus,
     PlanningRecord,
     RunResult,
     RunStatus,
+    planning_from_attempt,
 )
 from orchestrator.routing import CapabilityRouter, Router
 from orchestrator.scheduler import Scheduler
@@ -192,6 +194,7 @@ class Run:
     ) -> None:
         self.run_id = run_id
         self.planning = planning
+        self._planning_stored = False
         self.plan = plan
         self.config = config
         self._nodes = {node.task.id: node for node in nodes}
@@ -249,6 +252,10 @@ class Run:
             if node.status is NodeStatus.SUCCEEDED and node_id in self.results:
                 self.results[node_id] = node.model_copy(deep=True)
                 self._completed.add(node_id)
+        planned = stored.attempts.get(PLANNING_NODE)
+        if planned:  # planned before resuming: its spend is stored already, never again
+            self.planning = self.planning or planning_from_attempt(planned[-1])
+            self._planning_stored = True
         for node_id, attempts in stored.attempts.items():
             if node_id in self.results and node_id not in self._completed:
                 self.results[node_id].attempts = [_interrupted(a) for a in attempts]
@@ -269,7 +276,8 @@ class Run:
             raise RuntimeError(f"run {self.run_id} was already executed; prepare a new run")
         self._started_at = datetime.now(UTC)
         self._errors_before = _errors_seen(self._client)
-        await self._bus.emit(RunStarted(self.run_id, self.plan))
+        planning = None if self._planning_stored else self.planning
+        await self._bus.emit(RunStarted(self.run_id, self.plan, planning))
         self._trace_id = current_trace_id()  # the run span's, once telemetry opened it
         scheduler = Scheduler(
             self._graph,

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.plan import Plan
-from orchestrator.results import Attempt, NodeResult, RunResult
+from orchestrator.results import Attempt, NodeResult, PlanningRecord, RunResult
 
 __all__ = [
     "AttemptFinished",
@@ -35,6 +35,8 @@ class RunStarted:
 
     run_id: str
     plan: Plan
+    planning: PlanningRecord | None = None
+    """What planning the plan cost, when a model planned it."""
 
 
 @dataclass(frozen=True, slots=True)

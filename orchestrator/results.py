@@ -158,6 +158,32 @@ class PlanningRecord(BaseModel):
     """True when the planner's answers came from a simulator."""
 
 
+PLANNING_NODE = "(planning)"
+"""The pseudo node id under which a store records planning (one attempt: its total)."""
+
+
+def planning_attempt(record: PlanningRecord, at: datetime) -> Attempt:
+    """Planning as one stored attempt, so that stored spend includes it."""
+    return Attempt(
+        number=record.rounds, tier=record.tier, model=record.model, started_at=at,
+        finished_at=at, input_tokens=record.input_tokens, output_tokens=record.output_tokens,
+        cost_usd=record.cost_usd, calls=record.rounds, simulated=record.simulated,
+        verdict=Verdict(
+            passed=True, verifier="planner",
+            reason=f"{record.rounds} round(s), {len(record.problems)} plan(s) rejected",
+        ),
+    )  # fmt: skip
+
+
+def planning_from_attempt(attempt: Attempt) -> PlanningRecord:
+    """The planning record back from its stored attempt (rejected rounds' detail is lost)."""
+    return PlanningRecord(
+        tier=attempt.tier, model=attempt.model or "", rounds=attempt.number,
+        input_tokens=attempt.input_tokens, output_tokens=attempt.output_tokens,
+        cost_usd=attempt.cost_usd, simulated=attempt.simulated,
+    )  # fmt: skip
+
+
 class RunResult(BaseModel):
     """Everything a run produced."""
 

@@ -23,6 +23,7 @@ from orchestrator.plan import CitationsSpec, JudgeSpec, Plan, Task
 from orchestrator.research import ResearchAgent, render_report, research_checks
 from orchestrator.results import NodeStatus, RunResult, RunStatus
 from orchestrator.sim import SimConfig, serve
+from orchestrator.store import MemoryStore, StoreListener
 from orchestrator.telemetry import Telemetry, use_telemetry
 from orchestrator.tiers import TierLadder, default_ladder
 from planners.llm import LLMPlanner
@@ -291,3 +292,32 @@ async def test_research_run_is_one_trace_with_planning_under_the_run(
     assert planning.parent.span_id == root.context.span_id
     planning_calls = [s for s in spans if s.parent and s.parent.span_id == planning.context.span_id]
     assert planning_calls  # the planner's model call sits under the planning span
+
+
+async def test_planning_spend_is_stored_and_never_paid_twice_on_resume(
+    offline: tuple[Any, AnthropicClient], corpus: Corpus
+) -> None:
+    server, client = offline
+    store = MemoryStore()
+    ladder = _ladder(server.base_url)
+    agent = ResearchAgent(client, corpus, ladder, listeners=[StoreListener(store)])
+    with anyio.fail_after(60):
+        plan = await agent.plan(GOAL)
+        run = agent.prepare(plan)
+        run.cancel()  # stopped before any node ran: only planning was paid
+        stopped = await run.execute()
+    assert stopped.status is RunStatus.CANCELLED
+    assert stopped.planning is not None
+    stored = await store.load_run(stopped.run_id)
+    assert stored.summary.cost_usd == pytest.approx(stopped.planning.cost_usd)
+
+    resumer = ResearchAgent(client, corpus, ladder, listeners=[StoreListener(store)])
+    with anyio.fail_after(60):
+        resumed = await resumer.engine.prepare(stored.plan, resume=stored).execute()
+    assert resumed.status is RunStatus.SUCCEEDED
+    assert resumed.planning is not None
+    assert resumed.planning.cost_usd == pytest.approx(stopped.planning.cost_usd)
+    nodes = sum(node.cost_usd for node in resumed.nodes)
+    assert resumed.cost_usd == pytest.approx(nodes + stopped.planning.cost_usd)
+    again = await store.load_run(stopped.run_id)
+    assert again.summary.cost_usd == pytest.approx(resumed.cost_usd)  # no second planning row

@@ -22,7 +22,13 @@ from orchestrator.events import (
     RunStarted,
 )
 from orchestrator.plan import Plan
-from orchestrator.results import Attempt, NodeResult, RunResult
+from orchestrator.results import (
+    PLANNING_NODE,
+    Attempt,
+    NodeResult,
+    RunResult,
+    planning_attempt,
+)
 
 __all__ = ["MemoryStore", "RunStore", "RunSummary", "StoreListener", "StoredRun"]
 
@@ -166,8 +172,12 @@ class StoreListener:
     async def __call__(self, event: Event) -> None:
         """Write the event's record; awaited by the engine before it moves on."""
         match event:
-            case RunStarted(run_id=run_id, plan=plan):
-                await self.store.start_run(run_id, plan, datetime.now().astimezone())
+            case RunStarted(run_id=run_id, plan=plan, planning=planning):
+                started = datetime.now().astimezone()
+                await self.store.start_run(run_id, plan, started)
+                if planning is not None:  # its spend counts when the run is resumed
+                    attempt = planning_attempt(planning, started)
+                    await self.store.record_attempt(run_id, PLANNING_NODE, attempt)
             case AttemptStarted(run_id=run_id, node_id=node_id, attempt=attempt):
                 await self.store.record_attempt(run_id, node_id, attempt)
             case AttemptFinished(run_id=run_id, node_id=node_id, attempt=attempt):

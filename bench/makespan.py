@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import os
 import random
 import statistics
 import time
@@ -104,6 +105,7 @@ async def measure(system: str, case: Case, repeats: int) -> dict[str, Any]:
         "ratio_min": min(makespans) / case.ideal_s,
         "ratio_max": max(makespans) / case.ideal_s,
         "makespans_s": makespans,
+        "load_avg_1m": os.getloadavg()[0],
     }
 
 
@@ -149,6 +151,7 @@ COLUMNS = [
     ("ratio", "makespan / ideal", "{:.3f}"),
     ("ratio_min", "min", "{:.3f}"),
     ("ratio_max", "max", "{:.3f}"),
+    ("load_avg_1m", "load", "{:.1f}"),
 ]
 
 if __name__ == "__main__":

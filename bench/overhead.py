@@ -6,7 +6,9 @@ Run from the repository root with the benchmark venv (``bench/setup.sh``)::
 
 Every (system, shape, mode) cell runs in a fresh subprocess, so peak RSS is that cell's
 alone. In a cell: one warm-up run on a 100-node fan-out, then ``repeats`` timed runs
-(median reported), then one more run under tracemalloc for the peak of Python allocations.
+(median reported), then one more run under tracemalloc for the peak of Python allocations
+(skipped when a run takes more than 20 s). Wall and CPU (process) time are both recorded:
+on a busy machine, CPU time is the steadier measure of the work done.
 Node bodies are empty coroutines, so all the time measured is orchestration overhead.
 Modes (our engine only):
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -43,10 +46,12 @@ from bench._runners import RUNNERS, Execute, Work, prepare_engine
 
 MODES = ("off", "default", "tracing", "store")
 ROOT = Path(__file__).resolve().parent.parent
+TRACEMALLOC_MAX_S = 20.0
+"""Cells whose runs take longer than this skip the extra run under tracemalloc."""
 
 
-def default_repeats(size: int, mode: str) -> int:
-    if mode == "store":  # a few writes per node: slow, and steady
+def default_repeats(size: int, system: str, mode: str) -> int:
+    if mode != "off" or system == "langgraph":  # slow cells, steady per node
         return 5 if size <= 1000 else 2 if size <= 10_000 else 1
     if size <= 1000:
         return 15
@@ -144,12 +149,14 @@ async def measure_cell(system: str, shape: str, mode: str, repeats: int) -> dict
             assert calls[0] == dag.size, f"{system} ran {calls[0]} of {dag.size} nodes"
             del execute
         rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        gc.collect()
-        tracemalloc.start()
-        execute = await prepare(system, dag, work, setup)
-        await execute()
-        traced_peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+        traced_peak = None
+        if max(run_s) < TRACEMALLOC_MAX_S:  # tracemalloc slows a run several times over
+            gc.collect()
+            tracemalloc.start()
+            execute = await prepare(system, dag, work, setup)
+            await execute()
+            traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
     return {
         "system": system,
         "shape": shape,
@@ -162,7 +169,8 @@ async def measure_cell(system: str, shape: str, mode: str, repeats: int) -> dict
         "build_us_per_node": statistics.median(build_s) / dag.size * 1e6,
         "run_s": run_s,
         "peak_rss_mib": rss_mib,
-        "tracemalloc_peak_mib": traced_peak / 2**20,
+        "load_avg_1m": os.getloadavg()[0],
+        "tracemalloc_peak_mib": traced_peak,
     }
 
 
@@ -184,24 +192,66 @@ def run_cell_subprocess(
     return result
 
 
+def _pair(wall: float | None, cpu: float | None, fmt: str) -> str | None:
+    if wall is None or cpu is None:
+        return None
+    return f"{fmt.format(wall)} / {fmt.format(cpu)}"
+
+
 def targets(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per shape: engine (store off) against LangGraph (>= 10x) and asyncio (<= 3x)."""
+    """Per shape, wall / CPU µs per node of each system, and the ratios the targets name:
+    LangGraph / engine (target >= 10) and engine / asyncio (target <= 3), for the engine
+    with no listeners (``off``) and as shipped (``default``: telemetry listener on)."""
     by = {(c["system"], c["shape"], c["mode"]): c for c in cells if "error" not in c}
+
+    def get(system: str, shape: str, mode: str, key: str) -> float | None:
+        cell = by.get((system, shape, mode))
+        return None if cell is None else cell[key]
+
+    def ratio(top: tuple[str, str], bottom: tuple[str, str], shape: str, key: str) -> Any:
+        a, b = get(top[0], shape, top[1], key), get(bottom[0], shape, bottom[1], key)
+        return a / b if a is not None and b else None
+
     rows = []
     for shape in dict.fromkeys(c["shape"] for c in cells):
-        ours = by.get(("engine", shape, "off"))
-        if ours is None:
-            continue
-        row: dict[str, Any] = {"shape": shape, "engine_us": ours["us_per_node"]}
-        for peer in ("langgraph", "asyncio", "anyio", "scheduler"):
-            cell = by.get((peer, shape, "off"))
-            row[f"{peer}_us"] = cell["us_per_node"] if cell else None
-        lg, floor = row["langgraph_us"], row["asyncio_us"]
-        row["langgraph_over_engine"] = lg / ours["us_per_node"] if lg else None
-        row["engine_over_asyncio"] = ours["us_per_node"] / floor if floor else None
-        row["peak_rss_mib"] = ours["peak_rss_mib"]
+        row: dict[str, Any] = {"shape": shape}
+        for label, system, mode in SUMMARY_SYSTEMS:
+            row[label] = _pair(
+                get(system, shape, mode, "us_per_node"),
+                get(system, shape, mode, "cpu_us_per_node"),
+                "{:.1f}",
+            )
+        for label, top, bottom in SUMMARY_RATIOS:
+            wall = ratio(top, bottom, shape, "us_per_node")
+            cpu = ratio(top, bottom, shape, "cpu_us_per_node")
+            row[label] = _pair(wall, cpu, "{:.2f}")
+        row["rss"] = get("engine", shape, "off", "peak_rss_mib")
         rows.append(row)
     return rows
+
+
+SUMMARY_SYSTEMS = [
+    ("engine", "engine", "off"),
+    ("engine_default", "engine", "default"),
+    ("scheduler", "scheduler", "off"),
+    ("anyio", "anyio", "off"),
+    ("asyncio", "asyncio", "off"),
+    ("langgraph", "langgraph", "off"),
+]
+SUMMARY_RATIOS = [
+    ("lg_over_engine", ("langgraph", "off"), ("engine", "off")),
+    ("engine_over_asyncio", ("engine", "off"), ("asyncio", "off")),
+    ("lg_over_default", ("langgraph", "off"), ("engine", "default")),
+    ("default_over_asyncio", ("engine", "default"), ("asyncio", "off")),
+]
+
+
+def report(path: Path) -> None:
+    """Print the tables of a JSON file written by ``--json``."""
+    data = json.loads(path.read_text())
+    print_table(data["cells"], CELL_COLUMNS)
+    print()
+    print_table(targets(data["cells"]), TARGET_COLUMNS)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -212,11 +262,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="timed runs per cell (default by size)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per cell")
     parser.add_argument("--json", type=Path, help="also write every cell to this JSON file")
+    parser.add_argument("--report", type=Path, help="only print the tables of a --json file")
     parser.add_argument("--cell", nargs=3, metavar=("SYSTEM", "SHAPE", "MODE"), help="internal")
     args = parser.parse_args(argv)
+    if args.report:
+        report(args.report)
+        return
     if args.cell:
         system, shape, mode = args.cell
-        repeats = args.repeats or default_repeats(SHAPES[shape]().size, mode)
+        repeats = args.repeats or default_repeats(SHAPES[shape]().size, system, mode)
         print(json.dumps(anyio.run(measure_cell, system, shape, mode, repeats)))
         return
     cells = []
@@ -224,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         size = SHAPES[shape]().size
         for system in args.systems.split(","):
             for mode in args.modes.split(",") if system == "engine" else ["off"]:
-                repeats = args.repeats or default_repeats(size, mode)
+                repeats = args.repeats or default_repeats(size, system, mode)
                 cell = run_cell_subprocess(system, shape, mode, repeats, args.timeout)
                 cells.append(cell)
                 print_table([cell], CELL_COLUMNS, header=len(cells) == 1)
@@ -246,19 +300,23 @@ CELL_COLUMNS = [
     ("build_us_per_node", "build µs/node", "{:.1f}"),
     ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
     ("tracemalloc_peak_mib", "traced peak MiB", "{:.1f}"),
+    ("load_avg_1m", "load", "{:.1f}"),
     ("error", "error", "{}"),
 ]
 
 TARGET_COLUMNS = [
     ("shape", "shape", "{}"),
-    ("engine_us", "engine µs", "{:.1f}"),
-    ("scheduler_us", "scheduler µs", "{:.1f}"),
-    ("anyio_us", "anyio µs", "{:.1f}"),
-    ("asyncio_us", "asyncio µs", "{:.1f}"),
-    ("langgraph_us", "LangGraph µs", "{:.1f}"),
-    ("langgraph_over_engine", "LangGraph/engine (>=10)", "{:.1f}x"),
-    ("engine_over_asyncio", "engine/asyncio (<=3)", "{:.2f}x"),
-    ("peak_rss_mib", "engine RSS MiB", "{:.0f}"),
+    ("engine", "engine, off", "{}"),
+    ("engine_default", "engine, default", "{}"),
+    ("scheduler", "scheduler", "{}"),
+    ("anyio", "anyio", "{}"),
+    ("asyncio", "asyncio", "{}"),
+    ("langgraph", "LangGraph", "{}"),
+    ("lg_over_engine", "LangGraph / engine off (>= 10)", "{}"),
+    ("engine_over_asyncio", "engine off / asyncio (<= 3)", "{}"),
+    ("lg_over_default", "LangGraph / engine default", "{}"),
+    ("default_over_asyncio", "engine default / asyncio", "{}"),
+    ("rss", "engine off peak RSS MiB", "{:.0f}"),
 ]
 
 if __name__ == "__main__":

@@ -176,12 +176,13 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
             + (f" ({len(planning.problems)} plan(s) rejected)" if planning.problems else "")
         )
     width = max([len(n.id) for n in result.nodes] + [4])
-    lines.append(f"{'node':<{width}}  {'status':<10} {'tiers':<22} {'cost':>9}  reason")
+    paths = {node.id: " -> ".join(a.tier for a in node.attempts) or "-" for node in result.nodes}
+    tiers_width = max([len(path) for path in paths.values()] + [5])
+    lines.append(f"{'node':<{width}}  {'status':<10} {'tiers':<{tiers_width}} {'cost':>9}  reason")
     for node in result.nodes:
-        tiers = " -> ".join(a.tier for a in node.attempts) or "-"
         reason = "" if node.status is NodeStatus.SUCCEEDED else (node.reason or "")
         lines.append(
-            f"{node.id:<{width}}  {node.status.value:<10} {tiers:<22} "
+            f"{node.id:<{width}}  {node.status.value:<10} {paths[node.id]:<{tiers_width}} "
             f"${node.cost_usd:>8.4f}  {reason[:80]}"
         )
     escalations = sum(max(0, len(n.attempts) - 1) for n in result.nodes if n.final_tier != "python")

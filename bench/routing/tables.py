@@ -55,6 +55,23 @@ def ours_across(data: Mapping[str, Any], policy: str = "ours (engine)") -> str:
     return "\n".join(lines)
 
 
+def what_ifs(data: Mapping[str, Any]) -> str:
+    """The proposals' rows (``proposals.py``): one line per verifier and variant."""
+    lines = [
+        "| verifier | policy | $ / 1k nodes | x oracle (Opus give-up) | success % "
+        "| silent failures % | wasted % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for verifier, summary in data["results"].items():
+        for name, m in summary.items():
+            lines.append(
+                f"| {verifier} | {name} | {fmt(m['cost_per_node_usd'], 1000, 2)} "
+                f"| {fmt(m['cost_vs_reference'], 1, 2)} | {fmt(m['success'], 100)} "
+                f"| {fmt(m['silent_failures'], 100)} | {fmt(m['wasted_share'], 100)} |"
+            )
+    return "\n".join(lines)
+
+
 def main(paths: Sequence[str]) -> None:
     if paths[:1] == ["--plot"]:  # tables.py --plot OUT.png RESULTS.json: redraw the figure
         plot(json.loads(Path(paths[2]).read_text())["results"], "B", Path(paths[1]))
@@ -62,6 +79,9 @@ def main(paths: Sequence[str]) -> None:
     for path in paths:
         data: dict[str, Any] = json.loads(Path(path).read_text())
         print(f"\n<!-- from {path}: {data.get('command', '')} -->")
+        if "engine_vs_model" not in data:  # proposals.py
+            print(f"\n{what_ifs(data)}")
+            continue
         print(f"\n#### ours across verifiers\n\n{ours_across(data)}")
         for key, summary in data["results"].items():
             print(f"\n#### {key}\n\n{short_table(summary)}")

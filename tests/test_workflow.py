@@ -80,6 +80,28 @@ async def test_predicate_verifier_escalates_llm_task() -> None:
     assert "a haiku has three lines" in model.requests[1].messages[0].content
 
 
+async def test_python_task_output_is_verified_and_a_rejection_fails_the_node() -> None:
+    wf = Workflow("checked numbers")
+
+    @wf.task(verify=[Predicate(lambda rows: len(rows) == 3, "expected three rows")])
+    def rows() -> list[int]:
+        return [1, 2]
+
+    @wf.task(verify=[Predicate(lambda total: total > 0, "total must be positive")])
+    def total() -> int:
+        return 5
+
+    result = await Engine(TestModel()).run(wf)
+    rejected, accepted = result.node("rows"), result.node("total")
+    assert rejected.status is NodeStatus.FAILED
+    assert rejected.reason == "expected three rows"
+    assert rejected.output is None
+    assert accepted.status is NodeStatus.SUCCEEDED
+    assert accepted.output == 5
+    assert accepted.attempts[0].verdict is not None
+    assert accepted.attempts[0].verdict.verifier != "none"
+
+
 async def test_python_task_error_fails_node_and_skips_dependents() -> None:
     wf = Workflow("broken")
 

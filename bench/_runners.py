@@ -126,16 +126,16 @@ async def prepare_engine(
     """Our :class:`~orchestrator.Engine`: validated plan, Python nodes, results, events.
 
     ``detach_telemetry`` takes the engine's telemetry listener off the run (no spans, no
-    log lines): the engine has no public switch for it yet, so this reaches into the run.
+    log lines), reaching into the run: the engine had no public switch for it when this was
+    written. Where the engine leaves the listener out by itself (telemetry that can produce
+    nothing), there is nothing to take off.
     """
     config = RunConfig(max_concurrency=limit or dag.size)
     engine = Engine(TestModel("unused"), listeners=listeners, config=config, telemetry=telemetry)
     run = engine.prepare(DagWorkload(dag, work))
     if detach_telemetry:
         bus = run._bus
-        kept = [item for item in bus._listeners if not isinstance(item, RunTelemetry)]
-        assert len(kept) == len(bus._listeners) - 1, "the engine's telemetry listener moved"
-        bus._listeners[:] = kept
+        bus._listeners[:] = [item for item in bus._listeners if not isinstance(item, RunTelemetry)]
 
     async def execute() -> None:
         result = await run.execute()

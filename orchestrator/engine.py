@@ -201,7 +201,10 @@ class Run:
         self._graph = graph
         self._inputs = inputs
         telemetry = engine.telemetry or current_telemetry()
-        self._bus = EventBus([telemetry.run_listener(), *engine.listeners])
+        # Telemetry that can produce nothing (no SDK, logs below INFO) is not subscribed:
+        # an empty bus lets the engine skip event work entirely.
+        watching = [telemetry.run_listener()] if telemetry.wants_events() else []
+        self._bus = EventBus([*watching, *engine.listeners])
         self._client = engine.client
         self._errors_before: Counter[str] = Counter()
         self._trace_id: str | None = None

@@ -114,6 +114,8 @@ class Telemetry:
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> None:
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
         self.tracer = trace.get_tracer(SCOPE, _VERSION, tracer_provider)
         self.handler = TelemetryHandler(
             tracer_provider=tracer_provider,
@@ -128,6 +130,23 @@ class Telemetry:
         self.attempts = meter.create_counter(
             "orchestrator.attempts", unit="{attempt}", description="Attempts, by tier and outcome"
         )
+
+    def wants_events(self) -> bool:
+        """Whether a run's events can produce anything here: spans, metrics or log lines.
+
+        False when no OpenTelemetry SDK is installed (the API's no-op or proxy providers)
+        and the ``orchestrator`` loggers are below INFO: the engine then does not subscribe
+        the run listener at all, so telemetry that is off costs nothing per node.
+        """
+        tracer_provider = self._tracer_provider or trace.get_tracer_provider()
+        if not isinstance(tracer_provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+            return True
+        meter_provider = self._meter_provider or metrics.get_meter_provider()
+        if not isinstance(meter_provider, metrics.NoOpMeterProvider) and (
+            type(meter_provider).__name__ != "_ProxyMeterProvider"
+        ):
+            return True
+        return logging.getLogger(f"{ROOT_LOGGER}.run").isEnabledFor(logging.INFO)
 
     def run_trace(self) -> RunTrace:
         """Open the run's root span now, before the run exists (for planning).

@@ -9,6 +9,7 @@ builds nodes of both kinds directly.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,13 @@ class Node:
     function: Callable[..., Any] | None = None
     output_type: type[BaseModel] | None = None
     arguments: Mapping[str, str] = field(default_factory=dict)
+
+    is_async: bool = field(init=False, repr=False, compare=False)
+    """Whether ``function`` is a coroutine function (computed once, not per call)."""
+
+    def __post_init__(self) -> None:
+        is_async = self.function is not None and inspect.iscoroutinefunction(self.function)
+        object.__setattr__(self, "is_async", is_async)  # frozen: set once, here
 
     @property
     def is_python(self) -> bool:

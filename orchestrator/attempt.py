@@ -113,6 +113,7 @@ class NodeRunner:
         reason = (
             decision.reason if index == decision.index else f"{decision.reason}; capped at max tier"
         )
+        index, reason = self._past_rejections(result, index, top, reason)
         prompt = node.build_prompt(arguments)
         previous: Attempt | None = None
         previous_text = ""
@@ -253,6 +254,25 @@ class NodeRunner:
         )
         response = await self.client.complete(request, meter)
         return JudgeVerdict.model_validate(response.data)
+
+    def _past_rejections(
+        self, result: NodeResult, index: int, top: int, reason: str
+    ) -> tuple[int, str]:
+        """Where a resumed node starts: above the highest tier that already failed it.
+
+        Attempts of an earlier process that verification rejected are not paid for again;
+        interrupted or errored ones are (they proved nothing about their tier).
+        """
+        names = self.ladder.names
+        rejected = [
+            names.index(a.tier)
+            for a in result.attempts
+            if a.verdict is not None and not a.verdict.passed and a.tier in names
+        ]
+        if not rejected or max(rejected) < index:
+            return index, reason
+        above = min(max(rejected) + 1, top)
+        return above, f"resumed above {names[max(rejected)]}, which already failed verification"
 
     # -- Python nodes -----------------------------------------------------------------
 

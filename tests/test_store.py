@@ -205,3 +205,31 @@ async def test_attempt_in_flight_at_a_crash_is_marked_interrupted() -> None:
     assert first.error_type == "interrupted"
     assert first.cost_unknown is True
     assert second.passed
+
+
+async def test_resume_does_not_pay_again_for_a_tier_that_already_failed() -> None:
+    store = MemoryStore()
+    plan = Plan(
+        goal="g",
+        tasks=[
+            Task(id="t", instruction="x", verify=[{"kind": "required_sections", "sections": ["A"]}])
+        ],
+    )
+    await store.start_run("was-escalating", plan, datetime(2026, 1, 1, tzinfo=UTC))
+    from orchestrator import Attempt, Verdict
+
+    rejected = Attempt(
+        number=1, tier="haiku", model="m", started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        finished_at=datetime(2026, 1, 1, tzinfo=UTC), cost_usd=0.001,
+        verdict=Verdict(passed=False, reason="missing required section(s): A"),
+    )  # fmt: skip
+    await store.record_attempt("was-escalating", "t", rejected)
+    stored = await store.load_run("was-escalating")
+
+    model = FunctionModel(lambda request: "## A\nanswer")
+    resumed = await Engine(model).run(stored.plan, resume=stored)
+    assert resumed.status is RunStatus.SUCCEEDED
+    assert [request.tier.name for request in model.requests] == ["sonnet"]  # not haiku again
+    attempts = resumed.node("t").attempts
+    assert [(a.number, a.tier) for a in attempts] == [(1, "haiku"), (2, "sonnet")]
+    assert "already failed verification" in attempts[1].route_reason

@@ -171,8 +171,9 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
     if result.planning is not None:
         planning = result.planning
         lines.append(
-            f"planning: {planning.rounds} round(s) on {planning.tier} in {planning.wall_s:.2f}s, "
-            f"${planning.cost_usd:.4f}"
+            f"planning: {planning.rounds} round(s) on {planning.tier}"
+            + (f" in {planning.wall_s:.2f}s" if planning.wall_s else "")
+            + f", ${planning.cost_usd:.4f}"
             + (f" ({len(planning.problems)} plan(s) rejected)" if planning.problems else "")
         )
     width = max([len(n.id) for n in result.nodes] + [4])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -16,3 +17,18 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "orchestrator-home"
     monkeypatch.setenv("ORCHESTRATOR_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def two_task_plan(tmp_path: Path) -> Path:
+    """A small plan file: one task, and one that depends on it."""
+    plan = tmp_path / "plan.json"
+    document = {
+        "goal": "Explain queues",
+        "tasks": [
+            {"id": "define", "instruction": "Define a queue."},
+            {"id": "use", "instruction": "Give one use.", "depends_on": ["define"]},
+        ],
+    }
+    plan.write_text(json.dumps(document))
+    return plan

@@ -32,6 +32,11 @@ from tools.corpus import Corpus, corpus_tools
 pytestmark = pytest.mark.anyio
 
 BROKEN_PLANS = SimConfig(seed=0, time_scale=0, broken_plans=3)
+BROKEN_PLANS_FIRST = pytest.mark.parametrize(
+    "offline", [SimConfig(seed=0, time_scale=0, broken_plans=3)], indirect=True
+)
+"""The simulator answers the first three plan requests with a cycle, an unknown dependency
+and prose, in that order."""
 GOAL = "How do Python context managers and the with statement handle exceptions?"
 
 
@@ -59,9 +64,7 @@ def _planner(
     return LLMPlanner(client, ladder, tools=corpus_tools(corpus), max_repairs=max_repairs)
 
 
-@pytest.mark.parametrize(
-    "offline", [SimConfig(seed=0, time_scale=0, broken_plans=3)], indirect=True
-)
+@BROKEN_PLANS_FIRST
 async def test_planner_repairs_the_servers_broken_plans(
     offline: tuple[Any, AnthropicClient], corpus: Corpus
 ) -> None:
@@ -83,9 +86,7 @@ async def test_planner_repairs_the_servers_broken_plans(
     assert all("search_corpus" in task.tools for task in roots)
 
 
-@pytest.mark.parametrize(
-    "offline", [SimConfig(seed=0, time_scale=0, broken_plans=3)], indirect=True
-)
+@BROKEN_PLANS_FIRST
 async def test_planner_gives_up_with_every_problem_listed(
     offline: tuple[Any, AnthropicClient], corpus: Corpus
 ) -> None:

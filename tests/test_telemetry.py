@@ -366,20 +366,9 @@ def test_log_lines_carry_run_node_tier_and_the_trace(
 
 
 def test_cli_run_json_carries_the_exported_trace_id(
-    otel_env: Receiver, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    otel_env: Receiver, two_task_plan: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plan = tmp_path / "plan.json"
-    plan.write_text(
-        json.dumps(
-            {
-                "goal": "Explain queues",
-                "tasks": [
-                    {"id": "define", "instruction": "Define a queue."},
-                    {"id": "use", "instruction": "Give one use.", "depends_on": ["define"]},
-                ],
-            }
-        )
-    )
+    plan = two_task_plan
     code = main(["run", "--plan", str(plan), "--offline", "--json", "--log-level", "error"])
     assert code == 0
     document = json.loads(capsys.readouterr().out)

@@ -110,20 +110,9 @@ def test_write_timeline_wants_html(tmp_path: Path) -> None:
 
 
 def test_show_timeline_of_a_recorded_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, two_task_plan: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plan = tmp_path / "plan.json"
-    plan.write_text(
-        json.dumps(
-            {
-                "goal": "Explain queues",
-                "tasks": [
-                    {"id": "define", "instruction": "Define a queue."},
-                    {"id": "use", "instruction": "Give one use.", "depends_on": ["define"]},
-                ],
-            }
-        )
-    )
+    plan = two_task_plan
     assert main(["run", "--plan", str(plan), "--offline", "--json"]) == 0
     run_id = json.loads(capsys.readouterr().out)["run_id"]
     page_path = tmp_path / "timeline.html"

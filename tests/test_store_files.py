@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
-from orchestrator import Engine, Plan, Task
+from orchestrator import Attempt, Engine, NodeResult, NodeStatus, Plan, Task
 from orchestrator.cli import main
 from orchestrator.store import SQLiteStore, StoreError, StoreListener
 from orchestrator.store.sqlite import SCHEMA_VERSION
@@ -121,3 +124,43 @@ def test_cli_on_a_store_from_a_newer_version_exits_2_naming_it(
     assert "written by a newer version" in err
     assert str(home / "runs.db") in err
     assert digest(home / "runs.db") == before
+
+
+async def test_concurrent_writes_are_group_committed_and_fail_alone(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "runs.db")
+    batches: list[int] = []
+    commit = store._commit
+
+    def counting(batch: list[Any]) -> None:
+        batches.append(len(batch))
+        commit(batch)
+
+    store._commit = counting  # type: ignore[method-assign]
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    plan = Plan(goal="g", tasks=[Task(id=f"t{i}", instruction="x") for i in range(100)])
+    await store.start_run("r", plan, now)
+    failures: list[Exception] = []
+
+    async def write(i: int) -> None:
+        attempt = Attempt(number=1, tier="haiku", model="m", started_at=now, cost_usd=0.01)
+        await store.record_attempt("r", f"t{i}", attempt)
+
+    async def orphan() -> None:  # no such run: the foreign key refuses it, alone
+        try:
+            await store.record_node("ghost", NodeResult(id="t0", status=NodeStatus.SUCCEEDED))
+        except StoreError as exc:
+            failures.append(exc)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for i in range(100):
+                tg.start_soon(write, i)
+            tg.start_soon(orphan)
+    stored = await store.load_run("r")
+    await store.aclose()
+    assert len(stored.attempts) == 100  # every write of the batch held
+    assert stored.summary.cost_usd == pytest.approx(1.0)
+    assert len(failures) == 1
+    assert "FOREIGN KEY" in str(failures[0]).upper()
+    assert sum(batches) == 100 + 1 + 1 + 1  # start, 100 attempts, the orphan, the load
+    assert len(batches) < 20  # writes queued behind a batch went together

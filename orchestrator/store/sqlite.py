@@ -1,9 +1,13 @@
 """The SQLite run store: one file, WAL mode, every write off the event loop.
 
-All database work runs in a worker thread (``anyio.to_thread``) on one connection,
-serialised by a capacity limiter of one, so the event loop never blocks on disk. Every
-write is its own transaction: a process killed at any point leaves the file consistent
-(SQLite's journal) and at most loses the event being written.
+All database work runs in a worker thread (``anyio.to_thread``) on one connection, one
+batch at a time, so the event loop never blocks on disk. Writes are group-committed: the
+calls that queue up while a batch is being written go together in the next transaction
+(each in its own savepoint, so one failing call fails alone), and each caller returns only
+once its batch has committed, so a node's result is still durable before its dependents
+start. A wide DAG then pays one transaction and one thread round trip per batch rather than
+per event. A process killed at any point leaves the file consistent (SQLite's journal) and
+at most loses the batch being written, whose callers had not returned.
 
 The file carries an application marker and a schema version in ``meta``. A file that is
 not SQLite, a damaged store (SQLite's ``quick_check`` fails), a SQLite database of another
@@ -18,9 +22,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 
@@ -35,6 +40,17 @@ SCHEMA_VERSION = 1
 APP_MARKER = "tiered-orchestrator run store"
 
 T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Call(Generic[T]):
+    """One queued store call and, once its batch has been written, its outcome."""
+
+    work: Callable[[sqlite3.Connection], T]
+    result: T | None = None
+    error: Exception | None = None
+    done: bool = False
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,7 +83,8 @@ class SQLiteStore(RunStore):
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
         self.path = path
         self._db = connection
-        self._lock = anyio.CapacityLimiter(1)
+        self._writer = anyio.Lock()
+        self._queue: list[_Call[Any]] = []
 
     @classmethod
     async def open(cls, path: str | Path) -> SQLiteStore:
@@ -81,18 +98,43 @@ class SQLiteStore(RunStore):
         return cls(path, connection)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def job() -> T:
-            try:
-                with self._db:  # one transaction per call
-                    return work(self._db)
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"run store {self.path}: {exc}") from exc
+        call = _Call(work)
+        self._queue.append(call)
+        async with self._writer:  # whoever holds it writes everything queued so far
+            if not call.done:
+                batch, self._queue = self._queue, []
+                await anyio.to_thread.run_sync(self._commit, batch)
+        if call.error is not None:
+            raise call.error
+        return call.result  # type: ignore[return-value]  # set when done without error
 
-        return await anyio.to_thread.run_sync(job, limiter=self._lock)
+    def _commit(self, batch: list[_Call[Any]]) -> None:
+        """Run ``batch`` in one transaction, each call in its own savepoint (worker thread)."""
+        db = self._db
+        try:
+            with db:  # commits at the end, or rolls back if the batch itself fails
+                db.execute("BEGIN")  # one transaction: the savepoints nest inside it
+                for call in batch:
+                    db.execute("SAVEPOINT call")
+                    try:
+                        call.result = call.work(db)
+                    except sqlite3.DatabaseError as exc:
+                        db.execute("ROLLBACK TO call")
+                        call.error = StoreError(f"run store {self.path}: {exc}")
+                    except Exception as exc:  # noqa: BLE001  (its caller gets it)
+                        db.execute("ROLLBACK TO call")
+                        call.error = exc
+                    db.execute("RELEASE call")
+        except sqlite3.DatabaseError as exc:  # the commit itself failed: nobody's write holds
+            for call in batch:
+                call.error = StoreError(f"run store {self.path}: {exc}")
+        for call in batch:
+            call.done = True
 
     async def aclose(self) -> None:
-        """Close the connection."""
-        await anyio.to_thread.run_sync(self._db.close, limiter=self._lock)
+        """Close the connection (after any batch being written)."""
+        async with self._writer:
+            await anyio.to_thread.run_sync(self._db.close)
 
     async def start_run(self, run_id: str, plan: Plan, started_at: datetime) -> None:
         """Record a new run, or mark a resumed one running again."""

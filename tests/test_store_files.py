@@ -25,6 +25,14 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+async def refused_untouched(path: Path, match: str) -> None:
+    """Opening ``path`` as a store fails with ``match``, and the file is left as it was."""
+    before = digest(path)
+    with pytest.raises(StoreError, match=match):
+        await SQLiteStore.open(path)
+    assert digest(path) == before
+
+
 async def store_with_a_run(path: Path, run_id: str = "r", tasks: int = 3) -> None:
     store = await SQLiteStore.open(path)
     try:
@@ -59,10 +67,7 @@ async def test_damaged_store_is_refused_by_name_and_left_as_it_is(tmp_path: Path
     for offset in range(8192, len(data), 4096):  # the header survives; later pages do not
         data[offset + 100 : offset + 400] = bytes(range(256)) + bytes(44)
     path.write_bytes(bytes(data))
-    before = digest(path)
-    with pytest.raises(StoreError, match=r"runs\.db is a damaged run store \(SQLite quick_check"):
-        await SQLiteStore.open(path)
-    assert digest(path) == before
+    await refused_untouched(path, r"runs\.db is a damaged run store \(SQLite quick_check")
 
 
 async def test_store_without_a_valid_schema_version_is_refused(tmp_path: Path) -> None:
@@ -72,10 +77,7 @@ async def test_store_without_a_valid_schema_version_is_refused(tmp_path: Path) -
     db.execute("UPDATE meta SET value='two' WHERE key='schema_version'")
     db.commit()
     db.close()
-    before = digest(path)
-    with pytest.raises(StoreError, match="no valid store schema version \\('two'\\)"):
-        await SQLiteStore.open(path)
-    assert digest(path) == before
+    await refused_untouched(path, "no valid store schema version \\('two'\\)")
 
 
 async def test_an_empty_sqlite_database_is_not_taken_over(tmp_path: Path) -> None:
@@ -83,10 +85,7 @@ async def test_an_empty_sqlite_database_is_not_taken_over(tmp_path: Path) -> Non
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode=WAL")
     db.close()
-    before = digest(path)
-    with pytest.raises(StoreError, match="is not an orchestrator run store"):
-        await SQLiteStore.open(path)
-    assert digest(path) == before
+    await refused_untouched(path, "is not an orchestrator run store")
 
 
 async def test_a_new_store_is_whole_from_its_first_byte(tmp_path: Path) -> None:

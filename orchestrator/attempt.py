@@ -279,9 +279,6 @@ class NodeRunner:
     async def _run_python(
         self, node: Node, arguments: Mapping[str, Any], result: NodeResult
     ) -> None:
-        if not node.verifiers and not self.bus:
-            await _run_python_unwatched(node, arguments, result)
-            return
         attempt = Attempt(number=1, tier="python", model=None, started_at=_now())
         result.attempts.append(attempt)
         result.final_tier = "python"
@@ -309,43 +306,6 @@ class NodeRunner:
         else:
             result.status = NodeStatus.FAILED
             result.reason = attempt.error or (attempt.verdict.reason if attempt.verdict else None)
-
-
-async def _run_python_unwatched(
-    node: Node, arguments: Mapping[str, Any], result: NodeResult
-) -> None:
-    """The hot path of a Python node nobody watches (no listener, no verifier).
-
-    The attempt is recorded once, whole, when the function returns: one validated
-    ``Attempt`` instead of a partial one and four assignments. A snapshot taken while the
-    function runs shows the node without its attempt.
-    """
-    started = _now()
-    result.final_tier = "python"
-    try:
-        output = await _call_function(node, arguments)
-    except anyio.get_cancelled_exc_class():
-        result.attempts.append(_python_attempt(started, error=("cancelled", "cancelled")))
-        raise
-    except Exception as exc:  # noqa: BLE001  (the task failed; the run goes on)
-        error = f"{type(exc).__name__}: {exc}"
-        result.attempts.append(_python_attempt(started, error=(error, type(exc).__name__)))
-        result.status, result.reason = NodeStatus.FAILED, error
-        return
-    result.attempts.append(_python_attempt(started))
-    result.status, result.output = NodeStatus.SUCCEEDED, output
-
-
-def _python_attempt(started: datetime, error: tuple[str, str] | None = None) -> Attempt:
-    if error is None:
-        return Attempt(
-            number=1, tier="python", model=None, started_at=started, finished_at=_now(),
-            verdict=_NO_VERIFIER,
-        )  # fmt: skip
-    return Attempt(
-        number=1, tier="python", model=None, started_at=started, finished_at=_now(),
-        error=error[0], error_type=error[1],
-    )  # fmt: skip
 
 
 async def _call_function(node: Node, arguments: Mapping[str, Any]) -> Any:

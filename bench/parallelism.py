@@ -30,6 +30,7 @@ from typing import Any
 import anyio
 import networkx as nx
 
+from orchestrator.dag import validate_plan
 from orchestrator.engine import RunConfig
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.plan import Plan
@@ -105,7 +106,9 @@ async def measure(goals: int, seed: int, time_scale: float) -> list[dict[str, An
             {
                 "goal": goal,
                 "nodes": len(plan.tasks),
-                "width": max(len(layer) for layer in nx.topological_generations(_graph(plan))),
+                "width": max(
+                    len(layer) for layer in nx.topological_generations(validate_plan(plan))
+                ),
                 "dag_s": dag.wall_s,
                 "sequential_s": sequential.wall_s,
                 "speedup": sequential.wall_s / dag.wall_s,
@@ -121,13 +124,6 @@ async def measure(goals: int, seed: int, time_scale: float) -> list[dict[str, An
             flush=True,
         )
     return rows
-
-
-def _graph(plan: Plan) -> nx.DiGraph[str]:
-    graph: nx.DiGraph[str] = nx.DiGraph()
-    graph.add_nodes_from(task.id for task in plan.tasks)
-    graph.add_edges_from((dep, task.id) for task in plan.tasks for dep in task.depends_on)
-    return graph
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import networkx as nx
 
 from orchestrator.citations import cited_ids
+from orchestrator.dag import validate_plan
 from orchestrator.engine import Engine, Run, RunConfig
 from orchestrator.events import Listener
 from orchestrator.models.base import ModelClient
@@ -68,9 +69,7 @@ def research_checks(
     """
     tool_names = set(tools)
     web_names = set(web_tools)
-    graph: nx.DiGraph[str] = nx.DiGraph()
-    graph.add_nodes_from(task.id for task in plan.tasks)
-    graph.add_edges_from((dep, task.id) for task in plan.tasks for dep in task.depends_on)
+    graph = validate_plan(plan)
     researching = {task.id for task in plan.tasks if tool_names & set(task.tools)}
     cited = set(researching)
     for task_id in researching:

@@ -38,6 +38,7 @@ from tools.errors import PassageNotFoundError, PassagePathError
 from tools.registry import FunctionTool, tool
 
 __all__ = [
+    "CORPUS_TOOL_NAMES",
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_PASSAGE_CHARS",
     "MAX_SEARCH_RESULTS",
@@ -47,6 +48,9 @@ __all__ = [
     "SkippedFile",
     "corpus_tools",
 ]
+
+CORPUS_TOOL_NAMES = ("search_corpus", "read_passage")
+"""The names of the tools :func:`corpus_tools` returns, in that order."""
 
 DEFAULT_PASSAGE_CHARS = 800
 """Paragraphs are merged into passages of up to about this many characters."""

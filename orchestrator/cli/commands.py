@@ -38,7 +38,7 @@ from orchestrator.telemetry import current_telemetry, write_timeline
 from orchestrator.tiers import TierLadder, load_ladder
 from planners.llm import PlanningReport
 from planners.static import load_plan_file
-from tools.corpus import Corpus, corpus_tools
+from tools.corpus import CORPUS_TOOL_NAMES, Corpus, corpus_tools
 
 __all__ = [
     "cmd_plan",
@@ -290,7 +290,7 @@ async def _plan_only(
 
 
 def _uses_corpus(plan: Plan) -> bool:
-    names = {"search_corpus", "read_passage"}
+    names = set(CORPUS_TOOL_NAMES)
     return any(
         names & set(task.tools) or any(spec.kind == "citations" for spec in task.verify)
         for task in plan.tasks

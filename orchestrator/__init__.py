@@ -63,7 +63,15 @@ from orchestrator.results import (
     RunStatus,
     Verdict,
 )
-from orchestrator.routing import CapabilityRouter, RouteDecision, Router
+from orchestrator.routing import (
+    CalibratedRouter,
+    Calibration,
+    CapabilityRouter,
+    LearningRouter,
+    RouteDecision,
+    Router,
+    TierRecord,
+)
 from orchestrator.tiers import Tier, TierLadder, default_ladder, load_ladder
 from orchestrator.tool import ServerTool, Tool
 from orchestrator.verify import (
@@ -87,6 +95,8 @@ __all__ = [
     "AttemptStarted",
     "Budget",
     "BudgetExhausted",
+    "CalibratedRouter",
+    "Calibration",
     "Capabilities",
     "CapabilityRouter",
     "CitationsSpec",
@@ -96,6 +106,7 @@ __all__ = [
     "JudgeSpec",
     "JudgeVerdict",
     "LLMJudge",
+    "LearningRouter",
     "Message",
     "Meter",
     "ModelAPIError",
@@ -138,6 +149,7 @@ __all__ = [
     "TierConfigError",
     "TierLadder",
     "TierLadderExhausted",
+    "TierRecord",
     "Tool",
     "Usage",
     "UserError",

@@ -21,6 +21,7 @@ from orchestrator.budget import Budget
 from orchestrator.citations import PassageLookup
 from orchestrator.dag import validate_plan
 from orchestrator.events import (
+    Event,
     EventBus,
     Listener,
     NodeFinished,
@@ -42,7 +43,7 @@ from orchestrator.results import (
     RunStatus,
     planning_from_attempt,
 )
-from orchestrator.routing import CapabilityRouter, Router
+from orchestrator.routing import CapabilityRouter, LearningRouter, Router
 from orchestrator.scheduler import Scheduler
 from orchestrator.store.base import StoredRun
 from orchestrator.telemetry.tracing import Telemetry, current_telemetry, current_trace_id
@@ -203,7 +204,9 @@ class Run:
         telemetry = engine.telemetry or current_telemetry()
         # Telemetry that can produce nothing (no SDK, logs below INFO) is not subscribed:
         # an empty bus lets the engine skip event work entirely.
-        watching = [telemetry.run_listener()] if telemetry.wants_events() else []
+        watching: list[Listener] = [telemetry.run_listener()] if telemetry.wants_events() else []
+        if isinstance(engine.router, LearningRouter):  # it learns from every finished node
+            watching.append(_feeder(engine.router))
         self._bus = EventBus([*watching, *engine.listeners])
         self._client = engine.client
         self._errors_before: Counter[str] = Counter()
@@ -412,6 +415,14 @@ def _check_inputs(nodes: Sequence[Node], task_ids: set[str], inputs: Mapping[str
         raise UserError(
             f"missing run input(s): {', '.join(missing)}; pass them with inputs={{...}}"
         )
+
+
+def _feeder(router: LearningRouter) -> Listener:
+    def feed(event: Event) -> None:
+        if isinstance(event, NodeFinished):
+            router.observe(event.result)
+
+    return feed
 
 
 def _interrupted(attempt: Attempt) -> Attempt:

@@ -2,19 +2,40 @@
 
 The built-in :class:`CapabilityRouter` picks the cheapest tier whose capability profile
 covers every need. It reads only capability levels and context windows, never model names,
-so a new model release is a change to the tiers file. A learned router (recalibrated from
-observed outcomes) plugs in through the same :class:`Router` protocol.
+so a new model release is a change to the tiers file.
+
+:class:`CalibratedRouter` learns instead: from the verified outcomes of finished nodes, it
+starts each kind of task on the tier that has been cheapest for it without losing success,
+and keeps relearning as models change. Both plug in through the :class:`Router` protocol.
 """
 
 from __future__ import annotations
 
+import math
+import random
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.capabilities import Needs
+from orchestrator.exceptions import UserError
+from orchestrator.results import NodeResult, NodeStatus
 from orchestrator.tiers import TierLadder
 
-__all__ = ["CapabilityRouter", "RouteDecision", "Router"]
+__all__ = [
+    "CalibratedRouter",
+    "Calibration",
+    "CapabilityRouter",
+    "LearningRouter",
+    "RouteDecision",
+    "Router",
+    "TierRecord",
+    "needs_key",
+]
+
+_Z95 = 1.96
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +62,15 @@ class Router(Protocol):
         ...
 
 
+@runtime_checkable
+class LearningRouter(Router, Protocol):
+    """A router that learns from finished nodes; the engine feeds it every one."""
+
+    def observe(self, result: NodeResult) -> bool:
+        """Learn from a finished node; return whether it was counted."""
+        ...
+
+
 class CapabilityRouter:
     """Cheapest tier whose profile covers every need; the strongest when none does."""
 
@@ -57,3 +87,250 @@ class CapabilityRouter:
             False,
             f"no tier covers the needs ({missing} on {strongest.name}); using the strongest",
         )
+
+
+# -- learned routing ---------------------------------------------------------------------
+
+
+class TierRecord(BaseModel):
+    """What nodes that *started* on one tier cost and how often they ended verified.
+
+    Counts decay (see :class:`CalibratedRouter`), so they are floats: recent nodes weigh
+    more than old ones, and a model that changes is relearned rather than averaged away.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    """The tier's model when these outcomes were observed (a new model starts afresh)."""
+    nodes: float = Field(default=0.0, ge=0.0)
+    """Nodes observed (decayed)."""
+    verified: float = Field(default=0.0, ge=0.0)
+    """Of those, nodes that ended with a verified answer, on any tier (decayed)."""
+    cost_usd: float = Field(default=0.0, ge=0.0)
+    """What those nodes cost in all, escalations included (decayed)."""
+
+    @property
+    def success_rate(self) -> float:
+        """Share of nodes that ended verified (0 when none observed)."""
+        return self.verified / self.nodes if self.nodes else 0.0
+
+    @property
+    def mean_cost_usd(self) -> float:
+        """Mean spend per node, escalations included (0 when none observed)."""
+        return self.cost_usd / self.nodes if self.nodes else 0.0
+
+    @property
+    def cost_per_verified_usd(self) -> float:
+        """What one verified answer costs, failures paid for included (inf: none yet)."""
+        return self.cost_usd / self.verified if self.verified else math.inf
+
+    def success_upper_bound(self, z: float = _Z95) -> float:
+        """Wilson upper bound of the success rate (1 when nothing observed)."""
+        if not self.nodes:
+            return 1.0
+        n, p = self.nodes, self.success_rate
+        centre = p + z * z / (2 * n)
+        spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return min(1.0, (centre + spread) / (1 + z * z / n))
+
+
+class Calibration(BaseModel):
+    """A :class:`CalibratedRouter`'s memory, as saved to and loaded from JSON.
+
+    ``entries`` maps a needs key (see :func:`needs_key`) to tier name to record.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    entries: dict[str, dict[str, TierRecord]] = Field(default_factory=dict)
+
+
+def needs_key(needs: Needs) -> str:
+    """The calibration bucket of a task: its capability levels (not its context size)."""
+    return ",".join(f"{name}={level}" for name, level in needs.levels().items())
+
+
+class CalibratedRouter:
+    """Learns from verified outcomes which tier each kind of task should start on.
+
+    Tasks are bucketed by their capability levels (:func:`needs_key`). For each bucket and
+    each tier the router keeps what the nodes that *started* there cost in all (escalations
+    included) and how often they ended with a verified answer. It then starts a node on
+    the tier with the lowest cost per verified answer among those whose verified rate is
+    not credibly below the best tier's (its Wilson upper bound reaches the best rate minus
+    ``tolerance``). So a bucket whose nodes Haiku usually gets right starts on Haiku even
+    if the planner asked for Sonnet, and one where cheap starts only add escalations starts
+    high. Verification is what makes this safe to learn: a cheap start that fails is caught
+    and escalated, and what that cost is what the router learns from. What it cannot see is
+    a wrong answer a verifier accepted; a start with more attempts gets more such chances,
+    which is why the rule ranks by cost and only guards success with ``tolerance``.
+
+    Until ``min_samples`` nodes of a bucket have been seen on a tier, that tier is only
+    explored: a share ``warmup_explore`` of the bucket's nodes goes to its least-observed
+    tier, the rest follow ``prior`` (the capability rules by default). Afterwards a small
+    share ``explore`` still goes to the least-observed tier, and old outcomes decay by
+    ``decay`` per new observation of the same tier (0.998: the last ~500 count most), so
+    routing follows models as they change. A record whose tier now runs another model is
+    discarded. Only tiers whose context window fits the task are considered.
+
+    Feed it with :meth:`observe` (the engine does so for every finished node when this
+    router is its router), warm it from stored runs with :meth:`observe_many`, and keep it
+    across processes with :attr:`calibration` / ``CalibratedRouter(calibration=...)``.
+
+    Args:
+        prior: Routes buckets not yet calibrated; default :class:`CapabilityRouter`.
+        min_samples: Nodes a tier needs in a bucket before the router relies on it.
+        tolerance: How much verified success (a share, 0.02 = two points) the router may
+            give up for a cheaper start.
+        explore: Share of calibrated nodes sent to the least-observed tier.
+        warmup_explore: Share of a bucket's nodes explored while any tier lacks samples.
+        decay: Weight kept by older outcomes per new one (1.0: never forget).
+        seed: Seed of the exploration draws (reproducible routing).
+        calibration: Memory to start from (e.g. loaded from JSON).
+    """
+
+    def __init__(
+        self,
+        prior: Router | None = None,
+        *,
+        min_samples: int = 30,
+        tolerance: float = 0.02,
+        explore: float = 0.02,
+        warmup_explore: float = 0.2,
+        decay: float = 0.998,
+        seed: int | None = None,
+        calibration: Calibration | None = None,
+    ) -> None:
+        if min_samples < 1:
+            raise UserError(f"min_samples must be at least 1, got {min_samples}")
+        for name, share in (
+            ("tolerance", tolerance),
+            ("explore", explore),
+            ("warmup_explore", warmup_explore),
+        ):
+            if not 0.0 <= share <= 1.0:
+                raise UserError(f"{name} must be between 0 and 1, got {share}")
+        if not 0.0 < decay <= 1.0:
+            raise UserError(f"decay must be in (0, 1], got {decay}")
+        if decay < 1.0 and min_samples >= 1.0 / (1.0 - decay):
+            raise UserError(
+                f"min_samples={min_samples} can never be reached with decay={decay}: old "
+                f"outcomes fade so that at most {1.0 / (1.0 - decay):.0f} nodes count; lower "
+                "min_samples or raise decay"
+            )
+        self.prior = prior or CapabilityRouter()
+        self.min_samples = min_samples
+        self.tolerance = tolerance
+        self.explore = explore
+        self.warmup_explore = warmup_explore
+        self.decay = decay
+        self.calibration = calibration or Calibration()
+        self._random = random.Random(seed)
+
+    # -- routing ------------------------------------------------------------------------
+
+    def route(self, needs: Needs, ladder: TierLadder) -> RouteDecision:
+        """Start on the cheapest calibrated tier with near-best success, or explore."""
+        prior = self.prior.route(needs, ladder)
+        arms = [
+            index
+            for index, tier in enumerate(ladder.tiers)
+            if needs.context_tokens <= tier.context_window
+        ]
+        if not arms:
+            return prior
+        records = self._records(needs_key(needs), ladder)
+        ready = [i for i in arms if records[i].nodes >= self.min_samples]
+        warming = len(ready) < len(arms)
+        share = self.warmup_explore if warming else self.explore
+        if share and self._random.random() < share:
+            index = min(arms, key=lambda i: (records[i].nodes, i))
+            return RouteDecision(
+                index,
+                _covers(needs, ladder, index),
+                f"calibration: exploring {ladder[index].name} "
+                f"({records[index].nodes:.0f} nodes with these needs seen there)",
+            )
+        if not ready or (prior.index in arms and prior.index not in ready):
+            return prior
+        best = max(records[i].success_rate for i in ready)
+        eligible = [i for i in ready if records[i].success_upper_bound() >= best - self.tolerance]
+        index = min(eligible, key=lambda i: (records[i].cost_per_verified_usd, i))
+        chosen = records[index]
+        return RouteDecision(
+            index,
+            _covers(needs, ladder, index),
+            f"calibrated: starting on {ladder[index].name}, ${chosen.cost_per_verified_usd:.4g} "
+            f"per verified answer, {chosen.success_rate:.1%} verified, over "
+            f"{chosen.nodes:.0f} nodes with these needs (rules: {ladder[prior.index].name})",
+        )
+
+    def _records(self, key: str, ladder: TierLadder) -> list[TierRecord]:
+        bucket = self.calibration.entries.get(key, {})
+        out = []
+        for tier in ladder.tiers:
+            record = bucket.get(tier.name)
+            out.append(
+                record if record and record.model == tier.model else TierRecord(model=tier.model)
+            )
+        return out
+
+    # -- learning -----------------------------------------------------------------------
+
+    def observe(self, result: NodeResult) -> bool:
+        """Learn from a finished node; returns whether it was counted.
+
+        Counted: model nodes that succeeded or failed after attempts that all reached a
+        verdict. Not counted: Python nodes, skipped or unrun nodes, and nodes with an
+        attempt that errored (rate limits, outages, cancellation, an interrupted process),
+        which say nothing about what the tier can do.
+        """
+        if result.status not in (NodeStatus.SUCCEEDED, NodeStatus.FAILED):
+            return False
+        attempts = result.attempts
+        if not attempts or attempts[0].model is None:
+            return False
+        if any(a.error is not None or a.verdict is None for a in attempts):
+            return False
+        first = attempts[0]
+        bucket = self.calibration.entries.setdefault(needs_key(result.needs), {})
+        record = bucket.get(first.tier)
+        if record is None or record.model != first.model:
+            record = bucket[first.tier] = TierRecord(model=first.model)
+        keep = self.decay
+        record.nodes = record.nodes * keep + 1.0
+        record.verified = record.verified * keep + (result.status is NodeStatus.SUCCEEDED)
+        record.cost_usd = record.cost_usd * keep + result.cost_usd
+        return True
+
+    def observe_many(self, results: Iterable[NodeResult]) -> int:
+        """Learn from past nodes (e.g. every node of the runs in a store), oldest first.
+
+        Returns how many were counted.
+        """
+        return sum(self.observe(result) for result in results)
+
+    def table(self, ladder: TierLadder) -> list[dict[str, object]]:
+        """What the router has learned, one row per (needs bucket, tier), for display."""
+        rows: list[dict[str, object]] = []
+        for key in sorted(self.calibration.entries):
+            records = self._records(key, ladder)
+            for tier, record in zip(ladder.tiers, records, strict=True):
+                if record.nodes:
+                    rows.append(
+                        {
+                            "needs": key,
+                            "tier": tier.name,
+                            "nodes": round(record.nodes, 1),
+                            "verified": round(record.success_rate, 4),
+                            "mean_cost_usd": record.mean_cost_usd,
+                        }
+                    )
+        return rows
+
+
+def _covers(needs: Needs, ladder: TierLadder, index: int) -> bool:
+    tier = ladder[index]
+    return not needs.shortfalls(tier.capabilities, tier.context_window)

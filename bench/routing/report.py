@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from draws import DagDraw
-from policies import NodeRun
+from draws import DagDraw, NodeDraw
+from policies import TOP, CostModel, NodeRun
+
+_COSTS: list[CostModel] = []
 
 COLUMNS = (
     "nodes", "cost", "correct", "silent", "gave_up", "wasted", "wasted_truth", "dag_ok",
-    "makespan", "dags", "wasted_solved",
+    "makespan", "dags", "wasted_solved", "wasted_avoidable",
 )  # fmt: skip
 
 
@@ -28,6 +30,17 @@ def makespan(dag: DagDraw, runs: Sequence[NodeRun]) -> float:
         ready = max((finish[dep] for dep in dag.deps[index]), default=0.0)
         finish[index] = ready + run.latency
     return max(finish, default=0.0)
+
+
+def avoidable_waste(node: NodeDraw, run: NodeRun) -> float:
+    """Rejected spend a policy could have avoided: all of it, except, on a node no tier
+    solves, one attempt on the top tier (what the one-Opus-attempt oracle pays to learn
+    that the node is hopeless)."""
+    if node.cheapest_pass <= TOP or TOP not in run.attempts:
+        return run.wasted
+    if not _COSTS:
+        _COSTS.append(CostModel())
+    return max(0.0, run.wasted - _COSTS[0].task(TOP, node, escalated=False).cost)
 
 
 def dag_totals(dag: DagDraw, runs: Sequence[NodeRun]) -> list[float]:
@@ -46,6 +59,7 @@ def dag_totals(dag: DagDraw, runs: Sequence[NodeRun]) -> list[float]:
         makespan(dag, runs),
         1.0,
         sum(run.wasted for run in runs if run.delivered),
+        sum(avoidable_waste(node, run) for node, run in zip(dag.nodes, runs, strict=True)),
     ]
 
 
@@ -60,6 +74,7 @@ def _metrics(sums: np.ndarray) -> dict[str, np.ndarray]:
         "wasted_share": col["wasted"] / np.maximum(col["cost"], 1e-300),
         "wasted_truth_share": col["wasted_truth"] / np.maximum(col["cost"], 1e-300),
         "wasted_on_delivered_share": col["wasted_solved"] / np.maximum(col["cost"], 1e-300),
+        "avoidable_waste_share": col["wasted_avoidable"] / np.maximum(col["cost"], 1e-300),
         "dag_success": col["dag_ok"] / col["dags"],
         "makespan_s": col["makespan"] / col["dags"],
     }
@@ -130,10 +145,10 @@ def table(summary: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
     head = (
         "| policy | $ / 1k nodes | x oracle (Opus give-up) | success % | vs always-Opus (pts) "
         "| per-DAG success % | silent failures % | gave up % | wasted % (engine) "
-        "| of which on delivered nodes % | spend on no correct answer % | makespan s "
-        "| x always-Opus |"
+        "| of which on delivered nodes % | avoidable waste % | spend on no correct answer % "
+        "| makespan s | x always-Opus |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 14]
     for name, m in summary.items():
         lines.append(
             f"| {name} | {fmt(m['cost_per_node_usd'], 1000, 2)} "
@@ -141,7 +156,7 @@ def table(summary: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
             f"| {fmt(m['success_minus_quality_ref'], 100)} | {fmt(m['dag_success'], 100)} "
             f"| {fmt(m['silent_failures'], 100)} | {fmt(m['gave_up'], 100)} "
             f"| {fmt(m['wasted_share'], 100)} | {fmt(m['wasted_on_delivered_share'], 100)} "
-            f"| {fmt(m['wasted_truth_share'], 100)} "
+            f"| {fmt(m['avoidable_waste_share'], 100)} | {fmt(m['wasted_truth_share'], 100)} "
             f"| {fmt(m['makespan_s'], 1, 1)} | {fmt(m['makespan_vs_quality_ref'], 1, 2)} |"
         )
     return "\n".join(lines)

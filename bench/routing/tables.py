@@ -18,12 +18,12 @@ from report import fmt, plot
 SHORT = (
     "| policy | $ / 1k nodes | x oracle (Opus give-up) | success % | vs always-Opus, pts "
     "| per-DAG success % | silent failures % | gave up % | wasted % | of which on delivered "
-    "nodes % | makespan x always-Opus |"
+    "nodes % | avoidable waste % | makespan x always-Opus |"
 )
 
 
 def short_table(summary: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
-    lines = [SHORT, "|" + "---|" * 11]
+    lines = [SHORT, "|" + "---|" * 12]
     for name, m in summary.items():
         if name == "ours (model)":  # identical to the engine's row (checked node by node)
             continue
@@ -33,6 +33,7 @@ def short_table(summary: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
             f"| {fmt(m['success_minus_quality_ref'], 100)} | {fmt(m['dag_success'], 100)} "
             f"| {fmt(m['silent_failures'], 100)} | {fmt(m['gave_up'], 100)} "
             f"| {fmt(m['wasted_share'], 100)} | {fmt(m['wasted_on_delivered_share'], 100)} "
+            f"| {fmt(m['avoidable_waste_share'], 100)} "
             f"| {fmt(m['makespan_vs_quality_ref'], 1, 2)} |"
         )
     return "\n".join(lines)
@@ -42,15 +43,18 @@ def ours_across(data: Mapping[str, Any], policy: str = "ours (engine)") -> str:
     """One row per mix and verifier: how ``policy`` stands against the references."""
     lines = [
         "| mix / verifier | x oracle (Opus give-up) | success % | vs always-Opus, pts "
-        "| silent failures % | wasted % | makespan x always-Opus |",
-        "|---|---|---|---|---|---|---|",
+        "| silent failures % | wasted % | avoidable waste % | makespan x always-Opus |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, summary in data["results"].items():
+        if policy not in summary:
+            continue
         m = summary[policy]
         lines.append(
             f"| {key} | {fmt(m['cost_vs_reference'], 1, 2)} | {fmt(m['success'], 100)} "
             f"| {fmt(m['success_minus_quality_ref'], 100)} | {fmt(m['silent_failures'], 100)} "
-            f"| {fmt(m['wasted_share'], 100)} | {fmt(m['makespan_vs_quality_ref'], 1, 2)} |"
+            f"| {fmt(m['wasted_share'], 100)} | {fmt(m['avoidable_waste_share'], 100)} "
+            f"| {fmt(m['makespan_vs_quality_ref'], 1, 2)} |"
         )
     return "\n".join(lines)
 

@@ -41,6 +41,7 @@ from orchestrator.models.test import FunctionModel
 from orchestrator.node import Node
 from orchestrator.pricing import Usage
 from orchestrator.results import RunResult, Verdict
+from orchestrator.routing import Router
 from orchestrator.sim.brain import BrainReply, BrainRequest
 from orchestrator.sim.prompts import last_user_text
 from orchestrator.verify import JudgeVerdict, VerificationContext, Verifier
@@ -173,13 +174,24 @@ def node_runs(result: RunResult, dag: DagDraw, latency: Mapping[int, float]) -> 
 
 
 async def run_in_process(
-    dags: Sequence[DagDraw], verifier: VerifierRates, sigma: float, costs: CostModel
+    dags: Sequence[DagDraw],
+    verifier: VerifierRates,
+    sigma: float,
+    costs: CostModel,
+    router: Router | None = None,
 ) -> list[list[NodeRun]]:
-    """Run every DAG through the real Engine with the in-process double."""
+    """Run every DAG through the real Engine with the in-process double.
+
+    ``router``: the engine's router (default ``CapabilityRouter``); one instance serves every
+    DAG in turn, so a learning router carries what it learned from one DAG to the next.
+    """
     out = []
     for dag in dags:
         model = DrawnModel(dag, verifier, costs)
-        engine = Engine(FunctionModel(model), costs.ladder, config=RunConfig(max_concurrency=256))
+        engine = Engine(
+            FunctionModel(model), costs.ladder, router=router,
+            config=RunConfig(max_concurrency=256),
+        )  # fmt: skip
         result = await engine.run(DagWorkload(dag, verifier, sigma))
         out.append(node_runs(result, dag, model.latency))
     return out

@@ -40,7 +40,10 @@ from policies import (
 from report import dag_totals, fmt, plot, summarise, table
 from through_engine import run_in_process, run_over_http
 
+from orchestrator.routing import CalibratedRouter
+
 ENGINE = "ours (engine)"
+CALIBRATED = "ours, calibrated router (engine)"
 ORACLE_OPUS = "oracle-hopeless-opus"
 ALWAYS_OPUS = "always-opus"
 
@@ -110,7 +113,12 @@ def run_cell(
         engine = anyio.run(run_in_process, dags, verifier, args.sigma, costs)
         check = compare(runs["ours (model)"], engine)
         check["engine_wall_s"] = round(time.perf_counter() - started, 1)
-        runs = {ENGINE: engine, **runs}
+        started = time.perf_counter()
+        router = CalibratedRouter(seed=args.seed)  # one router learns across all the DAGs
+        calibrated = anyio.run(run_in_process, dags, verifier, args.sigma, costs, router)
+        check["calibrated_wall_s"] = round(time.perf_counter() - started, 1)
+        check["calibration"] = router.table(costs.ladder)
+        runs = {ENGINE: engine, CALIBRATED: calibrated, **runs}
     return {name: _totals(dags, r) for name, r in runs.items()}, check
 
 

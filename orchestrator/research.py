@@ -32,6 +32,7 @@ from orchestrator.models.base import ModelClient
 from orchestrator.node import render_value
 from orchestrator.plan import CitationsSpec, JudgeSpec, Plan, VerifierSpec
 from orchestrator.results import RunResult
+from orchestrator.routing import Router
 from orchestrator.telemetry.tracing import Telemetry, current_telemetry
 from orchestrator.tiers import TierLadder, default_ladder
 from orchestrator.tool import ServerTool, Tool
@@ -102,6 +103,8 @@ class ResearchAgent:
         judge: Also have an LLM judge (one tier up) check every answer.
         web: Also offer Anthropic's server-side web search and fetch (real API only; the
             simulator accepts them and never calls them).
+        router: Picks each node's first tier; default: the capability rules
+            (:class:`~orchestrator.routing.CapabilityRouter`).
     """
 
     client: ModelClient
@@ -113,6 +116,7 @@ class ResearchAgent:
     max_tasks: int = 12
     judge: bool = False
     web: bool = False
+    router: Router | None = None
 
     def __post_init__(self) -> None:
         self.tools: list[Tool] = [*corpus_tools(self.corpus), *(web_tools() if self.web else [])]
@@ -123,6 +127,7 @@ class ResearchAgent:
             listeners=self.listeners,
             config=self.config,
             passages=self.corpus,
+            router=self.router,
         )
         self.last_planning: PlanningReport | None = None
 

@@ -15,14 +15,17 @@ import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.capabilities import Needs
 from orchestrator.exceptions import UserError
-from orchestrator.results import NodeResult, NodeStatus
+from orchestrator.results import PLANNING_NODE, NodeResult, NodeStatus
 from orchestrator.tiers import TierLadder
+
+if TYPE_CHECKING:
+    from orchestrator.store.base import RunStore
 
 __all__ = [
     "CalibratedRouter",
@@ -232,27 +235,32 @@ class CalibratedRouter:
     # -- routing ------------------------------------------------------------------------
 
     def route(self, needs: Needs, ladder: TierLadder) -> RouteDecision:
-        """Start on the cheapest calibrated tier with near-best success, or explore."""
+        """Explore now and then (see the class), else :meth:`decide`."""
+        arms = _arms(needs, ladder)
+        if arms:
+            records = self._records(needs_key(needs), ladder)
+            warming = any(records[i].nodes < self.min_samples for i in arms)
+            share = self.warmup_explore if warming else self.explore
+            if share and self._random.random() < share:
+                index = min(arms, key=lambda i: (records[i].nodes, i))
+                return RouteDecision(
+                    index,
+                    _covers(needs, ladder, index),
+                    f"calibration: exploring {ladder[index].name} "
+                    f"({records[index].nodes:.0f} nodes with these needs seen there)",
+                )
+        return self.decide(needs, ladder)
+
+    def decide(self, needs: Needs, ladder: TierLadder) -> RouteDecision:
+        """The tier the calibration picks, without exploring; ``prior``'s until it can.
+
+        Among tiers with ``min_samples`` observations: the lowest cost per verified answer
+        whose verified rate's upper bound reaches the best rate minus ``tolerance``.
+        """
         prior = self.prior.route(needs, ladder)
-        arms = [
-            index
-            for index, tier in enumerate(ladder.tiers)
-            if needs.context_tokens <= tier.context_window
-        ]
-        if not arms:
-            return prior
+        arms = _arms(needs, ladder)
         records = self._records(needs_key(needs), ladder)
         ready = [i for i in arms if records[i].nodes >= self.min_samples]
-        warming = len(ready) < len(arms)
-        share = self.warmup_explore if warming else self.explore
-        if share and self._random.random() < share:
-            index = min(arms, key=lambda i: (records[i].nodes, i))
-            return RouteDecision(
-                index,
-                _covers(needs, ladder, index),
-                f"calibration: exploring {ladder[index].name} "
-                f"({records[index].nodes:.0f} nodes with these needs seen there)",
-            )
         if not ready or (prior.index in arms and prior.index not in ready):
             return prior
         best = max(records[i].success_rate for i in ready)
@@ -289,6 +297,8 @@ class CalibratedRouter:
         """
         if result.status not in (NodeStatus.SUCCEEDED, NodeStatus.FAILED):
             return False
+        if result.id == PLANNING_NODE:
+            return False
         attempts = result.attempts
         if not attempts or attempts[0].model is None:
             return False
@@ -306,18 +316,33 @@ class CalibratedRouter:
         return True
 
     def observe_many(self, results: Iterable[NodeResult]) -> int:
-        """Learn from past nodes (e.g. every node of the runs in a store), oldest first.
-
-        Returns how many were counted.
-        """
+        """Learn from past nodes, oldest first; returns how many were counted."""
         return sum(self.observe(result) for result in results)
 
+    async def learn_from_store(self, store: RunStore, *, runs: int = 500) -> int:
+        """Learn from the nodes of the last ``runs`` runs in ``store``, oldest first.
+
+        Every recorded run counts, whichever router ran it: the tier a node started on and
+        how it ended is all the router needs. Returns how many nodes were counted.
+        """
+        counted = 0
+        for summary in reversed(await store.list_runs(runs)):
+            stored = await store.load_run(summary.run_id)
+            nodes = stored.result.nodes if stored.result else list(stored.nodes.values())
+            counted += self.observe_many(nodes)
+        return counted
+
     def table(self, ladder: TierLadder) -> list[dict[str, object]]:
-        """What the router has learned, one row per (needs bucket, tier), for display."""
+        """What the router has learned, one row per (needs bucket, tier) observed.
+
+        ``start`` marks the tier :meth:`decide` picks for the bucket (context size aside).
+        """
         rows: list[dict[str, object]] = []
         for key in sorted(self.calibration.entries):
             records = self._records(key, ladder)
-            for tier, record in zip(ladder.tiers, records, strict=True):
+            levels = dict(part.split("=") for part in key.split(","))
+            start = self.decide(Needs(**{k: int(v) for k, v in levels.items()}), ladder).index
+            for index, (tier, record) in enumerate(zip(ladder.tiers, records, strict=True)):
                 if record.nodes:
                     rows.append(
                         {
@@ -326,9 +351,16 @@ class CalibratedRouter:
                             "nodes": round(record.nodes, 1),
                             "verified": round(record.success_rate, 4),
                             "mean_cost_usd": record.mean_cost_usd,
+                            "cost_per_verified_usd": record.cost_per_verified_usd,
+                            "start": index == start,
                         }
                     )
         return rows
+
+
+def _arms(needs: Needs, ladder: TierLadder) -> list[int]:
+    """Tiers a task may start on: those whose context window fits it."""
+    return [i for i, tier in enumerate(ladder.tiers) if needs.context_tokens <= tier.context_window]
 
 
 def _covers(needs: Needs, ladder: TierLadder, index: int) -> bool:

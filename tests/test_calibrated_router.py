@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import anyio
 import pytest
@@ -20,6 +22,7 @@ from orchestrator import (
     UserError,
     default_ladder,
 )
+from orchestrator.cli import main
 from orchestrator.models.test import TestModel
 from orchestrator.results import Attempt, NodeResult, NodeStatus, Verdict
 from orchestrator.routing import TierRecord, needs_key
@@ -30,6 +33,7 @@ LADDER = default_ladder()
 HAIKU, SONNET, OPUS = (tier.name for tier in LADDER.tiers)
 MODEL = {tier.name: tier.model for tier in LADDER.tiers}
 STRONG = Needs(reasoning=2)  # the rules start these on Sonnet
+PLAN = Path(__file__).parent.parent / "examples" / "plans" / "release_notes.json"
 
 
 def finished(
@@ -232,3 +236,25 @@ async def test_where_the_cheap_tier_is_rejected_it_learns_to_start_above_it() ->
     starts = [node.attempts[0].tier for node in second.nodes]
     assert starts[-20:] == [SONNET] * 20
     assert all(node.status == "succeeded" for node in second.nodes)
+
+
+def test_the_cli_learns_from_the_runs_in_the_store(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["routing"]) == 0
+    assert "nothing learned yet" in capsys.readouterr().out
+    for _ in range(2):
+        assert main(["run", "--offline", "--plan", str(PLAN), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["routing", "--json"]) == 0
+    learned = json.loads(capsys.readouterr().out)
+    nodes = len(json.loads(PLAN.read_text())["tasks"])
+    assert learned["nodes_counted"] == 2 * nodes  # every node of both runs was verified
+    assert {row["tier"] for row in learned["rows"]} <= {HAIKU, SONNET, OPUS}
+    assert sum(row["nodes"] for row in learned["rows"]) == 2 * nodes
+    assert all(row["start"] for row in learned["rows"])  # one tier seen per kind: the rules'
+
+    assert main(["run", "--offline", "--plan", str(PLAN), "--router", "calibrated"]) == 0
+    assert f"routing: calibrated from {2 * nodes} verified nodes" in capsys.readouterr().err
+    assert main(["routing"]) == 0
+    table = capsys.readouterr().out
+    assert f"learned from {3 * nodes} verified nodes" in table
+    assert "*" in table

@@ -14,6 +14,7 @@ from typing import Any
 from orchestrator.cli.commands import (
     cmd_plan,
     cmd_resume,
+    cmd_routing,
     cmd_run,
     cmd_runs,
     cmd_show,
@@ -78,6 +79,19 @@ def _parser() -> argparse.ArgumentParser:
     tiers.add_argument("--json", action="store_true")
     tiers.set_defaults(handler=cmd_tiers)
 
+    routing = commands.add_parser(
+        "routing",
+        help="show what calibrated routing has learned from past runs",
+        description="For each kind of task (its capability levels) and each tier it started "
+        "on: how many past nodes, how often they ended verified, and what a verified answer "
+        "cost. `run --router calibrated` starts each kind on the tier marked *.",
+    )
+    routing.add_argument("--tiers", metavar="FILE", help="tiers file (TOML) over the ladder")
+    routing.add_argument("--runs", type=int, default=500, help="learn from the last N runs")
+    routing.add_argument("--json", action="store_true")
+    routing.add_argument("--home", metavar="DIR", help="data directory ($ORCHESTRATOR_HOME)")
+    routing.set_defaults(handler=cmd_routing)
+
     validate = commands.add_parser("validate", help="check a plan file; list every problem")
     validate.add_argument("plan", metavar="FILE")
     validate.set_defaults(handler=cmd_validate)
@@ -101,6 +115,13 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=float, metavar="USD", help="most the run may spend")
     parser.add_argument(
         "--max-concurrency", type=int, default=16, metavar="N", help="nodes running at once"
+    )
+    parser.add_argument(
+        "--router",
+        choices=("rules", "calibrated"),
+        default="rules",
+        help="rules: cheapest tier whose capabilities cover the needs (default); calibrated: "
+        "the tier that has been cheapest per verified answer for such tasks in past runs",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document only")
     parser.add_argument(

@@ -19,6 +19,7 @@ from orchestrator.cli.otel import session
 from orchestrator.cli.render import (
     LiveProgress,
     ProgressPrinter,
+    render_calibration,
     render_ladder,
     render_mermaid,
     render_summary,
@@ -33,6 +34,7 @@ from orchestrator.node import render_value
 from orchestrator.plan import Plan
 from orchestrator.research import ResearchAgent, render_report
 from orchestrator.results import RunResult, RunStatus
+from orchestrator.routing import CalibratedRouter, Router
 from orchestrator.store import RunSummary, SQLiteStore, StoredRun, StoreListener
 from orchestrator.telemetry import current_telemetry, write_timeline
 from orchestrator.tiers import TierLadder, load_ladder
@@ -43,6 +45,7 @@ from tools.corpus import CORPUS_TOOL_NAMES, Corpus, corpus_tools
 __all__ = [
     "cmd_plan",
     "cmd_resume",
+    "cmd_routing",
     "cmd_run",
     "cmd_runs",
     "cmd_show",
@@ -240,6 +243,7 @@ async def _run(
             listeners: list[Listener] = [StoreListener(store)]
             if progress is not None:
                 listeners.append(progress)
+            router = await _router(args, store)
             corpus = None
             if plan is None or _uses_corpus(plan):
                 corpus = await _load_corpus(args)
@@ -248,6 +252,7 @@ async def _run(
                 agent = ResearchAgent(
                     client, corpus, run_ladder, config=config, listeners=listeners,
                     planner_tier=args.planner_tier, judge=args.judge, web=args.web,
+                    router=router,
                 )  # fmt: skip
                 _note(args, f"planning: {args.goal}")
                 try:
@@ -260,7 +265,7 @@ async def _run(
                 tools = corpus_tools(corpus) if corpus is not None else []
                 engine = Engine(
                     client, run_ladder, listeners=listeners, config=config, tools=tools,
-                    passages=corpus,
+                    passages=corpus, router=router,
                 )  # fmt: skip
                 run = engine.prepare(plan, resume=resume)
             async with anyio.create_task_group() as tg:
@@ -270,6 +275,37 @@ async def _run(
             return result, corpus
     finally:
         await store.aclose()
+
+
+async def _router(args: argparse.Namespace, store: SQLiteStore) -> Router | None:
+    """``--router calibrated``: a router that has learned from every run in the store."""
+    if getattr(args, "router", "rules") != "calibrated":
+        return None
+    router = CalibratedRouter(seed=args.seed)
+    counted = await router.learn_from_store(store)
+    _note(args, f"routing: calibrated from {counted} verified nodes of past runs")
+    return router
+
+
+def cmd_routing(args: argparse.Namespace) -> int:
+    """Show what calibrated routing has learned from the runs in the store."""
+    ladder = load_ladder(args.tiers)
+
+    async def learn() -> tuple[CalibratedRouter, int]:
+        store = await SQLiteStore.open(store_path(args))
+        try:
+            router = CalibratedRouter(seed=0, explore=0.0, warmup_explore=0.0)
+            return router, await router.learn_from_store(store, runs=args.runs)
+        finally:
+            await store.aclose()
+
+    router, counted = anyio.run(learn)
+    rows = router.table(ladder)
+    if args.json:
+        print(json.dumps({"nodes_counted": counted, "rows": rows}, indent=2))
+        return 0
+    print(render_calibration(router, ladder, counted))
+    return 0
 
 
 async def _plan_only(

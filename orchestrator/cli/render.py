@@ -28,6 +28,7 @@ from orchestrator.events import (
 from orchestrator.node import render_value
 from orchestrator.plan import Plan, Task
 from orchestrator.results import NodeStatus, RunResult
+from orchestrator.routing import CalibratedRouter
 from orchestrator.tiers import TierLadder
 
 __all__ = [
@@ -210,6 +211,25 @@ def render_ladder(ladder: TierLadder) -> str:
             price += "+"
         lines.append(
             f"{tier.name:<10} {tier.model:<22} {price:<15} {caps:<40} {tier.max_concurrency}"
+        )
+    return "\n".join(lines)
+
+
+def render_calibration(router: CalibratedRouter, ladder: TierLadder, counted: int) -> str:
+    """What calibrated routing has learned: per kind of task, per starting tier."""
+    rows = router.table(ladder)
+    if not rows:
+        return f"nothing learned yet: {counted} verified nodes in past runs"
+    lines = [
+        f"learned from {counted} verified nodes of past runs (* = where such tasks start)",
+        f"{'needs':<46} {'start tier':<11} {'nodes':>8} {'verified':>9} {'$/verified':>11}",
+    ]
+    for row in rows:
+        per = float(str(row["cost_per_verified_usd"]))
+        mark = "*" if row["start"] else " "
+        lines.append(
+            f"{row['needs']:<46} {mark}{row['tier']!s:<10} {row['nodes']!s:>8} "
+            f"{float(str(row['verified'])):>9.1%} {per:>11.3g}"
         )
     return "\n".join(lines)
 

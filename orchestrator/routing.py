@@ -162,13 +162,14 @@ class CalibratedRouter:
     each tier the router keeps what the nodes that *started* there cost in all (escalations
     included) and how often they ended with a verified answer. It then starts a node on
     the tier with the lowest cost per verified answer among those whose verified rate is
-    not credibly below the best tier's (its Wilson upper bound reaches the best rate minus
-    ``tolerance``). So a bucket whose nodes Haiku usually gets right starts on Haiku even
+    not credibly below that of the tier ``prior`` picks (its Wilson upper bound reaches
+    that rate minus ``tolerance``): never credibly worse than the rules, as cheap as the
+    evidence allows. So a bucket whose nodes Haiku usually gets right starts on Haiku even
     if the planner asked for Sonnet, and one where cheap starts only add escalations starts
     high. Verification is what makes this safe to learn: a cheap start that fails is caught
     and escalated, and what that cost is what the router learns from. What it cannot see is
     a wrong answer a verifier accepted; a start with more attempts gets more such chances,
-    which is why the rule ranks by cost and only guards success with ``tolerance``.
+    which is why the rule ranks by cost and does not chase the highest verified rate.
 
     Until ``min_samples`` nodes of a bucket have been seen on a tier, that tier is only
     explored: a share ``warmup_explore`` of the bucket's nodes goes to its least-observed
@@ -255,16 +256,17 @@ class CalibratedRouter:
         """The tier the calibration picks, without exploring; ``prior``'s until it can.
 
         Among tiers with ``min_samples`` observations: the lowest cost per verified answer
-        whose verified rate's upper bound reaches the best rate minus ``tolerance``.
+        whose verified rate's upper bound reaches ``prior``'s tier's rate minus
+        ``tolerance``.
         """
         prior = self.prior.route(needs, ladder)
         arms = _arms(needs, ladder)
         records = self._records(needs_key(needs), ladder)
         ready = [i for i in arms if records[i].nodes >= self.min_samples]
-        if not ready or (prior.index in arms and prior.index not in ready):
+        if prior.index not in ready:
             return prior
-        best = max(records[i].success_rate for i in ready)
-        eligible = [i for i in ready if records[i].success_upper_bound() >= best - self.tolerance]
+        floor = records[prior.index].success_rate - self.tolerance
+        eligible = [i for i in ready if records[i].success_upper_bound() >= floor]
         index = min(eligible, key=lambda i: (records[i].cost_per_verified_usd, i))
         chosen = records[index]
         return RouteDecision(

@@ -69,7 +69,7 @@ class Scheduler(Generic[N]):
         self._run_node = run_node
         self._limit = max_concurrency if max_concurrency is not None else len(graph) + 1
         self._may_launch = may_launch
-        self._successors = graph.succ
+        self._successors = graph.successors  # an iterator over the adjacency, no view object
         self._waiting_on = dict(graph.in_degree())
         self._queue: deque[N] = deque()
         self._running = 0
@@ -84,7 +84,7 @@ class Scheduler(Generic[N]):
         """The most nodes that ran at once."""
         for node in completed:
             self.finished[node] = True
-            for dependent in self._successors[node]:
+            for dependent in self._successors(node):
                 self._waiting_on[dependent] -= 1
 
     async def run(self) -> None:
@@ -118,7 +118,8 @@ class Scheduler(Generic[N]):
                 if not self._may_launch():
                     queue.clear()
                     return
-                self._spawn()
+                if queue and not self._spawn_pending:
+                    self._spawn()
                 self._running += 1
                 self.peak_running = max(self.peak_running, self._running)
                 try:
@@ -127,7 +128,7 @@ class Scheduler(Generic[N]):
                     self._running -= 1
                 self.finished[node] = succeeded
                 if succeeded:
-                    for dependent in successors[node]:
+                    for dependent in successors(node):
                         waiting_on[dependent] -= 1
                         if waiting_on[dependent] == 0:
                             queue.append(dependent)

@@ -46,7 +46,9 @@ class Attempt(BaseModel):
     route_reason: str = ""
     """Why this tier: the routing decision, or the verdict that escalated to it."""
     needs_covered: bool = True
-    """False when no tier covers the node's needs and the strongest was used anyway."""
+    """False when this tier does not cover the node's needs: none does and the strongest
+    was used anyway, or a calibrated router started lower on evidence (``route_reason``
+    says which)."""
     escalated_from: int | None = None
     """The number of the attempt this one escalates from."""
     input_tokens: int = 0

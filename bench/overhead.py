@@ -10,6 +10,9 @@ alone. In a cell: one warm-up run on a 100-node fan-out, then ``repeats`` timed 
 (skipped when a run takes more than 20 s). Wall and CPU (process) time are both recorded:
 on a busy machine, CPU time is the steadier measure of the work done.
 Node bodies are empty coroutines, so all the time measured is orchestration overhead.
+A run is timed right after its build, as a program would run a plan it just built, so it
+may pay for a full garbage collection over the objects the build made;
+``--collect-before-run`` collects between the two (a diagnostic, recorded in the JSON).
 Modes (our engine only):
 
 * ``off``: no listeners at all (the engine's telemetry listener taken off the run);
@@ -23,6 +26,7 @@ Modes (our engine only):
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -123,7 +127,9 @@ async def setup_for(system: str, mode: str) -> AsyncIterator[dict[str, Any]]:
         raise ValueError(f"{system} has no run store or tracing; use mode 'off'")
 
 
-async def measure_cell(system: str, shape: str, mode: str, repeats: int) -> dict[str, Any]:
+async def measure_cell(
+    system: str, shape: str, mode: str, repeats: int, *, collect_before_run: bool = False
+) -> dict[str, Any]:
     dag = SHAPES[shape]()
     calls = [0]
 
@@ -141,6 +147,8 @@ async def measure_cell(system: str, shape: str, mode: str, repeats: int) -> dict
             calls[0] = 0
             started = time.perf_counter()
             execute = await prepare(system, dag, work, setup)
+            if collect_before_run:  # diagnostic: the build's objects settled, untimed
+                gc.collect()
             built, cpu = time.perf_counter(), time.process_time()
             await execute()
             run_s.append(time.perf_counter() - built)
@@ -168,6 +176,7 @@ async def measure_cell(system: str, shape: str, mode: str, repeats: int) -> dict
         "cpu_us_per_node": statistics.median(cpu_s) / dag.size * 1e6,
         "build_us_per_node": statistics.median(build_s) / dag.size * 1e6,
         "run_s": run_s,
+        "collect_before_run": collect_before_run,
         "peak_rss_mib": rss_mib,
         "load_avg_1m": os.getloadavg()[0],
         "tracemalloc_peak_mib": traced_peak,
@@ -175,10 +184,10 @@ async def measure_cell(system: str, shape: str, mode: str, repeats: int) -> dict
 
 
 def run_cell_subprocess(
-    system: str, shape: str, mode: str, repeats: int, timeout: float
+    system: str, shape: str, mode: str, repeats: int, timeout: float, *, collect: bool = False
 ) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.overhead", "--cell", system, shape, mode]
-    command += ["--repeats", str(repeats)]
+    command += ["--repeats", str(repeats)] + (["--collect-before-run"] if collect else [])
     try:
         done = subprocess.run(  # noqa: S603  (our own interpreter and module)
             command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
@@ -268,6 +277,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=10_000,
         help="skip LangGraph on bigger shapes (one 100,000-node run did not end in 25 minutes)",
     )
+    parser.add_argument(
+        "--collect-before-run",
+        action="store_true",
+        help="diagnostic: gc.collect() between building and the timed run, so a run is not "
+        "charged for a full collection over the objects its build just made (default: off)",
+    )
     parser.add_argument("--report", type=Path, help="only print the tables of a --json file")
     parser.add_argument("--cell", nargs=3, metavar=("SYSTEM", "SHAPE", "MODE"), help="internal")
     args = parser.parse_args(argv)
@@ -277,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.cell:
         system, shape, mode = args.cell
         repeats = args.repeats or default_repeats(SHAPES[shape]().size, system, mode)
-        print(json.dumps(anyio.run(measure_cell, system, shape, mode, repeats)))
+        measure = functools.partial(measure_cell, collect_before_run=args.collect_before_run)
+        print(json.dumps(anyio.run(measure, system, shape, mode, repeats)))
         return
     cells = []
     for shape in args.shapes.split(","):
@@ -288,7 +304,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 continue
             for mode in args.modes.split(",") if system == "engine" else ["off"]:
                 repeats = args.repeats or default_repeats(size, system, mode)
-                cell = run_cell_subprocess(system, shape, mode, repeats, args.timeout)
+                cell = run_cell_subprocess(
+                    system, shape, mode, repeats, args.timeout, collect=args.collect_before_run
+                )
                 cells.append(cell)
                 print_table([cell], CELL_COLUMNS, header=len(cells) == 1)
     summary = targets(cells)

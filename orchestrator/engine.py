@@ -388,13 +388,13 @@ class Run:
     def _output_task(self) -> str | None:
         if self.plan.output_task is not None:
             return self.plan.output_task
-        sinks = [node for node in self._graph if self._graph.out_degree(node) == 0]
+        sinks = [node for node, degree in self._graph.out_degree() if degree == 0]  # one view
         return sinks[0] if len(sinks) == 1 else None
 
     def _output(self, output_task: str | None) -> Any:
         if output_task is not None:
             return self.results[output_task].output
-        sinks = [node for node in self._graph if self._graph.out_degree(node) == 0]
+        sinks = [node for node, degree in self._graph.out_degree() if degree == 0]  # one view
         return {
             sink: self.results[sink].output
             for sink in sinks

@@ -22,14 +22,7 @@ from orchestrator.events import AttemptFinished, AttemptStarted, EventBus
 from orchestrator.exceptions import BudgetExhausted, ModelAPIError
 from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelResponse
 from orchestrator.node import Node, render_value
-from orchestrator.results import (
-    Attempt,
-    NodeResult,
-    NodeStatus,
-    Verdict,
-    python_attempt,
-    settle,
-)
+from orchestrator.results import Attempt, NodeResult, NodeStatus, Verdict, python_attempt
 from orchestrator.routing import Router
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tool import Tool
@@ -291,18 +284,14 @@ class NodeRunner:
     async def _run_python(
         self, node: Node, arguments: Mapping[str, Any], result: NodeResult
     ) -> None:
-        # The hot path of cheap nodes: the attempt is built and updated without pydantic's
-        # per-field machinery (see ``results.python_attempt``), in as few frames as can be.
+        # The hot path of cheap nodes: the attempt is built without validation (see
+        # ``results.python_attempt``) and the function called in this frame.
         attempt = python_attempt(_now())
         result.attempts.append(attempt)
         result.final_tier = "python"
         bus = self.bus
         if bus:
             await bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
-        output: Any = None
-        verdict: Verdict | None = None
-        error: str | None = None
-        error_type: str | None = None
         try:
             function = node.function
             assert function is not None
@@ -312,36 +301,24 @@ class NodeRunner:
                 output = await anyio.to_thread.run_sync(functools.partial(function, **arguments))
             if node.verifiers:
                 text = _text_of(output)
-                output, verdict = await self._verify(node, output, text, self.ladder[0], [])
+                output, attempt.verdict = await self._verify(node, output, text, self.ladder[0], [])
             else:
-                verdict = _NO_VERIFIER
+                attempt.verdict = _NO_VERIFIER
         except anyio.get_cancelled_exc_class():
-            error = error_type = "cancelled"
+            attempt.error, attempt.error_type = "cancelled", "cancelled"
             raise
         except Exception as exc:  # noqa: BLE001  (the task failed; the run goes on)
-            error, error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
+            attempt.error, attempt.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
         finally:
-            _settle_python(attempt, verdict, error, error_type)
+            attempt.finished_at = _now()
             if bus:
                 with anyio.CancelScope(shield=True):
                     await bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
-        if error is None and verdict is not None and verdict.passed:
-            settle(result, status=NodeStatus.SUCCEEDED, output=output)
+        if attempt.passed:
+            result.status, result.output = NodeStatus.SUCCEEDED, output
         else:
-            reason = error or (verdict.reason if verdict else None)
-            settle(result, status=NodeStatus.FAILED, reason=reason)
-
-
-def _settle_python(
-    attempt: Attempt, verdict: Verdict | None, error: str | None, error_type: str | None
-) -> None:
-    """Record how a Python node's attempt ended, in one step (as assigning would)."""
-    if error is not None:
-        settle(attempt, error=error, error_type=error_type, finished_at=_now())
-    elif verdict is not None:
-        settle(attempt, verdict=verdict, finished_at=_now())
-    else:  # ended by a BaseException that is not a cancellation
-        settle(attempt, finished_at=_now())
+            result.status = NodeStatus.FAILED
+            result.reason = attempt.error or (attempt.verdict.reason if attempt.verdict else None)
 
 
 def _structured(node: Node) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,90 @@ async def test_concurrent_writes_are_group_committed_and_fail_alone(tmp_path: Pa
     assert "FOREIGN KEY" in str(failures[0]).upper()
     assert sum(batches) == 100 + 1 + 1 + 1  # start, 100 attempts, the orphan, the load
     assert len(batches) < 20  # writes queued behind a batch went together
+
+
+class BlockedWriter:
+    """Holds the store's writer thread inside its first batch until released; records the
+    size of every batch and how many calls were queued when each batch began."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.batches: list[int] = []
+        self.queued_seen: list[int] = []
+        self.entered = anyio.Event()
+        self.release = threading.Event()
+        self._commit = store._commit
+        self._store = store
+        store._commit = self  # type: ignore[method-assign]
+
+    def __call__(self, batch: list[Any]) -> None:
+        self.batches.append(len(batch))
+        self.queued_seen.append(self._store.queued)
+        if len(self.batches) == 1:
+            anyio.from_thread.run_sync(self.entered.set)
+            assert self.release.wait(timeout=30), "the test never released the writer"
+        self._commit(batch)
+
+
+async def test_queued_writes_are_bounded_and_callers_wait_for_room(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "runs.db", max_queued=4)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    await store.start_run("r", Plan(goal="g", tasks=[Task(id="t", instruction="x")]), now)
+    writer = BlockedWriter(store)
+    returned: list[int] = []
+
+    async def write(i: int) -> None:
+        cost = 0.5 if i == 2 else 0.01  # writes 1 and 2 are the same attempt: 2 lands last
+        attempt = Attempt(number=1, tier="haiku", model="m", started_at=now, cost_usd=cost)
+        await store.record_attempt("r", "t1" if i == 2 else f"t{i}", attempt)
+        returned.append(i)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write, 0)
+            await writer.entered.wait()  # the first batch (write 0) is held in the thread
+            for i in range(1, 20):
+                tg.start_soon(write, i)
+            await anyio.wait_all_tasks_blocked()
+            assert store.queued == 4  # writes 1-4 wait for the next batch ...
+            assert returned == []  # ... the other 15 wait for room, nothing of theirs queued
+            writer.release.set()
+        stored = await store.load_run("r")
+    await store.aclose()
+    assert sorted(returned) == list(range(20))
+    assert writer.batches[0] == 1
+    assert max(writer.batches[1:]) <= 4  # no batch ever held more than the bound
+    assert max(writer.queued_seen) <= 4
+    assert sum(writer.batches) == 20 + 1  # every write once, and the load
+    assert len(stored.attempts) == 19  # t0, t1 (written by 1, then by 2), t3 to t19
+    assert stored.attempts["t1"][0].cost_usd == 0.5  # queued order kept within a batch
+
+
+async def test_cancelled_callers_leave_the_store_consistent(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "runs.db", max_queued=3)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    await store.start_run("r", Plan(goal="g", tasks=[Task(id="t", instruction="x")]), now)
+    writer = BlockedWriter(store)
+
+    async def write(i: int) -> None:
+        attempt = Attempt(number=1, tier="haiku", model="m", started_at=now)
+        await store.record_attempt("r", f"t{i}", attempt)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write, 0)
+            await writer.entered.wait()
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as waiting:
+                    for i in range(1, 10):
+                        waiting.start_soon(write, i)
+                    await anyio.wait_all_tasks_blocked()
+                    scope.cancel()  # 1-3 were queued, 4-9 were waiting for room
+                    writer.release.set()  # 1 writes the batch of 1-3 even so
+            assert scope.cancelled_caught
+        await write(10)  # the store still works, and the batch after it was written
+        stored = await store.load_run("r")
+    await store.aclose()
+    assert sorted(stored.attempts) == ["t0", "t1", "t10", "t2", "t3"]
+    assert store.queued == 0
+    with pytest.raises(StoreError, match="closed"):
+        await write(11)

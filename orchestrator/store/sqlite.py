@@ -2,12 +2,19 @@
 
 All database work runs in a worker thread (``anyio.to_thread``) on one connection, one
 batch at a time, so the event loop never blocks on disk. Writes are group-committed: the
-calls that queue up while a batch is being written go together in the next transaction
-(each in its own savepoint, so one failing call fails alone), and each caller returns only
-once its batch has committed, so a node's result is still durable before its dependents
-start. A wide DAG then pays one transaction and one thread round trip per batch rather than
-per event. A process killed at any point leaves the file consistent (SQLite's journal) and
-at most loses the batch being written, whose callers had not returned.
+calls that queue up while a batch is being written go together in the next transaction,
+and each caller returns only once its batch has committed, so a node's result is still
+durable before its dependents start. Every write is one statement, which SQLite undoes
+alone if it fails, so one failing call fails alone. A process killed at any point leaves
+the file consistent (SQLite's journal) and at most loses the batch being written, whose
+callers had not returned.
+
+Back-pressure: at most ``max_queued`` calls wait for the next batch; further callers wait
+before anything of theirs is queued. A queued call holds references, not a serialised
+copy (records are serialised in the writer thread), and waits on its batch's event, not
+on a lock of its own: the callers of a batch are released together, in one turn of the
+loop. Rows of one table in a batch go in multi-row statements, so the writer thread calls
+into SQLite (and gives up the GIL) a few times a batch rather than a few times a row.
 
 The file carries an application marker and a schema version in ``meta``. A file that is
 not SQLite, a damaged store (SQLite's ``quick_check`` fails), a SQLite database of another
@@ -24,8 +31,9 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import anyio
 
@@ -38,18 +46,74 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore", "StoreError"]
 
 SCHEMA_VERSION = 1
 APP_MARKER = "tiered-orchestrator run store"
+MAX_QUEUED = 1024
+"""Default bound on store calls accepted but not yet committed (see ``SQLiteStore.open``)."""
 
-T = TypeVar("T")
+
+@dataclass(frozen=True, slots=True, eq=False)  # grouped by identity
+class _Write:
+    """A one-statement write: its SQL and the row it binds, built in the writer thread.
+
+    ``grouped`` writes (to ``attempts`` and ``nodes``) are grouped in a batch:
+    each table's rows, in the order they were queued, go in one multi-row statement (one
+    call into SQLite, so the writer thread gives up the GIL once, not once a row). Other
+    writes (to ``runs``, which the other tables reference) keep their place in the batch.
+    """
+
+    sql: str
+    """The statement for one row."""
+    row: Callable[..., tuple[Any, ...]]
+    """Builds the row from the call's arguments."""
+    grouped: bool = False
+    """Rows may be grouped: ``sql`` is ``... VALUES (?, ...) ...`` with one row."""
+
+    def many(self, rows: int) -> str:
+        """The statement for ``rows`` rows."""
+        head, _, rest = self.sql.partition("VALUES ")
+        end = rest.index(")") + 1
+        return head + "VALUES " + ", ".join([rest[:end]] * rows) + rest[end:]
+
+
+_MOST_ROWS_LOG2 = 8
+"""Multi-row statements take 1, 2, 4, ... 256 rows: few distinct statements to prepare and
+cache (a statement of many rows is large), one call into SQLite per up to 256 rows."""
+
+
+def _chunks(rows: int, most: int) -> list[int]:
+    """Sizes to write ``rows`` rows in, each a power of two no larger than ``most``."""
+    sizes = [most] * (rows // most)
+    rest = rows % most
+    sizes += [1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1]
+    return sizes
+
+
+_Read = Callable[..., Any]
+"""A read: called in the writer thread as ``read(connection, *args)``; a barrier too."""
 
 
 @dataclass(slots=True)
-class _Call(Generic[T]):
-    """One queued store call and, once its batch has been written, its outcome."""
+class _Call:
+    """One queued store call: the operation and its arguments, then its outcome.
 
-    work: Callable[[sqlite3.Connection], T]
-    result: T | None = None
+    It holds references only (no closure, no serialised copy): the record is serialised in
+    the writer thread, while its caller, which must not change it meanwhile, waits.
+    """
+
+    op: _Write | _Read
+    args: tuple[Any, ...]
+    result: Any = None
     error: Exception | None = None
-    done: bool = False
+
+
+class _Batch:
+    """Calls that will be committed together. Its first call's caller writes it."""
+
+    __slots__ = ("calls", "turn", "written")
+
+    def __init__(self) -> None:
+        self.calls: list[_Call] = []
+        self.turn = anyio.Event()  # set when the batch before it has been written
+        self.written = anyio.Event()  # set once it has been committed (or has failed)
 
 
 _SCHEMA = """
@@ -80,115 +144,231 @@ class SQLiteStore(RunStore):
     Open with ``await SQLiteStore.open(path)``; close with ``await store.aclose()``.
     """
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, path: Path, connection: sqlite3.Connection, *, max_queued: int = MAX_QUEUED
+    ) -> None:
+        if max_queued < 1:
+            raise ValueError(f"max_queued must be at least 1, got {max_queued}")
         self.path = path
+        self.max_queued = max_queued
         self._db = connection
-        self._writer = anyio.Lock()
-        self._queue: list[_Call[Any]] = []
+        self._room = anyio.Semaphore(max_queued)  # a token per call waiting for a batch
+        self._pending = _Batch()  # calls waiting for the batch being written
+        self._writing: _Batch | None = None  # the batch in the worker thread, if any
+        self._busy = False  # the last batch had several calls: calls come in groups
+        self._closed = False
 
     @classmethod
-    async def open(cls, path: str | Path) -> SQLiteStore:
+    async def open(cls, path: str | Path, *, max_queued: int = MAX_QUEUED) -> SQLiteStore:
         """Open (or create) the store at ``path``.
+
+        Args:
+            path: The store file.
+            max_queued: How many calls may wait for the next batch (which is also the
+                most a batch holds); further callers wait, before anything of theirs is
+                queued, until the batch being written is done and the next one is taken.
 
         Raises:
             StoreError: If the file is not a store this version can use; it is not modified.
+            ValueError: If ``max_queued`` is below 1.
         """
+        if max_queued < 1:
+            raise ValueError(f"max_queued must be at least 1, got {max_queued}")
         path = Path(path)
         connection = await anyio.to_thread.run_sync(_connect, path)
-        return cls(path, connection)
+        return cls(path, connection, max_queued=max_queued)
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        call = _Call(work)
-        self._queue.append(call)
-        async with self._writer:  # whoever holds it writes everything queued so far
-            if not call.done:
-                batch, self._queue = self._queue, []
-                await anyio.to_thread.run_sync(self._commit, batch)
+    @property
+    def queued(self) -> int:
+        """Calls waiting for the next batch (never more than ``max_queued``)."""
+        return self.max_queued - self._room.value
+
+    async def _call(self, op: _Write | _Read, *args: Any) -> Any:
+        if self._closed:
+            raise StoreError(f"run store {self.path} is closed")
+        try:
+            self._room.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._room.acquire()  # back-pressure: wait before queueing anything
+        call = _Call(op, args)
+        batch = self._pending
+        batch.calls.append(call)
+        if len(batch.calls) == 1:
+            # The first caller writes the batch, once the one before it is written. Shielded:
+            # the others rely on it (a write in the worker thread cannot be stopped anyway).
+            with anyio.CancelScope(shield=True):
+                if self._writing is not None:
+                    await batch.turn.wait()
+                elif self._busy:  # let the callers already woken join before it is taken
+                    await anyio.lowlevel.checkpoint()
+                await self._write(batch)
+        else:
+            await batch.written.wait()
         if call.error is not None:
             raise call.error
-        return call.result  # type: ignore[return-value]  # set when done without error
+        return call.result
 
-    def _commit(self, batch: list[_Call[Any]]) -> None:
-        """Run ``batch`` in one transaction, each call in its own savepoint (worker thread)."""
+    async def _write(self, batch: _Batch) -> None:
+        self._writing, self._pending = batch, _Batch()
+        self._busy = len(batch.calls) > 1
+        for _ in batch.calls:  # taken: room for the next batch
+            self._room.release()
+        try:
+            await anyio.to_thread.run_sync(self._commit, batch.calls)
+        finally:
+            self._writing = None
+            batch.written.set()
+            if self._pending.calls:
+                self._pending.turn.set()
+
+    def _commit(self, calls: list[_Call]) -> None:
+        """Run ``calls`` in one transaction (worker thread); each one fails alone."""
         db = self._db
         try:
             with db:  # commits at the end, or rolls back if the batch itself fails
-                db.execute("BEGIN")  # one transaction: the savepoints nest inside it
-                for call in batch:
-                    db.execute("SAVEPOINT call")
-                    try:
-                        call.result = call.work(db)
-                    except sqlite3.DatabaseError as exc:
-                        db.execute("ROLLBACK TO call")
-                        call.error = StoreError(f"run store {self.path}: {exc}")
-                    except Exception as exc:  # noqa: BLE001  (its caller gets it)
-                        db.execute("ROLLBACK TO call")
-                        call.error = exc
-                    db.execute("RELEASE call")
-        except sqlite3.DatabaseError as exc:  # the commit itself failed: nobody's write holds
-            for call in batch:
-                call.error = StoreError(f"run store {self.path}: {exc}")
-        for call in batch:
-            call.done = True
+                db.execute("BEGIN")
+                grouped: dict[_Write, list[_Call]] = {}
+                for call in calls:
+                    if isinstance(call.op, _Write) and call.op.grouped:
+                        grouped.setdefault(call.op, []).append(call)
+                        continue
+                    for write, group in grouped.items():  # the writes queued before it
+                        self._write_group(write, group)
+                    grouped.clear()
+                    self._run_one(call)
+                for write, group in grouped.items():
+                    self._write_group(write, group)
+                if not db.in_transaction:  # SQLite rolled it back itself (disk full, ...)
+                    raise sqlite3.OperationalError("the transaction was rolled back")
+        except Exception as exc:  # noqa: BLE001  (the commit failed: nobody's write holds)
+            error = self._error(exc)
+            for call in calls:
+                call.result, call.error = None, error
+
+    def _write_group(self, write: _Write, calls: list[_Call]) -> None:
+        """Write ``calls`` in multi-row statements.
+
+        A statement that fails is undone by SQLite alone; its rows are then written one by
+        one, so only the bad ones fail.
+        """
+        rows: list[tuple[Any, ...]] = []
+        ready: list[_Call] = []
+        for call in calls:
+            try:
+                rows.append(write.row(*call.args))
+                ready.append(call)
+            except Exception as exc:  # noqa: BLE001  (its caller gets it)
+                call.error = exc
+        if not rows:
+            return
+        start = 0
+        for size in _chunks(len(rows), self._most_rows(len(rows[0]))):
+            chunk, calls_of = rows[start : start + size], ready[start : start + size]
+            start += size
+            if size > 1:
+                try:
+                    self._db.execute(write.many(size), list(chain(*chunk)))
+                    continue
+                except sqlite3.DatabaseError:
+                    pass  # nothing of it was written: find the rows that fail
+            for call, row in zip(calls_of, chunk, strict=True):
+                try:
+                    self._db.execute(write.sql, row)
+                except sqlite3.DatabaseError as exc:
+                    call.error = self._error(exc)
+
+    def _most_rows(self, columns: int) -> int:
+        """The most rows one statement takes: a power of two, within SQLite's limit."""
+        fits = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // columns
+        return 1 << min(_MOST_ROWS_LOG2, max(fits, 1).bit_length() - 1)
+
+    def _run_one(self, call: _Call) -> None:
+        try:
+            if isinstance(call.op, _Write):
+                self._db.execute(call.op.sql, call.op.row(*call.args))
+            else:
+                call.result = call.op(self._db, *call.args)
+        except Exception as exc:  # noqa: BLE001  (its caller gets it)
+            call.error = self._error(exc)
+
+    def _error(self, exc: Exception) -> Exception:
+        if isinstance(exc, sqlite3.DatabaseError):
+            return StoreError(f"run store {self.path}: {exc}")
+        return exc
 
     async def aclose(self) -> None:
-        """Close the connection (after any batch being written)."""
-        async with self._writer:
+        """Close the connection, after every call already queued has been written."""
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            while self._writing is not None or self._pending.calls:
+                await (self._writing or self._pending).written.wait()
             await anyio.to_thread.run_sync(self._db.close)
 
     async def start_run(self, run_id: str, plan: Plan, started_at: datetime) -> None:
         """Record a new run, or mark a resumed one running again."""
-
-        def work(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO runs (run_id, goal, status, plan, started_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT(run_id) DO UPDATE"
-                " SET status='running', finished_at=NULL, result=NULL",
-                (run_id, plan.goal, "running", plan.model_dump_json(), started_at.isoformat()),
-            )
-
-        await self._run(work)
+        await self._call(_START_RUN, run_id, plan, started_at)
 
     async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
-        """Insert or update an attempt."""
-        row = (run_id, node_id, attempt.number, attempt.started_at.isoformat(),
-               attempt.cost_usd, attempt.model_dump_json())  # fmt: skip
-        await self._run(
-            lambda db: db.execute(
-                "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
-                " SET cost_usd=excluded.cost_usd, body=excluded.body",
-                row,
-            )
-        )
+        """Insert or update an attempt (serialised when written: do not change it meanwhile)."""
+        await self._call(_PUT_ATTEMPT, run_id, node_id, attempt)
 
     async def record_node(self, run_id: str, result: NodeResult) -> None:
-        """Record a node's final result."""
-        row = (run_id, result.id, result.status.value, result.model_dump_json())
-        await self._run(
-            lambda db: db.execute(
-                "INSERT INTO nodes VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE"
-                " SET status=excluded.status, body=excluded.body",
-                row,
-            )
-        )
+        """Record a node's final result (serialised when written)."""
+        await self._call(_PUT_NODE, run_id, result)
 
     async def finish_run(self, result: RunResult) -> None:
         """Record the final result."""
-        row = (result.status.value, result.finished_at.isoformat(), result.model_dump_json(),
-               result.run_id)  # fmt: skip
-        await self._run(
-            lambda db: db.execute(
-                "UPDATE runs SET status=?, finished_at=?, result=? WHERE run_id=?", row
-            )
-        )
+        await self._call(_FINISH_RUN, result)
 
     async def load_run(self, run_id: str) -> StoredRun:
         """Return a run (``KeyError`` naming it if unknown)."""
-        return await self._run(lambda db: _load(db, run_id))
+        run: StoredRun = await self._call(_load, run_id)
+        return run
 
     async def list_runs(self, limit: int = 50) -> list[RunSummary]:
         """Newest first."""
-        return await self._run(lambda db: _list(db, limit))
+        runs: list[RunSummary] = await self._call(_list, limit)
+        return runs
+
+
+def _start_run_row(run_id: str, plan: Plan, started_at: datetime) -> tuple[Any, ...]:
+    return (run_id, plan.goal, "running", plan.model_dump_json(), started_at.isoformat())
+
+
+def _attempt_row(run_id: str, node_id: str, attempt: Attempt) -> tuple[Any, ...]:
+    return (run_id, node_id, attempt.number, attempt.started_at.isoformat(),
+            attempt.cost_usd, attempt.model_dump_json())  # fmt: skip
+
+
+def _node_row(run_id: str, result: NodeResult) -> tuple[Any, ...]:
+    return (run_id, result.id, result.status.value, result.model_dump_json())
+
+
+def _finish_run_row(result: RunResult) -> tuple[Any, ...]:
+    return (result.status.value, result.finished_at.isoformat(), result.model_dump_json(),
+            result.run_id)  # fmt: skip
+
+
+_START_RUN = _Write(
+    "INSERT INTO runs (run_id, goal, status, plan, started_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT(run_id) DO UPDATE SET status='running', finished_at=NULL, result=NULL",
+    _start_run_row,
+)
+_PUT_ATTEMPT = _Write(
+    "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+    " SET cost_usd=excluded.cost_usd, body=excluded.body",
+    _attempt_row,
+    grouped=True,
+)
+_PUT_NODE = _Write(
+    "INSERT INTO nodes VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE"
+    " SET status=excluded.status, body=excluded.body",
+    _node_row,
+    grouped=True,
+)
+_FINISH_RUN = _Write(
+    "UPDATE runs SET status=?, finished_at=?, result=? WHERE run_id=?", _finish_run_row
+)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -135,7 +135,7 @@ async def test_concurrent_writes_are_group_committed_and_fail_alone(tmp_path: Pa
         batches.append(len(batch))
         commit(batch)
 
-    store._commit = counting  # type: ignore[method-assign]
+    store._commit = counting  # type: ignore[method-assign, assignment]
     now = datetime(2026, 1, 1, tzinfo=UTC)
     plan = Plan(goal="g", tasks=[Task(id=f"t{i}", instruction="x") for i in range(100)])
     await store.start_run("r", plan, now)
@@ -177,7 +177,7 @@ class BlockedWriter:
         self.release = threading.Event()
         self._commit = store._commit
         self._store = store
-        store._commit = self  # type: ignore[method-assign]
+        store._commit = self  # type: ignore[method-assign, assignment]
 
     def __call__(self, batch: list[Any]) -> None:
         self.batches.append(len(batch))
@@ -251,3 +251,34 @@ async def test_cancelled_callers_leave_the_store_consistent(tmp_path: Path) -> N
     assert store.queued == 0
     with pytest.raises(StoreError, match="closed"):
         await write(11)
+
+
+async def test_a_failing_row_in_a_grouped_write_fails_alone(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "runs.db")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    await store.start_run("r", Plan(goal="g", tasks=[Task(id="t", instruction="x")]), now)
+    writer = BlockedWriter(store)
+    failures: list[str] = []
+
+    async def record(run_id: str, node_id: str) -> None:
+        try:
+            await store.record_node(run_id, NodeResult(id=node_id, status=NodeStatus.SUCCEEDED))
+        except StoreError as exc:
+            failures.append(f"{node_id}: {exc}")
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(record, "r", "first")
+            await writer.entered.wait()
+            for i in range(5):  # one batch of six rows for the nodes table, one of them bad
+                tg.start_soon(record, "ghost" if i == 2 else "r", f"n{i}")
+            tg.start_soon(record, "r", "n0")  # and n0 again, later in the same batch
+            await anyio.wait_all_tasks_blocked()
+            writer.release.set()
+        stored = await store.load_run("r")
+    await store.aclose()
+    assert writer.batches[1] == 6
+    assert sorted(stored.nodes) == ["first", "n0", "n1", "n3", "n4"]
+    assert len(failures) == 1
+    assert failures[0].startswith("n2: ")
+    assert "FOREIGN KEY" in failures[0].upper()

@@ -191,6 +191,9 @@ class CalibratedRouter:
         explore: Share of calibrated nodes sent to the least-observed tier.
         warmup_explore: Share of a bucket's nodes explored while any tier lacks samples.
         decay: Weight kept by older outcomes per new one (1.0: never forget).
+        max_below: How many tiers under the rules' choice a node may start (``None``: any).
+            Learned routing trusts the verifier; one tier keeps a lenient verifier's false
+            accepts from teaching it to start hard tasks on the cheapest tier.
         seed: Seed of the exploration draws (reproducible routing).
         calibration: Memory to start from (e.g. loaded from JSON).
     """
@@ -204,11 +207,14 @@ class CalibratedRouter:
         explore: float = 0.02,
         warmup_explore: float = 0.2,
         decay: float = 0.998,
+        max_below: int | None = 1,
         seed: int | None = None,
         calibration: Calibration | None = None,
     ) -> None:
         if min_samples < 1:
             raise UserError(f"min_samples must be at least 1, got {min_samples}")
+        if max_below is not None and max_below < 0:
+            raise UserError(f"max_below must be 0 or more (or None: no limit), got {max_below}")
         for name, share in (
             ("tolerance", tolerance),
             ("explore", explore),
@@ -230,6 +236,7 @@ class CalibratedRouter:
         self.explore = explore
         self.warmup_explore = warmup_explore
         self.decay = decay
+        self.max_below = max_below
         self.calibration = calibration or Calibration()
         self._random = random.Random(seed)
 
@@ -237,31 +244,42 @@ class CalibratedRouter:
 
     def route(self, needs: Needs, ladder: TierLadder) -> RouteDecision:
         """Explore now and then (see the class), else :meth:`decide`."""
-        arms = _arms(needs, ladder)
-        if arms:
-            records = self._records(needs_key(needs), ladder)
-            warming = any(records[i].nodes < self.min_samples for i in arms)
-            share = self.warmup_explore if warming else self.explore
-            if share and self._random.random() < share:
-                index = min(arms, key=lambda i: (records[i].nodes, i))
-                return RouteDecision(
-                    index,
-                    _covers(needs, ladder, index),
-                    f"calibration: exploring {ladder[index].name} "
-                    f"({records[index].nodes:.0f} nodes with these needs seen there)",
-                )
-        return self.decide(needs, ladder)
+        prior = self.prior.route(needs, ladder)
+        arms = self._arms(needs, ladder, prior.index)
+        records = self._records(needs_key(needs), ladder)
+        warming = any(records[i].nodes < self.min_samples for i in arms)
+        share = self.warmup_explore if warming else self.explore
+        if arms and share and self._random.random() < share:
+            index = min(arms, key=lambda i: (records[i].nodes, i))
+            return RouteDecision(
+                index,
+                _covers(needs, ladder, index),
+                f"calibration: exploring {ladder[index].name} "
+                f"({records[index].nodes:.0f} nodes with these needs seen there)",
+            )
+        return self._decide(needs, ladder, prior, arms, records)
 
     def decide(self, needs: Needs, ladder: TierLadder) -> RouteDecision:
         """The tier the calibration picks, without exploring; ``prior``'s until it can.
 
-        Among tiers with ``min_samples`` observations: the lowest cost per verified answer
-        whose verified rate's upper bound reaches ``prior``'s tier's rate minus
+        Among the tiers it may start on (context fits, at most ``max_below`` under
+        ``prior``'s choice) with ``min_samples`` observations: the lowest cost per verified
+        answer whose verified rate's upper bound reaches ``prior``'s tier's rate minus
         ``tolerance``.
         """
         prior = self.prior.route(needs, ladder)
-        arms = _arms(needs, ladder)
+        arms = self._arms(needs, ladder, prior.index)
         records = self._records(needs_key(needs), ladder)
+        return self._decide(needs, ladder, prior, arms, records)
+
+    def _decide(
+        self,
+        needs: Needs,
+        ladder: TierLadder,
+        prior: RouteDecision,
+        arms: list[int],
+        records: list[TierRecord],
+    ) -> RouteDecision:
         ready = [i for i in arms if records[i].nodes >= self.min_samples]
         if prior.index not in ready:
             return prior
@@ -276,6 +294,15 @@ class CalibratedRouter:
             f"per verified answer, {chosen.success_rate:.1%} verified, over "
             f"{chosen.nodes:.0f} nodes with these needs (rules: {ladder[prior.index].name})",
         )
+
+    def _arms(self, needs: Needs, ladder: TierLadder, rules: int) -> list[int]:
+        """Tiers a task may start on: its context fits, at most ``max_below`` under ``rules``."""
+        lowest = 0 if self.max_below is None else rules - self.max_below
+        return [
+            i
+            for i, tier in enumerate(ladder.tiers)
+            if i >= lowest and needs.context_tokens <= tier.context_window
+        ]
 
     def _records(self, key: str, ladder: TierLadder) -> list[TierRecord]:
         bucket = self.calibration.entries.get(key, {})
@@ -358,11 +385,6 @@ class CalibratedRouter:
                         }
                     )
         return rows
-
-
-def _arms(needs: Needs, ladder: TierLadder) -> list[int]:
-    """Tiers a task may start on: those whose context window fits it."""
-    return [i for i, tier in enumerate(ladder.tiers) if needs.context_tokens <= tier.context_window]
 
 
 def _covers(needs: Needs, ladder: TierLadder, index: int) -> bool:

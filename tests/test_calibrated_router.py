@@ -190,7 +190,13 @@ def test_calibration_round_trips_through_json() -> None:
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("min_samples", 0), ("tolerance", -0.1), ("explore", 1.5), ("decay", 0.0)],
+    [
+        ("min_samples", 0),
+        ("tolerance", -0.1),
+        ("explore", 1.5),
+        ("decay", 0.0),
+        ("max_below", -1),
+    ],
 )
 def test_bad_settings_are_refused_by_name(setting: str, value: float) -> None:
     with pytest.raises(UserError, match=setting):
@@ -258,3 +264,21 @@ def test_the_cli_learns_from_the_runs_in_the_store(capsys: pytest.CaptureFixture
     table = capsys.readouterr().out
     assert f"learned from {3 * nodes} verified nodes" in table
     assert "*" in table
+
+
+def test_it_starts_at_most_max_below_tiers_under_the_rules() -> None:
+    """A lenient verifier can make the cheapest start look best; by default a node starts
+    at most one tier under the rules' choice, explored or decided."""
+    hard = Needs(reasoning=3)  # the rules start these on Opus
+    bounded = CalibratedRouter(min_samples=20, explore=0.0, warmup_explore=0.0)
+    for tiers, cost in (([HAIKU], 0.001), ([SONNET], 0.02), ([OPUS], 0.04)):
+        for _ in range(40):
+            bounded.observe(finished(tiers, cost=cost, needs=hard))
+    assert LADDER[bounded.route(hard, LADDER).index].name == SONNET
+    free = CalibratedRouter(
+        min_samples=20, explore=0.0, warmup_explore=0.0, max_below=None,
+        calibration=bounded.calibration,
+    )  # fmt: skip
+    assert LADDER[free.route(hard, LADDER).index].name == HAIKU
+    exploring = CalibratedRouter(min_samples=20, warmup_explore=1.0, seed=0)
+    assert {LADDER[exploring.route(hard, LADDER).index].name for _ in range(30)} == {SONNET}

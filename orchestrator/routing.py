@@ -177,11 +177,13 @@ class CalibratedRouter:
     share ``explore`` still goes to the least-observed tier, and old outcomes decay by
     ``decay`` per new observation of the same tier (0.998: the last ~500 count most), so
     routing follows models as they change. A record whose tier now runs another model is
-    discarded. Only tiers whose context window fits the task are considered.
+    discarded. Only tiers whose context window fits the task, and at most ``max_below``
+    under the rules' choice, are considered.
 
     Feed it with :meth:`observe` (the engine does so for every finished node when this
-    router is its router), warm it from stored runs with :meth:`observe_many`, and keep it
-    across processes with :attr:`calibration` / ``CalibratedRouter(calibration=...)``.
+    router is its router), warm it from recorded runs with :meth:`learn_from_store` (or
+    :meth:`observe_many`), and keep it across processes with :attr:`calibration` /
+    ``CalibratedRouter(calibration=...)``.
 
     Args:
         prior: Routes buckets not yet calibrated; default :class:`CapabilityRouter`.
@@ -364,7 +366,8 @@ class CalibratedRouter:
     def table(self, ladder: TierLadder) -> list[dict[str, object]]:
         """What the router has learned, one row per (needs bucket, tier) observed.
 
-        ``start`` marks the tier :meth:`decide` picks for the bucket (context size aside).
+        ``start`` marks the tier :meth:`decide` picks for the bucket (context size aside);
+        ``cost_per_verified_usd`` is ``None`` while nothing started there was verified.
         """
         rows: list[dict[str, object]] = []
         for key in sorted(self.calibration.entries):
@@ -380,7 +383,9 @@ class CalibratedRouter:
                             "nodes": round(record.nodes, 1),
                             "verified": round(record.success_rate, 4),
                             "mean_cost_usd": record.mean_cost_usd,
-                            "cost_per_verified_usd": record.cost_per_verified_usd,
+                            "cost_per_verified_usd": (
+                                record.cost_per_verified_usd if record.verified else None
+                            ),
                             "start": index == start,
                         }
                     )

@@ -282,3 +282,11 @@ def test_it_starts_at_most_max_below_tiers_under_the_rules() -> None:
     assert LADDER[free.route(hard, LADDER).index].name == HAIKU
     exploring = CalibratedRouter(min_samples=20, warmup_explore=1.0, seed=0)
     assert {LADDER[exploring.route(hard, LADDER).index].name for _ in range(30)} == {SONNET}
+
+
+def test_a_tier_with_nothing_verified_shows_no_cost_per_verified_answer() -> None:
+    router = CalibratedRouter()
+    router.observe(finished([HAIKU], passed_last=False, cost=0.001))
+    (row,) = router.table(LADDER)
+    assert row["cost_per_verified_usd"] is None
+    json.dumps(row, allow_nan=False)  # valid JSON for `orchestrator routing --json`

@@ -225,11 +225,14 @@ def render_calibration(router: CalibratedRouter, ladder: TierLadder, counted: in
         f"{'needs':<46} {'start tier':<11} {'nodes':>8} {'verified':>9} {'$/verified':>11}",
     ]
     for row in rows:
-        per = float(str(row["cost_per_verified_usd"]))
+        per = row["cost_per_verified_usd"]
+        cost = f"{per:.3g}" if isinstance(per, float) else "-"
+        verified = row["verified"]
+        share = f"{verified:.1%}" if isinstance(verified, float) else "-"
         mark = "*" if row["start"] else " "
         lines.append(
             f"{row['needs']:<46} {mark}{row['tier']!s:<10} {row['nodes']!s:>8} "
-            f"{float(str(row['verified'])):>9.1%} {per:>11.3g}"
+            f"{share:>9} {cost:>11}"
         )
     return "\n".join(lines)
 

@@ -8,14 +8,13 @@ resamples, so differences and ratios between policies are paired.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from draws import DagDraw, NodeDraw
 from policies import TOP, CostModel, NodeRun
-
-_COSTS: list[CostModel] = []
 
 COLUMNS = (
     "nodes", "cost", "correct", "silent", "gave_up", "wasted", "wasted_truth", "dag_ok",
@@ -38,9 +37,12 @@ def avoidable_waste(node: NodeDraw, run: NodeRun) -> float:
     that the node is hopeless)."""
     if node.cheapest_pass <= TOP or TOP not in run.attempts:
         return run.wasted
-    if not _COSTS:
-        _COSTS.append(CostModel())
-    return max(0.0, run.wasted - _COSTS[0].task(TOP, node, escalated=False).cost)
+    return max(0.0, run.wasted - _cost_model().task(TOP, node, escalated=False).cost)
+
+
+@cache
+def _cost_model() -> CostModel:
+    return CostModel()
 
 
 def dag_totals(dag: DagDraw, runs: Sequence[NodeRun]) -> list[float]:

@@ -290,6 +290,7 @@ class Run:
             self._run_node,
             max_concurrency=self.config.max_concurrency,
             may_launch=lambda: not (self.budget.exhausted or self._cancel_requested),
+            may_grow=self._uncongested if self._bus.watches_congestion else _always,
             completed=self._completed,
         )
         self._scheduler = scheduler
@@ -307,6 +308,9 @@ class Run:
             with anyio.CancelScope(shield=True):
                 await self._bus.emit(RunFinished(self.run_id, self._final))
         return self._final
+
+    def _uncongested(self) -> bool:
+        return not self._bus.congested()
 
     async def _run_node(self, node_id: str) -> bool:
         node = self._nodes[node_id]
@@ -415,6 +419,10 @@ def _check_inputs(nodes: Sequence[Node], task_ids: set[str], inputs: Mapping[str
         raise UserError(
             f"missing run input(s): {', '.join(missing)}; pass them with inputs={{...}}"
         )
+
+
+def _always() -> bool:
+    return True
 
 
 def _feeder(router: LearningRouter) -> Listener:

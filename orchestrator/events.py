@@ -3,7 +3,9 @@
 Tracing, the run store and progress displays subscribe to these instead of being ``if``s
 inside the engine. Listeners are called in order; a listener may be ``async`` (its
 coroutine is awaited before the engine moves on, which is how the store makes a node's
-result durable before its dependents start). Events are slotted dataclasses rather than
+result durable before its dependents start). A listener that writes somewhere slower than
+nodes finish can say so with a ``congested`` property (see :class:`EventBus`): the engine
+then starts no more nodes at once until it catches up. Events are slotted dataclasses rather than
 pydantic models: they are built on the scheduler's hot path and never serialised as such.
 """
 
@@ -89,19 +91,39 @@ Listener = Callable[[Event], Awaitable[None] | None]
 
 
 class EventBus:
-    """Calls every listener with every event, awaiting async ones."""
+    """Calls every listener with every event, awaiting async ones.
 
-    __slots__ = ("_listeners",)
+    Back-pressure: a listener object with a ``congested`` property (a bool, cheap to read)
+    reports that its writes are backing up, as the SQLite store's listener does while its
+    write queue is full. :meth:`congested` is true while any listener says so, and the
+    engine then adds no concurrently running node until it is false again.
+    """
+
+    __slots__ = ("_gauges", "_listeners")
 
     def __init__(self, listeners: Sequence[Listener] = ()) -> None:
-        self._listeners = list(listeners)
+        self._listeners: list[Listener] = []
+        self._gauges: list[Listener] = []
+        for listener in listeners:
+            self.subscribe(listener)
 
     def subscribe(self, listener: Listener) -> None:
         """Add a listener."""
         self._listeners.append(listener)
+        if hasattr(type(listener), "congested"):
+            self._gauges.append(listener)
 
     def __bool__(self) -> bool:
         return bool(self._listeners)
+
+    @property
+    def watches_congestion(self) -> bool:
+        """Whether any listener reports congestion (else :meth:`congested` is always false)."""
+        return bool(self._gauges)
+
+    def congested(self) -> bool:
+        """Whether a listener's writes are backing up (its ``congested`` property)."""
+        return any(gauge.congested for gauge in self._gauges)  # type: ignore[attr-defined]
 
     async def emit(self, event: Event) -> None:
         """Deliver ``event`` to every listener in order."""

@@ -13,6 +13,12 @@ back by one task, while nodes that wait (model calls) get a worker each, up to t
 few event-loop turns later. The cost per node is a queue operation, not a task: per-node
 overhead stays flat from 100 to 100,000 nodes, and "at most N at once" holds by
 construction.
+
+Growth can also be held back from outside (``may_grow``): while something downstream of
+the nodes cannot keep up (a run store whose write queue is full), no worker is added, and
+the workers there are take the next ready node once their own is done. Nodes in flight then
+stay bounded by what that resource absorbs, not by ``max_concurrency``: without it, 100,000
+ready nodes each waiting on a store write were 100,000 suspended tasks at once.
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ class Scheduler(Generic[N]):
         max_concurrency: Most nodes running at once; ``None`` for no limit.
         may_launch: Asked before each node starts; ``False`` leaves the node (and so its
             dependents) unstarted, e.g. once the budget is exhausted.
+        may_grow: Asked before one more worker is started; ``False`` holds the ready
+            nodes for the workers already running (one always runs while nodes are ready),
+            e.g. while a listener's write queue is full.
         completed: Nodes that already succeeded (a resumed run): never run again; their
             dependents are released from the start.
 
@@ -61,6 +70,7 @@ class Scheduler(Generic[N]):
         *,
         max_concurrency: int | None = None,
         may_launch: Callable[[], bool] = _always,
+        may_grow: Callable[[], bool] = _always,
         completed: Iterable[N] = (),
     ) -> None:
         if max_concurrency is not None and max_concurrency < 1:
@@ -69,6 +79,7 @@ class Scheduler(Generic[N]):
         self._run_node = run_node
         self._limit = max_concurrency if max_concurrency is not None else len(graph) + 1
         self._may_launch = may_launch
+        self._may_grow = may_grow
         self._successors = graph.successors  # an iterator over the adjacency, no view object
         self._waiting_on = dict(graph.in_degree())
         self._queue: deque[N] = deque()
@@ -100,8 +111,16 @@ class Scheduler(Generic[N]):
             self._spawn()
 
     def _spawn(self) -> None:
-        """Start one more worker if nodes are queued, none is pending and the limit allows."""
-        if self._queue and not self._spawn_pending and self._workers < self._limit:
+        """Start one more worker if nodes are queued, none is pending and the limit allows.
+
+        Beyond the first (ready nodes must never stall), ``may_grow`` must agree too.
+        """
+        if (
+            self._queue
+            and not self._spawn_pending
+            and self._workers < self._limit
+            and (self._workers == 0 or self._may_grow())
+        ):
             assert self._task_group is not None
             self._workers += 1
             self._spawn_pending = True

@@ -12,6 +12,7 @@ import networkx as nx
 import pytest
 
 from orchestrator import (
+    Attempt,
     Engine,
     ModelRequest,
     NodeStatus,
@@ -22,7 +23,8 @@ from orchestrator import (
     default_ladder,
 )
 from orchestrator.scheduler import Scheduler
-from orchestrator.testing import FunctionModel
+from orchestrator.store import MemoryStore, StoreListener
+from orchestrator.testing import FunctionModel, TestModel
 
 pytestmark = pytest.mark.anyio
 
@@ -310,3 +312,82 @@ async def test_scheduler_can_be_cancelled_amid_nodes_that_never_wait() -> None:
 
             tg.start_soon(Scheduler(graph, run_node).run)
     assert 10 <= ran < 10_000
+
+
+class SlowStore(MemoryStore):
+    """Attempt writes wait for ``release``; congested once ``bound`` of them are waiting."""
+
+    def __init__(self, bound: int) -> None:
+        super().__init__()
+        self.bound = bound
+        self.waiting = 0
+        self.peak_waiting = 0
+        self.release = anyio.Event()
+
+    @property
+    def congested(self) -> bool:
+        return self.waiting >= self.bound
+
+    async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
+        self.waiting += 1
+        self.peak_waiting = max(self.peak_waiting, self.waiting)
+        try:
+            await self.release.wait()
+        finally:
+            self.waiting -= 1
+        await super().record_attempt(run_id, node_id, attempt)
+
+
+async def test_a_congested_store_holds_back_new_nodes_and_loses_none() -> None:
+    """With no concurrency cap, 300 ready nodes whose store writes back up are not 300
+    suspended nodes: the engine stops adding running nodes while the store is congested,
+    and every node still runs and is recorded once it catches up."""
+    store = SlowStore(bound=4)
+    engine = Engine(TestModel("ok"), wide_ladder(), listeners=[StoreListener(store)])
+    run = engine.prepare(independent(300), max_concurrency=300)
+    results = []
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+
+            async def execute() -> None:
+                results.append(await run.execute())
+
+            tg.start_soon(execute)
+            try:
+                await anyio.wait_all_tasks_blocked()
+                waiting = store.waiting
+            finally:  # attempt records are written shielded: never leave them waiting
+                store.release.set()
+    # Nodes started while the first writes were on their way in go on, the rest wait.
+    assert store.bound <= waiting <= store.bound + 2
+    assert results[0].status is RunStatus.SUCCEEDED
+    stored = await store.load_run(run.run_id)
+    assert len(stored.nodes) == 300
+    assert all(len(stored.attempts[f"t{i}"]) == 1 for i in range(300))
+
+
+async def test_scheduler_may_grow_false_keeps_one_worker_and_finishes() -> None:
+    graph: nx.DiGraph[int] = nx.DiGraph()
+    graph.add_nodes_from(range(50))
+    release = anyio.Event()
+    running = 0
+    grow = False
+
+    async def run_node(node: int) -> bool:
+        nonlocal running
+        running += 1
+        await release.wait()
+        running -= 1
+        return True
+
+    scheduler = Scheduler(graph, run_node, may_grow=lambda: grow)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(scheduler.run)
+            await anyio.wait_all_tasks_blocked()
+            running_while_held = running
+            grow = True
+            release.set()
+    assert running_while_held == 1
+    assert len(scheduler.finished) == 50
+    assert scheduler.peak_running > 1  # it grew once allowed

@@ -210,10 +210,12 @@ async def test_queued_writes_are_bounded_and_callers_wait_for_room(tmp_path: Pat
             await anyio.wait_all_tasks_blocked()
             assert store.queued == 4  # writes 1-4 wait for the next batch ...
             assert returned == []  # ... the other 15 wait for room, nothing of theirs queued
+            assert store.congested  # so the engine would start no more nodes meanwhile
             writer.release.set()
         stored = await store.load_run("r")
     await store.aclose()
     assert sorted(returned) == list(range(20))
+    assert not store.congested
     assert writer.batches[0] == 1
     assert max(writer.batches[1:]) <= 4  # no batch ever held more than the bound
     assert max(writer.queued_seen) <= 4

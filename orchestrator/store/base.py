@@ -99,6 +99,11 @@ class RunStore(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027  (optional hook)
         """Release resources."""
 
+    @property
+    def congested(self) -> bool:
+        """Whether writes are backing up (the engine then starts no more nodes at once)."""
+        return False
+
 
 class MemoryStore(RunStore):
     """A store in a dict: for tests and for runs that need no durability."""
@@ -168,6 +173,11 @@ class StoreListener:
 
     def __init__(self, store: RunStore) -> None:
         self.store = store
+
+    @property
+    def congested(self) -> bool:
+        """The store's back-pressure, read by the engine (see :class:`EventBus`)."""
+        return self.store.congested
 
     async def __call__(self, event: Event) -> None:
         """Write the event's record; awaited by the engine before it moves on."""

@@ -10,11 +10,13 @@ the file consistent (SQLite's journal) and at most loses the batch being written
 callers had not returned.
 
 Back-pressure: at most ``max_queued`` calls wait for the next batch; further callers wait
-before anything of theirs is queued. A queued call holds references, not a serialised
-copy (records are serialised in the writer thread), and waits on its batch's event, not
-on a lock of its own: the callers of a batch are released together, in one turn of the
-loop. Rows of one table in a batch go in multi-row statements, so the writer thread calls
-into SQLite (and gives up the GIL) a few times a batch rather than a few times a row.
+before anything of theirs is queued, and while the queue is full the store reports itself
+``congested``, so that the engine starts no more nodes at once (each would only wait).
+A queued call holds references, not a serialised copy (records are serialised in the
+writer thread), and waits on its batch's event, not on a lock of its own: the callers of
+a batch are released together, in one turn of the loop. Rows of one table in a batch go
+in multi-row statements, so the writer thread calls into SQLite (and gives up the GIL) a
+few times a batch rather than a few times a row.
 
 The file carries an application marker and a schema version in ``meta``. A file that is
 not SQLite, a damaged store (SQLite's ``quick_check`` fails), a SQLite database of another
@@ -182,6 +184,11 @@ class SQLiteStore(RunStore):
     def queued(self) -> int:
         """Calls waiting for the next batch (never more than ``max_queued``)."""
         return self.max_queued - self._room.value
+
+    @property
+    def congested(self) -> bool:
+        """Whether the queue is full: the next caller would wait before queueing."""
+        return self._room.value == 0
 
     async def _call(self, op: _Write | _Read, *args: Any) -> Any:
         if self._closed:

@@ -22,7 +22,14 @@ from orchestrator.events import AttemptFinished, AttemptStarted, EventBus
 from orchestrator.exceptions import BudgetExhausted, ModelAPIError
 from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelResponse
 from orchestrator.node import Node, render_value
-from orchestrator.results import Attempt, NodeResult, NodeStatus, Verdict, python_attempt
+from orchestrator.results import (
+    Attempt,
+    NodeResult,
+    NodeStatus,
+    Verdict,
+    assign,
+    python_attempt,
+)
 from orchestrator.routing import Router
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tool import Tool
@@ -288,7 +295,7 @@ class NodeRunner:
         # ``results.python_attempt``) and the function called in this frame.
         attempt = python_attempt(_now())
         result.attempts.append(attempt)
-        result.final_tier = "python"
+        assign(result, "final_tier", "python")
         bus = self.bus
         if bus:
             await bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
@@ -303,19 +310,20 @@ class NodeRunner:
                 text = _text_of(output)
                 output, attempt.verdict = await self._verify(node, output, text, self.ladder[0], [])
             else:
-                attempt.verdict = _NO_VERIFIER
+                assign(attempt, "verdict", _NO_VERIFIER)
         except anyio.get_cancelled_exc_class():
             attempt.error, attempt.error_type = "cancelled", "cancelled"
             raise
         except Exception as exc:  # noqa: BLE001  (the task failed; the run goes on)
             attempt.error, attempt.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
         finally:
-            attempt.finished_at = _now()
+            assign(attempt, "finished_at", _now())
             if bus:
                 with anyio.CancelScope(shield=True):
                     await bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
         if attempt.passed:
-            result.status, result.output = NodeStatus.SUCCEEDED, output
+            assign(result, "status", NodeStatus.SUCCEEDED)
+            assign(result, "output", output)
         else:
             result.status = NodeStatus.FAILED
             result.reason = attempt.error or (attempt.verdict.reason if attempt.verdict else None)

@@ -65,9 +65,8 @@ def plan_problems(
 
 def _build_graph(plan: Plan) -> nx.DiGraph[str]:
     graph: nx.DiGraph[str] = nx.DiGraph()
-    for task in plan.tasks:
-        graph.add_node(task.id, task=task)
-    ids = set(graph.nodes)
+    graph.add_nodes_from((task.id, {"task": task}) for task in plan.tasks)
+    ids = set(graph)
     for task in plan.tasks:
         graph.add_edges_from(
             (dep, task.id) for dep in task.depends_on if dep in ids and dep != task.id

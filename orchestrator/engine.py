@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import anyio
 import networkx as nx
+from networkx.classes.reportviews import OutDegreeView
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.attempt import DEFAULT_SYSTEM_PROMPT, NodeRunner, RunPolicy
@@ -233,7 +234,7 @@ class Run:
         self.results = {
             task.id: NodeResult(
                 id=task.id,
-                depends_on=list(task.depends_on),
+                depends_on=task.depends_on,
                 needs=task.needs,
                 status=NodeStatus.NOT_RUN,
             )
@@ -392,18 +393,22 @@ class Run:
     def _output_task(self) -> str | None:
         if self.plan.output_task is not None:
             return self.plan.output_task
-        sinks = [node for node, degree in self._graph.out_degree() if degree == 0]  # one view
+        sinks = self._sinks()
         return sinks[0] if len(sinks) == 1 else None
 
     def _output(self, output_task: str | None) -> Any:
         if output_task is not None:
             return self.results[output_task].output
-        sinks = [node for node, degree in self._graph.out_degree() if degree == 0]  # one view
         return {
             sink: self.results[sink].output
-            for sink in sinks
+            for sink in self._sinks()
             if self.results[sink].output is not None
         }
+
+    def _sinks(self) -> list[str]:
+        # One view of its own: ``graph.out_degree`` is cached on the graph and refers back
+        # to it, a reference cycle that would keep the graph for the garbage collector.
+        return [node for node, degree in OutDegreeView(self._graph) if degree == 0]
 
 
 def _check_inputs(nodes: Sequence[Node], task_ids: set[str], inputs: Mapping[str, Any]) -> None:

@@ -85,8 +85,18 @@ VerifierSpec = Annotated[
 """A verifier described as data, so that plans written as JSON can carry it."""
 
 
+_NO_NEEDS = Needs()
+"""The default needs, one instance for every task (frozen, so safe to share)."""
+
+
 class Task(BaseModel):
-    """One unit of work: a node of the plan's DAG."""
+    """One unit of work: a node of the plan's DAG.
+
+    Frozen, with tuples for its sequences (lists are accepted on input), so a task can be
+    shared safely. A plan of 100,000 tasks is held while it runs: fields that need no
+    object of their own (empty tuples, the shared default needs) keep memory and the
+    garbage collector's work per task low.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -94,15 +104,15 @@ class Task(BaseModel):
     """Unique id within the plan (letters, digits, ``_ . : -``)."""
     instruction: str = Field(min_length=1)
     """What to do, in words a model can act on."""
-    depends_on: list[str] = Field(default_factory=list)
+    depends_on: tuple[str, ...] = ()
     """Ids of the tasks whose outputs this one needs."""
-    needs: Needs = Field(default_factory=Needs)
+    needs: Needs = _NO_NEEDS
     """Capability levels and context size the task needs; routing uses these."""
-    tools: list[str] = Field(default_factory=list)
+    tools: tuple[str, ...] = ()
     """Names of the tools the task may call (its allowlist)."""
     output_schema: dict[str, Any] | None = None
     """JSON Schema the output must satisfy; ``None`` for free text."""
-    verify: list[VerifierSpec] = Field(default_factory=list)
+    verify: tuple[VerifierSpec, ...] = ()
     """Verifiers run on every attempt's output, in order; the first failure rejects it."""
     max_output_tokens: int | None = Field(default=None, gt=0)
     """Cap on output tokens per model call; ``None`` uses the tier's default."""

@@ -84,7 +84,7 @@ def research_checks(
             verify.append(CitationsSpec(min_citations=0 if on_web else 1))
         if judge and "llm_judge" not in kinds:
             verify.append(JudgeSpec(criteria=JUDGE_CRITERIA))
-        tasks.append(task.model_copy(update={"verify": verify}))
+        tasks.append(task.model_copy(update={"verify": tuple(verify)}))
     return plan.model_copy(update={"tasks": tasks})
 
 

@@ -89,6 +89,10 @@ class NodeStatus(StrEnum):
     NOT_RUN = "not_run"
 
 
+_NO_NEEDS = Needs()
+"""The default needs, shared (frozen)."""
+
+
 class NodeResult(BaseModel):
     """How one node of the plan went."""
 
@@ -96,9 +100,9 @@ class NodeResult(BaseModel):
 
     id: str
     """The task id."""
-    depends_on: list[str] = Field(default_factory=list)
+    depends_on: tuple[str, ...] = ()
     """The task's dependencies."""
-    needs: Needs = Field(default_factory=Needs)
+    needs: Needs = _NO_NEEDS
     """What the task needs."""
     status: NodeStatus
     """How it ended."""
@@ -154,6 +158,17 @@ def python_attempt(started_at: datetime) -> Attempt:
     _set_extra(attempt, None)
     _set_private(attempt, None)
     return attempt
+
+
+def assign(model: BaseModel, name: str, value: Any) -> None:
+    """Set field ``name`` of ``model`` as ``model.name = value`` does, about 6x faster.
+
+    For the engine's hot path only, on models that do not validate assignment (neither
+    does this): pydantic's ``__setattr__`` finds a handler by name (about 600 ns), which
+    then does just this, write the value and mark the field as set (about 90 ns).
+    """
+    model.__dict__[name] = value
+    model.__pydantic_fields_set__.add(name)
 
 
 # The four slots every pydantic model instance fills (as ``model_construct`` does), set

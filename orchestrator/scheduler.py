@@ -30,6 +30,7 @@ from typing import Generic, TypeVar
 import anyio
 import networkx as nx
 from anyio.abc import TaskGroup
+from networkx.classes.reportviews import InDegreeView
 
 __all__ = ["Scheduler"]
 
@@ -41,6 +42,14 @@ _CHECKPOINT_EVERY = 64
 
 def _always() -> bool:
     return True
+
+
+def _never() -> bool:
+    return False
+
+
+async def _ended(node: object) -> bool:
+    raise RuntimeError("this schedule has ended")
 
 
 class Scheduler(Generic[N]):
@@ -81,7 +90,9 @@ class Scheduler(Generic[N]):
         self._may_launch = may_launch
         self._may_grow = may_grow
         self._successors = graph.successors  # an iterator over the adjacency, no view object
-        self._waiting_on = dict(graph.in_degree())
+        # A view of its own, not ``graph.in_degree``: that one is cached on the graph and
+        # refers back to it, a reference cycle only the garbage collector frees.
+        self._waiting_on = dict(InDegreeView(graph))
         self._queue: deque[N] = deque()
         self._running = 0
         self._workers = 0
@@ -99,16 +110,26 @@ class Scheduler(Generic[N]):
                 self._waiting_on[dependent] -= 1
 
     async def run(self) -> None:
-        """Run every node that can run; returns when nothing more can start."""
-        async with anyio.create_task_group() as task_group:
-            self._task_group = task_group
-            finished = self.finished
-            self._queue.extend(
-                node
-                for node, waiting in self._waiting_on.items()
-                if waiting == 0 and node not in finished
-            )
-            self._spawn()
+        """Run every node that can run; returns when nothing more can start.
+
+        Once it returns, the scheduler drops its callbacks: kept for :attr:`finished` and
+        :attr:`skipped`, it holds no reference back to their owner (no reference cycle, so
+        a finished run is freed as soon as it is dropped, without waiting for the garbage
+        collector).
+        """
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                finished = self.finished
+                self._queue.extend(
+                    node
+                    for node, waiting in self._waiting_on.items()
+                    if waiting == 0 and node not in finished
+                )
+                self._spawn()
+        finally:
+            self._run_node, self._may_launch, self._may_grow = _ended, _never, _never
+            self._task_group = None
 
     def _spawn(self) -> None:
         """Start one more worker if nodes are queued, none is pending and the limit allows.

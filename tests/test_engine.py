@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import anyio
 import pytest
 
@@ -297,3 +300,25 @@ async def test_a_run_executes_once() -> None:
     await run.execute()
     with pytest.raises(RuntimeError, match="already executed"):
         await run.execute()
+
+
+async def test_a_finished_run_is_freed_without_the_garbage_collector() -> None:
+    """No reference cycle keeps a run (or its graph and tasks) alive once it is dropped:
+    a program running many big plans gets the memory back at once, and the collector has
+    no dead runs to scan."""
+    plan = Plan(
+        goal="g",
+        tasks=[Task(id="a", instruction="x"), Task(id="b", instruction="y", depends_on=["a"])],
+    )
+    engine = Engine(TestModel("ok"))
+    gc.collect()
+    gc.disable()
+    try:
+        run = engine.prepare(plan)
+        result = await run.execute()
+        assert result.status is RunStatus.SUCCEEDED
+        refs = [weakref.ref(run), weakref.ref(run._graph), weakref.ref(run._scheduler)]
+        del run
+        assert [ref() for ref in refs] == [None, None, None]
+    finally:
+        gc.enable()

@@ -73,18 +73,18 @@ def check_full_plan(plan: Plan) -> None:
     search, facts, report = plan.tasks
     assert search.needs.tool_use == 2
     assert search.needs.reasoning == 0
-    assert search.tools == ["web_search"]
-    assert facts.depends_on == ["search"]
+    assert search.tools == ("web_search",)
+    assert facts.depends_on == ("search",)
     assert facts.needs.context_tokens == 50_000
     assert facts.output_schema == {"type": "object", "required": ["facts"]}
-    assert facts.verify == [SchemaSpec()]
+    assert facts.verify == (SchemaSpec(),)
     assert facts.max_output_tokens == 2000
     assert report.needs.levels() == {"reasoning": 3, "long_context": 0, "coding": 2, "tool_use": 0}
-    assert report.verify == [
+    assert report.verify == (
         NonEmptySpec(),
         RequiredSectionsSpec(sections=["Summary", "Sources"]),
         JudgeSpec(criteria="cites sources", tier="opus"),
-    ]
+    )
 
 
 def test_parse_plan_from_mapping() -> None:
@@ -106,9 +106,10 @@ def test_plan_round_trips_through_json() -> None:
 
 def test_task_defaults() -> None:
     task = parse_plan(plan_dict(task_dict("only"))).tasks[0]
-    assert task.depends_on == []
-    assert task.tools == []
-    assert task.verify == []
+    assert task.depends_on == ()
+    assert task.tools == ()
+    assert task.verify == ()
+    assert task.needs is Task(id="u", instruction="y").needs  # the default, shared
     assert task.output_schema is None
     assert task.max_output_tokens is None
     assert task.needs.levels() == dict.fromkeys(CAPABILITY_DIMENSIONS, 0)
@@ -117,7 +118,7 @@ def test_task_defaults() -> None:
 
 def test_plan_task_lookup_by_id() -> None:
     plan = parse_plan(FULL_PLAN)
-    assert plan.task("facts").depends_on == ["search"]
+    assert plan.task("facts").depends_on == ("search",)
     with pytest.raises(KeyError, match="missing"):
         plan.task("missing")
 

@@ -58,7 +58,7 @@ async def test_python_and_llm_tasks_in_one_dag() -> None:
     assert isinstance(result.node("outline").output, Outline)
     assert result.output == "# v2 (acme)\n- fixed a bug\n- added a feature"
     assert result.output_task == "render"
-    assert result.node("render").depends_on == ["outline"]
+    assert result.node("render").depends_on == ("outline",)
     assert result.node("commits").final_tier == "python"
     assert seen_threads
     assert seen_threads[0] != threading.current_thread().name  # ran in a worker thread
@@ -135,7 +135,7 @@ async def test_explicit_depends_on_orders_without_passing_values() -> None:
 
     result = await Engine(TestModel()).run(wf)
     assert order == ["migrate", "report"]
-    assert result.node("report").depends_on == ["migrate"]
+    assert result.node("report").depends_on == ("migrate",)
 
 
 async def test_defaults_are_used_for_unbound_parameters() -> None:

@@ -233,3 +233,90 @@ async def test_resume_does_not_pay_again_for_a_tier_that_already_failed() -> Non
     attempts = resumed.node("t").attempts
     assert [(a.number, a.tier) for a in attempts] == [(1, "haiku"), (2, "sonnet")]
     assert "already failed verification" in attempts[1].route_reason
+
+
+def failing_plan() -> Plan:
+    return Plan(
+        goal="some fail",
+        tasks=[
+            Task(id="a", instruction="first"),
+            Task(id="b", instruction="second"),
+            Task(id="c", instruction="third", depends_on=["a", "b"]),
+        ],
+    )
+
+
+def answers(*, failing: str | None) -> FunctionModel:
+    """Answers every task by its id; ``failing``'s answers are empty (never verified)."""
+    return FunctionModel(
+        lambda request: "" if request.task_id == failing else f"ans-{request.task_id}"
+    )
+
+
+async def test_a_finished_run_stores_each_node_once_and_loads_it_whole(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = await SQLiteStore.open(path)
+    try:
+        engine = Engine(answers(failing="b"), listeners=[StoreListener(store)])
+        result = await engine.run(failing_plan(), run_id="once")
+        stored = await store.load_run("once")
+    finally:
+        await store.aclose()
+    assert [n.status for n in result.nodes] == [
+        NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED,
+    ]  # fmt: skip
+    assert stored.result == result  # nodes back in plan order, the skipped one included
+    assert stored.nodes["c"].reason == "dependency 'b' failed"
+    db = sqlite3.connect(path)
+    try:
+        (raw,) = db.execute("SELECT result FROM runs WHERE run_id='once'").fetchone()
+        bodies = db.execute("SELECT count(*) FROM nodes WHERE run_id='once'").fetchone()[0]
+    finally:
+        db.close()
+    assert '"nodes"' not in raw  # not a second copy of any node
+    assert "ans-a" not in raw
+    assert bodies == 3
+
+
+async def test_a_resumed_run_loads_with_its_latest_nodes(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "runs.db")
+    try:
+        first = Engine(answers(failing="b"), listeners=[StoreListener(store)])
+        await first.run(failing_plan(), run_id="again")
+        stored = await store.load_run("again")
+        assert stored.nodes["c"].status is NodeStatus.SKIPPED
+        second = Engine(answers(failing=None), listeners=[StoreListener(store)])
+        resumed = await second.run(stored.plan, resume=stored)
+        final = await store.load_run("again")
+    finally:
+        await store.aclose()
+    assert resumed.status is RunStatus.SUCCEEDED
+    assert final.result == resumed
+    assert {n.status for n in final.nodes.values()} == {NodeStatus.SUCCEEDED}
+
+
+async def test_a_schema_1_store_is_read_as_written_and_marked_2(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = await SQLiteStore.open(path)
+    result = await Engine(answers(failing="b"), listeners=[StoreListener(store)]).run(
+        failing_plan(), run_id="old"
+    )
+    await store.aclose()
+    db = sqlite3.connect(path)  # as version 1 wrote it: the nodes in the result, and only
+    db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")  # those that ran
+    db.execute("UPDATE runs SET result=? WHERE run_id='old'", (result.model_dump_json(),))
+    db.execute("DELETE FROM nodes WHERE node_id='c'")
+    db.commit()
+    db.close()
+    reopened = await SQLiteStore.open(path)
+    try:
+        stored = await reopened.load_run("old")
+    finally:
+        await reopened.aclose()
+    assert stored.result == result
+    db = sqlite3.connect(path)
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    finally:
+        db.close()
+    assert meta["schema_version"] == "2" == str(SCHEMA_VERSION)

@@ -18,6 +18,9 @@ a batch are released together, in one turn of the loop. Rows of one table in a b
 in multi-row statements, so the writer thread calls into SQLite (and gives up the GIL) a
 few times a batch rather than a few times a row.
 
+A node's result is stored once, in ``nodes``; a finished run's result is stored without
+its nodes and rebuilt from them on load (schema 2).
+
 The file carries an application marker and a schema version in ``meta``. A file that is
 not SQLite, a damaged store (SQLite's ``quick_check`` fails), a SQLite database of another
 application, or a store written by a newer version gets a clear :class:`StoreError`, and
@@ -41,12 +44,14 @@ import anyio
 
 from orchestrator.exceptions import UserError
 from orchestrator.plan import Plan
-from orchestrator.results import Attempt, NodeResult, RunResult
+from orchestrator.results import Attempt, NodeResult, NodeStatus, RunResult
 from orchestrator.store.base import RunStore, RunSummary, StoredRun
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "StoreError"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: a finished run's ``result`` is stored without its nodes, which are in ``nodes``
+(1 stored them twice). Version 1 files are read as written, and marked 2 once opened."""
 APP_MARKER = "tiered-orchestrator run store"
 MAX_QUEUED = 1024
 """Default bound on store calls accepted but not yet committed (see ``SQLiteStore.open``)."""
@@ -325,7 +330,7 @@ class SQLiteStore(RunStore):
 
     async def finish_run(self, result: RunResult) -> None:
         """Record the final result."""
-        await self._call(_FINISH_RUN, result)
+        await self._call(_finish_run, result)
 
     async def load_run(self, run_id: str) -> StoredRun:
         """Return a run (``KeyError`` naming it if unknown)."""
@@ -351,9 +356,33 @@ def _node_row(run_id: str, result: NodeResult) -> tuple[Any, ...]:
     return (run_id, result.id, result.status.value, result.model_dump_json())
 
 
-def _finish_run_row(result: RunResult) -> tuple[Any, ...]:
-    return (result.status.value, result.finished_at.isoformat(), result.model_dump_json(),
-            result.run_id)  # fmt: skip
+_NOT_STARTED = frozenset({NodeStatus.SKIPPED, NodeStatus.NOT_RUN})
+
+
+def _finish_run(db: sqlite3.Connection, result: RunResult) -> None:
+    """Store the final result without its nodes: each node's row in ``nodes`` is its result.
+
+    Nodes that ran have their rows already (``record_node``, before the run finished).
+    Rows are written here for the nodes that did not start (skipped, not run), which no
+    event recorded or whose row is an earlier process's, and for any node whose row is
+    missing or holds another status (a write that failed): so the result rebuilt by
+    :func:`_load` is the one the engine returned.
+    """
+    recorded = dict(
+        db.execute("SELECT node_id, status FROM nodes WHERE run_id=?", (result.run_id,))
+    )
+    rows = [
+        _node_row(result.run_id, node)
+        for node in result.nodes
+        if node.status in _NOT_STARTED or recorded.get(node.id) != node.status.value
+    ]
+    if rows:
+        db.executemany(_PUT_NODE.sql, rows)
+    db.execute(
+        "UPDATE runs SET status=?, finished_at=?, result=? WHERE run_id=?",
+        (result.status.value, result.finished_at.isoformat(),
+         result.model_dump_json(exclude={"nodes"}), result.run_id),
+    )  # fmt: skip
 
 
 _START_RUN = _Write(
@@ -373,15 +402,11 @@ _PUT_NODE = _Write(
     _node_row,
     grouped=True,
 )
-_FINISH_RUN = _Write(
-    "UPDATE runs SET status=?, finished_at=?, result=? WHERE run_id=?", _finish_run_row
-)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
     existed = path.exists() and path.stat().st_size > 0
-    if existed:
-        _check_existing(path)
+    version = _check_existing(path) if existed else SCHEMA_VERSION
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         db = sqlite3.connect(path, check_same_thread=False)
@@ -391,6 +416,11 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
+        if version < SCHEMA_VERSION:  # what it holds reads as it is; what is added is newer
+            with db:
+                db.execute(
+                    "UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
+                )
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot open the run store {path}: {exc}") from None
     return db
@@ -412,8 +442,8 @@ def _create(db: sqlite3.Connection) -> None:
         db.isolation_level = level
 
 
-def _check_existing(path: Path) -> None:
-    """Read-only checks of a file that already exists; never writes to it."""
+def _check_existing(path: Path) -> int:
+    """Read-only checks of a file that already exists (never writes to it); its version."""
     uri = f"{path.resolve().as_uri()}?mode=ro"  # percent-encoded: '#', '?' and '%' are safe
     try:
         db = sqlite3.connect(uri, uri=True)
@@ -446,6 +476,7 @@ def _check_existing(path: Path) -> None:
             f"{path} was written by a newer version (store schema {version}; this version "
             f"reads up to {SCHEMA_VERSION}); upgrade tiered-orchestrator to read it"
         )
+    return version
 
 
 def _load(db: sqlite3.Connection, run_id: str) -> StoredRun:
@@ -467,12 +498,12 @@ def _load(db: sqlite3.Connection, run_id: str) -> StoredRun:
         for node_id, body in db.execute("SELECT node_id, body FROM nodes WHERE run_id=?", (run_id,))
     }
     summary = _summary(run_id, goal, status, started_at, finished_at, _cost(attempts))
+    stored_plan = Plan.model_validate_json(plan)
+    final = RunResult.model_validate_json(result) if result else None
+    if final is not None and "nodes" not in final.model_fields_set:  # schema 2: in ``nodes``
+        final.nodes = [nodes[task.id] for task in stored_plan.tasks if task.id in nodes]
     return StoredRun(
-        summary=summary,
-        plan=Plan.model_validate_json(plan),
-        nodes=nodes,
-        attempts=attempts,
-        result=RunResult.model_validate_json(result) if result else None,
+        summary=summary, plan=stored_plan, nodes=nodes, attempts=attempts, result=final
     )
 
 

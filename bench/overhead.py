@@ -13,6 +13,12 @@ Node bodies are empty coroutines, so all the time measured is orchestration over
 A run is timed right after its build, as a program would run a plan it just built, so it
 may pay for a full garbage collection over the objects the build made;
 ``--collect-before-run`` collects between the two (a diagnostic, recorded in the JSON).
+
+``--rounds N`` runs the whole matrix N times (every other round in reverse order within a
+shape) and reports, per cell, the median over rounds, and for each ratio the median of the
+ratios *within* a round: the machine's speed drifts for minutes at a time (the same cell
+measured 4.8 then 9.8 µs a node a minute apart on a quiet 2-vCPU VM), and cells measured
+back to back drift together, so paired ratios are steadier than ratios of medians.
 Modes (our engine only):
 
 * ``off``: no listeners at all (the engine's telemetry listener taken off the run);
@@ -218,8 +224,14 @@ def targets(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         return None if cell is None else cell[key]
 
     def ratio(top: tuple[str, str], bottom: tuple[str, str], shape: str, key: str) -> Any:
-        a, b = get(top[0], shape, top[1], key), get(bottom[0], shape, bottom[1], key)
-        return a / b if a is not None and b else None
+        upper, lower = by.get((top[0], shape, top[1])), by.get((bottom[0], shape, bottom[1]))
+        if upper is None or lower is None:
+            return None
+        pairs = zip(upper.get("rounds", ()), lower.get("rounds", ()), strict=False)
+        paired = [a[key] / b[key] for a, b in pairs if b[key]]
+        if paired:  # measured back to back: the machine's drift cancels out
+            return statistics.median(paired)
+        return upper[key] / lower[key] if lower[key] else None
 
     rows = []
     for shape in dict.fromkeys(c["shape"] for c in cells):
@@ -255,6 +267,31 @@ SUMMARY_RATIOS = [
 ]
 
 
+_ROUND_KEYS = ("us_per_node", "us_per_node_min", "cpu_us_per_node", "peak_rss_mib")
+
+
+def merge_rounds(measured: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One cell per (system, shape, mode): medians over its rounds (the least minimum, the
+    largest peak RSS), each round's own numbers kept under ``rounds`` for paired ratios."""
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for cell in measured:
+        grouped.setdefault((cell["system"], cell["shape"], cell["mode"]), []).append(cell)
+    merged = []
+    for group in grouped.values():
+        good = sorted((c for c in group if "error" not in c), key=lambda c: c["round"])
+        if not good:
+            merged.append(group[0])
+            continue
+        cell = {key: value for key, value in good[0].items() if key not in ("round", "run_s")}
+        for key in ("us_per_node", "cpu_us_per_node", "build_us_per_node", "load_avg_1m"):
+            cell[key] = statistics.median(c[key] for c in good)
+        cell["us_per_node_min"] = min(c["us_per_node_min"] for c in good)
+        cell["peak_rss_mib"] = max(c["peak_rss_mib"] for c in good)
+        cell["rounds"] = [{key: c[key] for key in ("round", *_ROUND_KEYS)} for c in good]
+        merged.append(cell)
+    return merged
+
+
 def report(path: Path) -> None:
     """Print the tables of a JSON file written by ``--json``."""
     data = json.loads(path.read_text())
@@ -283,6 +320,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="diagnostic: gc.collect() between building and the timed run, so a run is not "
         "charged for a full collection over the objects its build just made (default: off)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the matrix this many times; medians per cell, ratios paired within rounds",
+    )
     parser.add_argument("--report", type=Path, help="only print the tables of a --json file")
     parser.add_argument("--cell", nargs=3, metavar=("SYSTEM", "SHAPE", "MODE"), help="internal")
     args = parser.parse_args(argv)
@@ -295,25 +338,37 @@ def main(argv: Sequence[str] | None = None) -> None:
         measure = functools.partial(measure_cell, collect_before_run=args.collect_before_run)
         print(json.dumps(anyio.run(measure, system, shape, mode, repeats)))
         return
-    cells = []
-    for shape in args.shapes.split(","):
-        size = SHAPES[shape]().size
-        for system in args.systems.split(","):
-            if system == "langgraph" and size > args.langgraph_max_nodes:
-                print(f"skipping langgraph on {shape}: over --langgraph-max-nodes", flush=True)
-                continue
-            for mode in args.modes.split(",") if system == "engine" else ["off"]:
+    measured = []
+    for round_ in range(args.rounds):
+        for shape in args.shapes.split(","):
+            size = SHAPES[shape]().size
+            plan = [
+                (system, mode)
+                for system in args.systems.split(",")
+                for mode in (args.modes.split(",") if system == "engine" else ["off"])
+            ]
+            for system, mode in reversed(plan) if round_ % 2 else plan:
+                if system == "langgraph" and size > args.langgraph_max_nodes:
+                    if round_ == 0 and mode == "off":
+                        print(f"skipping langgraph on {shape}: over --langgraph-max-nodes")
+                    continue
                 repeats = args.repeats or default_repeats(size, system, mode)
                 cell = run_cell_subprocess(
                     system, shape, mode, repeats, args.timeout, collect=args.collect_before_run
                 )
-                cells.append(cell)
-                print_table([cell], CELL_COLUMNS, header=len(cells) == 1)
+                cell["round"] = round_ + 1
+                measured.append(cell)
+                print_table([cell], CELL_COLUMNS, header=len(measured) == 1)
+    cells = merge_rounds(measured) if args.rounds > 1 else measured
+    if args.rounds > 1:
+        print(f"\nMedians over {args.rounds} rounds (min: the least of all runs):")
+        print_table(cells, CELL_COLUMNS)
     summary = targets(cells)
     print()
     print_table(summary, TARGET_COLUMNS)
     if args.json:
-        write_json(args.json, {"environment": environment(), "cells": cells, "targets": summary})
+        data = {"environment": environment(), "rounds": args.rounds, "cells": cells}
+        write_json(args.json, {**data, "targets": summary, "measured": measured})
 
 
 CELL_COLUMNS = [

@@ -34,7 +34,7 @@ bench-setup:
 	sh bench/setup.sh
 
 bench: bench-setup
-	bench/.venv/bin/python -m bench.overhead --json out/bench/overhead.json
+	bench/.venv/bin/python -m bench.overhead --rounds 3 --json out/bench/overhead.json
 	bench/.venv/bin/python -m bench.makespan --json out/bench/makespan.json
 
 clean:

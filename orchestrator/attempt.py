@@ -45,8 +45,9 @@ DEFAULT_SYSTEM_PROMPT = (
 
 JUDGE_SYSTEM_PROMPT = (
     "You are a strict verifier. Judge whether the answer satisfies the task and the "
-    "criteria. Look for factual errors, missing parts, unsupported claims and answers that "
-    "only look complete. Reply with the verdict as JSON."
+    "criteria. Look for factual errors, missing parts, unsupported claims, claims the "
+    "task's inputs do not support, and answers that only look complete. Reply with the "
+    "verdict as JSON."
 )
 
 _PREVIOUS_ANSWER_CHARS = 4000
@@ -142,7 +143,7 @@ class NodeRunner:
             result.attempts.append(attempt)
             result.final_tier = tier.name
             messages = _messages(prompt, previous, previous_text)
-            output, previous_text = await self._attempt(node, tier, messages, attempt)
+            output, previous_text = await self._attempt(node, tier, messages, attempt, prompt)
             if attempt.passed:
                 result.status, result.output, result.reason = NodeStatus.SUCCEEDED, output, None
                 return
@@ -159,7 +160,7 @@ class NodeRunner:
         result.status = NodeStatus.FAILED
 
     async def _attempt(
-        self, node: Node, tier: Tier, messages: list[Message], attempt: Attempt
+        self, node: Node, tier: Tier, messages: list[Message], attempt: Attempt, prompt: str
     ) -> tuple[Any, str]:
         meters: list[Meter] = []
         text = ""
@@ -172,7 +173,9 @@ class NodeRunner:
                 attempt.simulated = response.simulated
                 text = response.text
                 candidate = response.data if _structured(node) else response.text
-                output, attempt.verdict = await self._verify(node, candidate, text, tier, meters)
+                output, attempt.verdict = await self._verify(
+                    node, candidate, text, tier, meters, prompt=prompt
+                )
         except BudgetExhausted as exc:
             attempt.error, attempt.error_type = str(exc), "budget_exhausted"
         except ModelAPIError as exc:
@@ -209,14 +212,24 @@ class NodeRunner:
     # -- verification -----------------------------------------------------------------
 
     async def _verify(
-        self, node: Node, candidate: Any, text: str, tier: Tier, meters: list[Meter]
+        self,
+        node: Node,
+        candidate: Any,
+        text: str,
+        tier: Tier,
+        meters: list[Meter],
+        *,
+        prompt: str,
     ) -> tuple[Any, Verdict]:
         if not node.verifiers:
             return candidate, _NO_VERIFIER
 
-        async def judge(criteria: str, answer: str, tier_name: str | None) -> JudgeVerdict:
+        async def judge(
+            criteria: str, answer: str, tier_name: str | None, /, *, inputs: bool = True
+        ) -> JudgeVerdict:
             return await self._judge(
                 node=node,
+                task=prompt if inputs else node.task.instruction,
                 criteria=criteria,
                 answer=answer,
                 tier_name=tier_name,
@@ -224,7 +237,9 @@ class NodeRunner:
                 meters=meters,
             )
 
-        context = VerificationContext(task=node.task, text=text, tier=tier.name, judge=judge)
+        context = VerificationContext(
+            task=node.task, text=text, tier=tier.name, judge=judge, prompt=prompt
+        )
         output = candidate
         verdict = _NO_VERIFIER
         for verifier in node.verifiers:
@@ -239,6 +254,7 @@ class NodeRunner:
         self,
         *,
         node: Node,
+        task: str,
         criteria: str,
         answer: str,
         tier_name: str | None,
@@ -252,7 +268,7 @@ class NodeRunner:
         meter = Meter(judge_tier, self.budget)
         meters.append(meter)
         content = (
-            f"Task:\n{node.task.instruction}\n\nCriteria:\n{criteria}\n\n"
+            f"Task:\n{task}\n\nCriteria:\n{criteria}\n\n"
             f"Answer to judge:\n<answer>\n{answer}\n</answer>"
         )
         request = ModelRequest(
@@ -308,7 +324,9 @@ class NodeRunner:
                 output = await anyio.to_thread.run_sync(functools.partial(function, **arguments))
             if node.verifiers:
                 text = _text_of(output)
-                output, attempt.verdict = await self._verify(node, output, text, self.ladder[0], [])
+                output, attempt.verdict = await self._verify(
+                    node, output, text, self.ladder[0], [], prompt=node.task.instruction
+                )
             else:
                 assign(attempt, "verdict", _NO_VERIFIER)
         except anyio.get_cancelled_exc_class():

@@ -64,6 +64,8 @@ class JudgeSpec(BaseModel):
     """What the judge checks."""
     tier: str | None = None
     """The tier the judge runs on; ``None`` means one tier above the attempt's."""
+    inputs: bool = True
+    """Show the judge the inputs the author was given; ``False``: the instruction alone."""
 
 
 class CitationsSpec(BaseModel):

@@ -59,8 +59,20 @@ class JudgeVerdict(BaseModel):
     """Confidence that the answer is correct, 0 to 1."""
 
 
-JudgeFunction = Callable[[str, str, str | None], Awaitable[JudgeVerdict]]
-"""``(criteria, answer_text, tier_name_or_None) -> verdict``: provided by the engine."""
+class JudgeFunction(Protocol):
+    """Asks a judge model about an answer; provided by the engine in the context.
+
+    ``judge(criteria, answer_text, tier_name_or_None)`` shows the judge the prompt the
+    author was given (the instruction and the inputs from earlier tasks), the criteria and
+    the answer. With ``inputs=False`` the judge sees the instruction alone: cheaper when
+    the inputs are long, but blind to answers unfaithful to them.
+    """
+
+    def __call__(
+        self, criteria: str, answer: str, tier: str | None, /, *, inputs: bool = True
+    ) -> Awaitable[JudgeVerdict]:
+        """Return the judge's verdict on ``answer`` (its cost is charged to the attempt)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +84,15 @@ class VerificationContext:
         text: The raw text of the answer.
         tier: The name of the tier that produced it.
         judge: Asks a judge model (costs are charged to the attempt).
+        prompt: The prompt the author was given: the instruction and the inputs from
+            earlier tasks (empty when the context was not built by the engine).
     """
 
     task: Task
     text: str
     tier: str
     judge: JudgeFunction
+    prompt: str = ""
 
 
 @runtime_checkable
@@ -260,18 +275,30 @@ class LLMJudge:
         tier: The judge's tier; ``None`` runs it one tier above the attempt's (capped at
             the strongest): a judge weaker than the author misses what the author missed.
         min_score: A passing verdict with a score below this fails.
+        inputs: Show the judge the inputs the author was given (the default), so it can
+            catch answers unfaithful to them. ``False`` shows the instruction alone: the
+            judge then reads a fraction of the tokens when the inputs are long, and
+            can only judge the answer on its face.
     """
 
     name = "llm_judge"
 
-    def __init__(self, criteria: str, *, tier: str | None = None, min_score: float = 0.0) -> None:
+    def __init__(
+        self,
+        criteria: str,
+        *,
+        tier: str | None = None,
+        min_score: float = 0.0,
+        inputs: bool = True,
+    ) -> None:
         self.criteria = criteria
         self.tier = tier
         self.min_score = min_score
+        self.inputs = inputs
 
     async def verify(self, output: Any, context: VerificationContext) -> Verdict:
         """Ask the judge; fail if it rejects or scores below ``min_score``."""
-        verdict = await context.judge(self.criteria, context.text, self.tier)
+        verdict = await context.judge(self.criteria, context.text, self.tier, inputs=self.inputs)
         passed = verdict.passed and verdict.score >= self.min_score
         return Verdict(
             passed=passed, reason=verdict.reason, score=verdict.score, verifier=self.name
@@ -304,8 +331,8 @@ def verifiers_from_specs(
                 chain.append(NonEmpty())
             case RequiredSectionsSpec(sections=sections):
                 chain.append(RequiredSections(sections))
-            case JudgeSpec(criteria=criteria, tier=tier):
-                chain.append(LLMJudge(criteria, tier=tier))
+            case JudgeSpec(criteria=criteria, tier=tier, inputs=inputs):
+                chain.append(LLMJudge(criteria, tier=tier, inputs=inputs))
             case CitationsSpec(min_citations=least):
                 if passages is None:
                     raise UserError(

@@ -22,7 +22,9 @@ class Lookup:
         return PASSAGES.get(passage_id)
 
 
-async def _judge(criteria: str, answer: str, tier: str | None) -> JudgeVerdict:
+async def _judge(
+    criteria: str, answer: str, tier: str | None, /, *, inputs: bool = True
+) -> JudgeVerdict:
     raise AssertionError
 
 

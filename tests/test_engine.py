@@ -168,6 +168,42 @@ async def test_required_sections_and_judge_from_plan_specs() -> None:
     assert second.calls == 2  # the answer and the judge, both charged to the attempt
 
 
+@pytest.mark.parametrize("inputs", [True, False])
+async def test_the_judge_sees_the_inputs_the_author_was_given(inputs: bool) -> None:
+    # A judge that cannot see the sources cannot catch a summary unfaithful to them; one
+    # told not to (inputs=False) reads the instruction alone, for less.
+    judged: list[str] = []
+
+    def answer(request: ModelRequest) -> str:
+        text = str(request.messages[-1].content)
+        if request.purpose == "judge":
+            judged.append(text)
+            return '{"passed": true, "reason": "faithful", "score": 0.9}'
+        if request.task_id == "gather":
+            return "SOURCE-7 says the bridge opened in 1932."
+        return "The bridge opened in 1932."
+
+    plan = Plan(
+        goal="g",
+        tasks=[
+            Task(id="gather", instruction="Find when the bridge opened."),
+            Task(
+                id="summarise",
+                instruction="Summarise the findings.",
+                depends_on=["gather"],
+                verify=[JudgeSpec(criteria="Faithful to the inputs.", inputs=inputs)],
+            ),
+        ],
+    )
+    result = await Engine(FunctionModel(answer)).run(plan)
+    assert result.status is RunStatus.SUCCEEDED
+    [text] = judged
+    assert "Summarise the findings." in text
+    assert "Faithful to the inputs." in text
+    assert "<answer>\nThe bridge opened in 1932.\n</answer>" in text
+    assert ("SOURCE-7 says the bridge opened in 1932." in text) is inputs
+
+
 async def test_structured_output_from_plan_json_schema() -> None:
     schema = {
         "type": "object",

@@ -189,7 +189,9 @@ def test_bad_diffs_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def _context() -> VerificationContext:
-    async def judge(criteria: str, answer: str, tier: str | None) -> JudgeVerdict:
+    async def judge(
+        criteria: str, answer: str, tier: str | None, /, *, inputs: bool = True
+    ) -> JudgeVerdict:
         raise AssertionError("no judge needed")
 
     return VerificationContext(task=Task(id="t", instruction="x"), text="", tier="t", judge=judge)

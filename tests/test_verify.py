@@ -28,7 +28,9 @@ pytestmark = pytest.mark.anyio
 TASK = Task(id="t", instruction="do it")
 
 
-async def _no_judge(criteria: str, answer: str, tier: str | None) -> JudgeVerdict:
+async def _no_judge(
+    criteria: str, answer: str, tier: str | None, /, *, inputs: bool = True
+) -> JudgeVerdict:
     raise AssertionError("no judge expected")
 
 
@@ -110,17 +112,21 @@ async def test_predicate_results() -> None:
 
 
 async def test_llm_judge_uses_context_judge_and_min_score() -> None:
-    calls: list[tuple[str, str, str | None]] = []
+    calls: list[tuple[str, str, str | None, bool]] = []
 
-    async def judge(criteria: str, answer: str, tier: str | None) -> JudgeVerdict:
-        calls.append((criteria, answer, tier))
+    async def judge(
+        criteria: str, answer: str, tier: str | None, /, *, inputs: bool = True
+    ) -> JudgeVerdict:
+        calls.append((criteria, answer, tier, inputs))
         return JudgeVerdict(passed=True, reason="looks right", score=0.6)
 
     verdict = await LLMJudge("cites sources", tier="opus").verify("x", ctx("the answer", judge))
     assert verdict.passed
-    assert calls == [("cites sources", "the answer", "opus")]
+    assert calls == [("cites sources", "the answer", "opus", True)]
     strict = await LLMJudge("cites sources", min_score=0.8).verify("x", ctx("the answer", judge))
     assert not strict.passed
+    await LLMJudge("cites sources", inputs=False).verify("x", ctx("the answer", judge))
+    assert calls[-1] == ("cites sources", "the answer", None, False)
 
 
 def test_chain_from_specs_puts_schema_first_and_defaults_to_non_empty() -> None:

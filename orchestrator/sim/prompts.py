@@ -237,13 +237,18 @@ def tool_results(messages: Sequence[Mapping[str, Any]]) -> list[ToolResult]:
 
 
 def judge_parts(text: str) -> tuple[str, str, str]:
-    """Split a judge request into (task, criteria, answer); missing parts are empty."""
-    answer_match = re.search(r"<answer>\n?(.*?)\n?</answer>", text, re.DOTALL)
-    answer = answer_match.group(1) if answer_match else text
+    """Split a judge request into (task, criteria, answer); missing parts are empty.
+
+    The task is the instruction only: the inputs shown to the judge (after ``Inputs from
+    earlier tasks:``) are cut, as for an author's request. The answer is the last
+    ``<answer>`` block, so inputs that quote answer tags do not confuse it.
+    """
+    answer_matches = re.findall(r"<answer>\n?(.*?)\n?</answer>", text, re.DOTALL)
+    answer = answer_matches[-1] if answer_matches else text
     task_match = re.search(
         r"Task:\s*\n(.*?)(?:\n\s*Criteria:|\n\s*Answer to judge:|$)", text, re.DOTALL
     )
     criteria_match = re.search(r"Criteria:\s*\n(.*?)(?:\n\s*Answer to judge:|$)", text, re.DOTALL)
-    task = task_match.group(1).strip() if task_match else ""
+    task = instruction(task_match.group(1)) if task_match else ""
     criteria = criteria_match.group(1).strip() if criteria_match else ""
     return task, criteria, answer

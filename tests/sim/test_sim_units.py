@@ -141,6 +141,12 @@ def test_prompt_conventions() -> None:
     assert result_ids('{"results": [{"id": 3}, {"id": "b"}]}') == ["3", "b"]
     assert result_ids("no ids here") == []
     assert judge_parts("just an answer") == ("", "", "just an answer")
+    shown_inputs = (
+        "Task:\nSummarise.\n\nInputs from earlier tasks:\n\n<input task='a'>\n"
+        "quoted <answer>\nold\n</answer>\n</input>\n\nCriteria:\nFaithful.\n\n"
+        "Answer to judge:\n<answer>\nnew\n</answer>"
+    )
+    assert judge_parts(shown_inputs) == ("Summarise.", "Faithful.", "new")
 
 
 def test_evidence_prefers_read_passages_with_quotes() -> None:

@@ -130,6 +130,10 @@ Policy = Callable[[CostModel, NodeDraw, VerifierRates], NodeRun]
 """A comparison policy: what it does with one node, given the swept verifier."""
 
 
+ORACLE_VERIFIED = "oracle-verified"
+"""The name of :func:`oracle_verified` in reports."""
+
+
 def judge_tier(verifier: VerifierRates, author: int) -> int | None:
     """The tier that judges ``author``'s answer (``None``: no model call)."""
     if verifier.judge is None:
@@ -261,6 +265,28 @@ def oracle(hopeless: str) -> Policy:
     return policy
 
 
+def oracle_verified(model: CostModel, node: NodeDraw, verifier: VerifierRates) -> NodeRun:
+    """The one-Opus-attempt oracle that also checks, once, the answer it hands on.
+
+    It knows each node's outcome, so it makes the same attempt as ``oracle("opus")``, but it
+    pays for one call of the swept verifier on that attempt (none for a free check), with
+    no verifier error. No policy that verifies every answer with that verifier can pay
+    less: the floor the cost target can be measured against when verification is paid.
+    """
+    run = NodeRun()
+    tier = min(node.cheapest_pass, TOP)
+    spent = run.add(model.task(tier, node, escalated=False))
+    run.attempts.append(tier)
+    judge = judge_tier(verifier, tier)
+    if judge is not None:
+        spent += run.add(model.judge(judge, node, verifier is JUDGE_ANSWER_ONLY))
+    if node.cheapest_pass <= TOP:
+        run.delivered = run.correct = True
+    else:
+        run.wasted = spent
+    return run
+
+
 def baselines(sigma: float, threshold: float) -> dict[str, Callable[..., NodeRun]]:
     """Every comparison policy, by the name the report uses."""
     return {
@@ -273,4 +299,5 @@ def baselines(sigma: float, threshold: float) -> dict[str, Callable[..., NodeRun
         "oracle-hopeless-free": oracle("free"),
         "oracle-hopeless-haiku": oracle("haiku"),
         "oracle-hopeless-opus": oracle("opus"),
+        ORACLE_VERIFIED: oracle_verified,
     }

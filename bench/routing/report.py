@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from draws import DagDraw, NodeDraw
-from policies import TOP, CostModel, NodeRun
+from policies import ORACLE_VERIFIED, TOP, CostModel, NodeRun
 
 COLUMNS = (
     "nodes", "cost", "correct", "silent", "gave_up", "wasted", "wasted_truth", "dag_ok",
@@ -114,6 +114,13 @@ def summarise(
         values["cost_vs_reference"] = (
             point[name]["cost_per_node_usd"] / point[reference_cost]["cost_per_node_usd"]
         )
+        if ORACLE_VERIFIED in totals:  # the floor of a policy that pays for its checks
+            pairs["cost_vs_verified"] = (
+                boot[name]["cost_per_node_usd"] / boot[ORACLE_VERIFIED]["cost_per_node_usd"]
+            )
+            values["cost_vs_verified"] = (
+                point[name]["cost_per_node_usd"] / point[ORACLE_VERIFIED]["cost_per_node_usd"]
+            )
         pairs["success_minus_quality_ref"] = (
             boot[name]["success"] - boot[reference_quality]["success"]
         )
@@ -145,16 +152,18 @@ def fmt(triple: Sequence[float], scale: float = 1.0, digits: int = 1) -> str:
 def table(summary: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
     """A Markdown table: one row per policy, 95% intervals in brackets."""
     head = (
-        "| policy | $ / 1k nodes | x oracle (Opus give-up) | success % | vs always-Opus (pts) "
+        "| policy | $ / 1k nodes | x oracle (Opus give-up) | x verified oracle | success % "
+        "| vs always-Opus (pts) "
         "| per-DAG success % | silent failures % | gave up % | wasted % (engine) "
         "| of which on delivered nodes % | avoidable waste % | spend on no correct answer % "
         "| makespan s | x always-Opus |"
     )
-    lines = [head, "|" + "---|" * 14]
+    lines = [head, "|" + "---|" * 15]
     for name, m in summary.items():
         lines.append(
             f"| {name} | {fmt(m['cost_per_node_usd'], 1000, 2)} "
-            f"| {fmt(m['cost_vs_reference'], 1, 2)} | {fmt(m['success'], 100)} "
+            f"| {fmt(m['cost_vs_reference'], 1, 2)} | {verified_ratio(m)} "
+            f"| {fmt(m['success'], 100)} "
             f"| {fmt(m['success_minus_quality_ref'], 100)} | {fmt(m['dag_success'], 100)} "
             f"| {fmt(m['silent_failures'], 100)} | {fmt(m['gave_up'], 100)} "
             f"| {fmt(m['wasted_share'], 100)} | {fmt(m['wasted_on_delivered_share'], 100)} "
@@ -162,6 +171,12 @@ def table(summary: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
             f"| {fmt(m['makespan_s'], 1, 1)} | {fmt(m['makespan_vs_quality_ref'], 1, 2)} |"
         )
     return "\n".join(lines)
+
+
+def verified_ratio(metrics: Mapping[str, Sequence[float]]) -> str:
+    """The cost ratio to the verified oracle, or "n/a" in results written before it."""
+    ratio = metrics.get("cost_vs_verified")
+    return fmt(ratio, 1, 2) if ratio is not None else "n/a"
 
 
 def plot(results: Mapping[str, Mapping[str, Any]], mix: str, path: Path) -> None:

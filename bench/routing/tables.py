@@ -13,23 +13,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from report import fmt, plot
+from report import fmt, plot, verified_ratio
 
 SHORT = (
-    "| policy | $ / 1k nodes | x oracle (Opus give-up) | success % | vs always-Opus, pts "
+    "| policy | $ / 1k nodes | x oracle (Opus give-up) | x verified oracle | success % "
+    "| vs always-Opus, pts "
     "| per-DAG success % | silent failures % | gave up % | wasted % | of which on delivered "
     "nodes % | avoidable waste % | makespan x always-Opus |"
 )
 
 
 def short_table(summary: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
-    lines = [SHORT, "|" + "---|" * 12]
+    lines = [SHORT, "|" + "---|" * 13]
     for name, m in summary.items():
         if name == "ours (model)":  # identical to the engine's row (checked node by node)
             continue
         lines.append(
             f"| {name} | {fmt(m['cost_per_node_usd'], 1000, 2)} "
-            f"| {fmt(m['cost_vs_reference'], 1, 2)} | {fmt(m['success'], 100)} "
+            f"| {fmt(m['cost_vs_reference'], 1, 2)} | {verified_ratio(m)} "
+            f"| {fmt(m['success'], 100)} "
             f"| {fmt(m['success_minus_quality_ref'], 100)} | {fmt(m['dag_success'], 100)} "
             f"| {fmt(m['silent_failures'], 100)} | {fmt(m['gave_up'], 100)} "
             f"| {fmt(m['wasted_share'], 100)} | {fmt(m['wasted_on_delivered_share'], 100)} "
@@ -42,16 +44,18 @@ def short_table(summary: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
 def ours_across(data: Mapping[str, Any], policy: str = "ours (engine)") -> str:
     """One row per mix and verifier: how ``policy`` stands against the references."""
     lines = [
-        "| mix / verifier | x oracle (Opus give-up) | success % | vs always-Opus, pts "
+        "| mix / verifier | x oracle (Opus give-up) | x verified oracle | success % "
+        "| vs always-Opus, pts "
         "| silent failures % | wasted % | avoidable waste % | makespan x always-Opus |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, summary in data["results"].items():
         if policy not in summary:
             continue
         m = summary[policy]
         lines.append(
-            f"| {key} | {fmt(m['cost_vs_reference'], 1, 2)} | {fmt(m['success'], 100)} "
+            f"| {key} | {fmt(m['cost_vs_reference'], 1, 2)} | {verified_ratio(m)} "
+            f"| {fmt(m['success'], 100)} "
             f"| {fmt(m['success_minus_quality_ref'], 100)} | {fmt(m['silent_failures'], 100)} "
             f"| {fmt(m['wasted_share'], 100)} | {fmt(m['avoidable_waste_share'], 100)} "
             f"| {fmt(m['makespan_vs_quality_ref'], 1, 2)} |"

@@ -278,6 +278,40 @@ async def test_a_finished_run_stores_each_node_once_and_loads_it_whole(tmp_path:
     assert bodies == 3
 
 
+async def test_finishing_a_run_while_another_process_writes_waits_for_it(tmp_path: Path) -> None:
+    # finish_run reads the node rows, then writes. In a deferred transaction another
+    # process's commit between the two made SQLite fail the write at once with "database
+    # is locked" (a stale snapshot cannot be upgraded, and busy_timeout does not apply).
+    # The other process's write is made at exactly that point, from the statement trace.
+    path = tmp_path / "runs.db"
+    store = await SQLiteStore.open(path)
+    other = sqlite3.connect(path, timeout=0, check_same_thread=False)
+    outcome: list[str] = []
+
+    def between_read_and_write(statement: str) -> None:
+        if not statement.startswith("UPDATE runs SET status") or outcome:
+            return
+        try:
+            with other:
+                other.execute("INSERT INTO meta VALUES ('probe', 'another process')")
+            outcome.append("the other process wrote")
+        except sqlite3.OperationalError as exc:
+            outcome.append(str(exc))
+
+    store._db.set_trace_callback(between_read_and_write)  # the store's own connection
+    try:
+        with anyio.fail_after(30):
+            engine = Engine(TestModel("ok"), listeners=[StoreListener(store)])
+            result = await engine.run(wide_plan(3), run_id="contended")
+            stored = await store.load_run("contended")
+    finally:
+        await store.aclose()
+        other.close()
+    assert outcome == ["database is locked"]  # the store held the write lock: the other waits
+    assert stored.summary.status == "succeeded"
+    assert stored.result == result
+
+
 async def test_a_resumed_run_loads_with_its_latest_nodes(tmp_path: Path) -> None:
     store = await SQLiteStore.open(tmp_path / "runs.db")
     try:

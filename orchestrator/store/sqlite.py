@@ -95,7 +95,8 @@ def _chunks(rows: int, most: int) -> list[int]:
 
 
 _Read = Callable[..., Any]
-"""A read: called in the writer thread as ``read(connection, *args)``; a barrier too."""
+"""Any other operation (``_load`` and ``_list`` read, ``_finish_run`` reads and writes):
+called in the writer thread as ``op(connection, *args)``; a barrier too."""
 
 
 @dataclass(slots=True)
@@ -238,7 +239,14 @@ class SQLiteStore(RunStore):
         db = self._db
         try:
             with db:  # commits at the end, or rolls back if the batch itself fails
-                db.execute("BEGIN")
+                # A batch that writes takes the write lock first (waiting out another
+                # process's writes for up to busy_timeout). A deferred BEGIN would read a
+                # snapshot first (finish_run reads the node rows) and then fail at once
+                # with "database is locked" if another process wrote in between: SQLite
+                # cannot upgrade a stale snapshot, and does not wait. Read-only batches
+                # stay deferred, so a read-only file can still be inspected.
+                writes = any(call.op is not _load and call.op is not _list for call in calls)
+                db.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
                 grouped: dict[_Write, list[_Call]] = {}
                 for call in calls:
                     if isinstance(call.op, _Write) and call.op.grouped:

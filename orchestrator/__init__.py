@@ -75,12 +75,14 @@ from orchestrator.routing import (
 from orchestrator.tiers import Tier, TierLadder, default_ladder, load_ladder
 from orchestrator.tool import ServerTool, Tool
 from orchestrator.verify import (
+    JudgeFunction,
     JudgeVerdict,
     LLMJudge,
     NonEmpty,
     Predicate,
     RequiredSections,
     SchemaVerifier,
+    SelfCheck,
     VerificationContext,
     Verifier,
 )
@@ -103,6 +105,7 @@ __all__ = [
     "ConfigIssue",
     "Engine",
     "Event",
+    "JudgeFunction",
     "JudgeSpec",
     "JudgeVerdict",
     "LLMJudge",
@@ -142,6 +145,7 @@ __all__ = [
     "RunStatus",
     "SchemaSpec",
     "SchemaVerifier",
+    "SelfCheck",
     "ServerTool",
     "Task",
     "TaskRef",

@@ -34,12 +34,14 @@ from orchestrator.plan import (
 from orchestrator.results import Verdict
 
 __all__ = [
+    "JudgeFunction",
     "JudgeVerdict",
     "LLMJudge",
     "NonEmpty",
     "Predicate",
     "RequiredSections",
     "SchemaVerifier",
+    "SelfCheck",
     "VerificationContext",
     "Verifier",
     "verifiers_from_specs",
@@ -298,11 +300,39 @@ class LLMJudge:
 
     async def verify(self, output: Any, context: VerificationContext) -> Verdict:
         """Ask the judge; fail if it rejects or scores below ``min_score``."""
-        verdict = await context.judge(self.criteria, context.text, self.tier, inputs=self.inputs)
+        tier = self._judge_tier(context)
+        verdict = await context.judge(self.criteria, context.text, tier, inputs=self.inputs)
         passed = verdict.passed and verdict.score >= self.min_score
         return Verdict(
             passed=passed, reason=verdict.reason, score=verdict.score, verifier=self.name
         )
+
+    def _judge_tier(self, context: VerificationContext) -> str | None:
+        return self.tier
+
+
+class SelfCheck(LLMJudge):
+    """The author's own tier judges the answer (AutoMix-style self-verification).
+
+    Cheaper than :class:`LLMJudge` one tier up, and more lenient: a model tends to accept
+    its own mistakes (the routing benchmark assumes a quarter of wrong answers pass, as
+    against a tenth for a judge one tier up; see docs/benchmarks.md). Use it where a
+    wrong answer is cheap to catch later, and a free check (schema, predicate, citations)
+    where one exists.
+
+    Args:
+        criteria: What the check looks for, in words.
+        min_score: A passing verdict with a score below this fails.
+        inputs: Show the inputs the author was given (see :class:`LLMJudge`).
+    """
+
+    name = "self_check"
+
+    def __init__(self, criteria: str, *, min_score: float = 0.0, inputs: bool = True) -> None:
+        super().__init__(criteria, min_score=min_score, inputs=inputs)
+
+    def _judge_tier(self, context: VerificationContext) -> str | None:
+        return context.tier
 
 
 def verifiers_from_specs(

@@ -24,8 +24,10 @@ from orchestrator import (
     RunFinished,
     RunStarted,
     RunStatus,
+    SelfCheck,
     Task,
     UserError,
+    Workflow,
 )
 from orchestrator.testing import EventCapture, FunctionModel, TestModel
 
@@ -202,6 +204,33 @@ async def test_the_judge_sees_the_inputs_the_author_was_given(inputs: bool) -> N
     assert "Faithful to the inputs." in text
     assert "<answer>\nThe bridge opened in 1932.\n</answer>" in text
     assert ("SOURCE-7 says the bridge opened in 1932." in text) is inputs
+
+
+async def test_a_self_check_runs_on_the_authors_tier_and_escalates_like_a_judge() -> None:
+    judges: list[tuple[str, str]] = []
+
+    def answer(request: ModelRequest) -> str:
+        if request.purpose == "judge":
+            author = "haiku" if "haiku answer" in str(request.messages[-1].content) else "other"
+            judges.append((request.tier.name, author))
+            passed = "false" if author == "haiku" else "true"
+            return f'{{"passed": {passed}, "reason": "checked", "score": 0.8}}'
+        return f"{request.tier.name} answer"
+
+    wf = Workflow("self-checked")
+
+    @wf.llm(name="t", verify=[SelfCheck("Correct and complete.")])
+    def explain() -> str:
+        return "Explain."
+
+    result = await Engine(FunctionModel(answer)).run(wf)
+    assert judges == [("haiku", "haiku"), ("sonnet", "other")]
+    first, second = result.node("t").attempts
+    assert first.verdict is not None
+    assert first.verdict.verifier == "self_check"
+    assert not first.passed
+    assert second.passed
+    assert result.node("t").output == "sonnet answer"
 
 
 async def test_structured_output_from_plan_json_schema() -> None:

@@ -43,15 +43,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     dags = draw_dags("B", args.dags, args.seed)
     fixed = baselines(0.75, 0.5)
     totals = {
-        name: _totals(dags, _model_runs(fixed[name], dags, costs, verifier))
+        name: _totals(dags, _model_runs(fixed[name], dags, costs, verifier), verifier)
         for name in (ORACLE_OPUS, ALWAYS_OPUS)
     }
     for sigma in NOISE:
         rules = _model_runs(partial(_ours, sigma=sigma), dags, costs, verifier)
-        totals[f"rules sigma={sigma:g}"] = _totals(dags, rules)
+        totals[f"rules sigma={sigma:g}"] = _totals(dags, rules, verifier)
         router = CalibratedRouter(seed=args.seed)
         learned = anyio.run(run_in_process, dags, verifier, sigma, costs, router)
-        totals[f"calibrated sigma={sigma:g}"] = _totals(dags, learned)
+        totals[f"calibrated sigma={sigma:g}"] = _totals(dags, learned, verifier)
         print(f"sigma={sigma:g} done", flush=True)
     summary = summarise(
         totals, reference_cost=ORACLE_OPUS, reference_quality=ALWAYS_OPUS,

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             ORACLE_OPUS: fixed[ORACLE_OPUS],
         }
         totals = {
-            label: _totals(dags, _model_runs(policy, dags, costs, verifier))
+            label: _totals(dags, _model_runs(policy, dags, costs, verifier), verifier)
             for label, policy in policies.items()
         }
         summary = summarise(

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from draws import DagDraw, NodeDraw
-from policies import ORACLE_VERIFIED, TOP, CostModel, NodeRun
+from policies import ORACLE_VERIFIED, TOP, CostModel, NodeRun, VerifierRates, judge_tier
 
 COLUMNS = (
     "nodes", "cost", "correct", "silent", "gave_up", "wasted", "wasted_truth", "dag_ok",
@@ -31,13 +31,19 @@ def makespan(dag: DagDraw, runs: Sequence[NodeRun]) -> float:
     return max(finish, default=0.0)
 
 
-def avoidable_waste(node: NodeDraw, run: NodeRun) -> float:
+def avoidable_waste(node: NodeDraw, run: NodeRun, verifier: VerifierRates | None = None) -> float:
     """Rejected spend a policy could have avoided: all of it, except, on a node no tier
     solves, one attempt on the top tier (what the one-Opus-attempt oracle pays to learn
-    that the node is hopeless)."""
+    that the node is hopeless) and, with a paid ``verifier``, its one check (what the
+    verified oracle pays)."""
     if node.cheapest_pass <= TOP or TOP not in run.attempts:
         return run.wasted
-    return max(0.0, run.wasted - _cost_model().task(TOP, node, escalated=False).cost)
+    model = _cost_model()
+    unavoidable = model.task(TOP, node, escalated=False).cost
+    judge = judge_tier(verifier, TOP) if verifier is not None else None
+    if judge is not None:
+        unavoidable += model.judge(judge, node).cost
+    return max(0.0, run.wasted - unavoidable)
 
 
 @cache
@@ -45,8 +51,10 @@ def _cost_model() -> CostModel:
     return CostModel()
 
 
-def dag_totals(dag: DagDraw, runs: Sequence[NodeRun]) -> list[float]:
-    """One row of ``COLUMNS`` for one DAG."""
+def dag_totals(
+    dag: DagDraw, runs: Sequence[NodeRun], verifier: VerifierRates | None = None
+) -> list[float]:
+    """One row of ``COLUMNS`` for one DAG, its nodes verified by ``verifier``."""
     correct = sum(run.correct for run in runs)
     wasted_truth = sum(run.wasted if run.correct else run.cost for run in runs)
     return [
@@ -61,7 +69,9 @@ def dag_totals(dag: DagDraw, runs: Sequence[NodeRun]) -> list[float]:
         makespan(dag, runs),
         1.0,
         sum(run.wasted for run in runs if run.delivered),
-        sum(avoidable_waste(node, run) for node, run in zip(dag.nodes, runs, strict=True)),
+        sum(
+            avoidable_waste(node, run, verifier) for node, run in zip(dag.nodes, runs, strict=True)
+        ),
     ]
 
 

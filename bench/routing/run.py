@@ -74,8 +74,12 @@ def _model_runs(
     return [[policy(costs, node, v) for node in dag.nodes] for dag in dags]
 
 
-def _totals(dags: Sequence[DagDraw], runs: Sequence[Sequence[NodeRun]]) -> np.ndarray:
-    return np.array([dag_totals(dag, r) for dag, r in zip(dags, runs, strict=True)])
+def _totals(
+    dags: Sequence[DagDraw],
+    runs: Sequence[Sequence[NodeRun]],
+    verifier: VerifierRates | None = None,
+) -> np.ndarray:
+    return np.array([dag_totals(dag, r, verifier) for dag, r in zip(dags, runs, strict=True)])
 
 
 def compare(a: Sequence[Sequence[NodeRun]], b: Sequence[Sequence[NodeRun]]) -> dict[str, Any]:
@@ -119,7 +123,7 @@ def run_cell(
         check["calibrated_wall_s"] = round(time.perf_counter() - started, 1)
         check["calibration"] = router.table(costs.ladder)
         runs = {ENGINE: engine, CALIBRATED: calibrated, **runs}
-    return {name: _totals(dags, r) for name, r in runs.items()}, check
+    return {name: _totals(dags, r, verifier) for name, r in runs.items()}, check
 
 
 SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, math.inf)
@@ -131,12 +135,12 @@ def sigma_sweep(
     """How good the planner's needs must be: ours (cost model) over the signal's noise."""
     fixed = baselines(args.sigma, args.threshold)
     totals = {
-        name: _totals(dags, _model_runs(fixed[name], dags, costs, verifier))
+        name: _totals(dags, _model_runs(fixed[name], dags, costs, verifier), verifier)
         for name in (ORACLE_OPUS, ALWAYS_OPUS)
     }
     for sigma in SWEEP:
         runs = _model_runs(partial(_ours, sigma=sigma), dags, costs, verifier)
-        totals[f"sigma={sigma:g}"] = _totals(dags, runs)
+        totals[f"sigma={sigma:g}"] = _totals(dags, runs, verifier)
     summary = summarise(
         totals, reference_cost=ORACLE_OPUS, reference_quality=ALWAYS_OPUS,
         resamples=args.resamples, seed=args.seed,

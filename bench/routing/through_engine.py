@@ -6,7 +6,7 @@ picks the start tier) and one verifier:
 
 * ``schema``: a free local check with the schema check's error rates (``DrawnCheck``);
 * ``judge``: the engine's own ``LLMJudge`` (a judge call one tier above the author);
-* ``self``: ``SelfCheck``, a judge call on the author's own tier.
+* ``self``: the engine's ``SelfCheck``, a judge call on the author's own tier.
 
 The engine then routes, calls, verifies, escalates, gives up and accounts exactly as it
 does for users. What is simulated is only the model's side: whether an answer is correct
@@ -34,7 +34,7 @@ from policies import (
     needs_level,
 )
 
-from orchestrator import Engine, LLMJudge, Needs, Plan, RunConfig, Task
+from orchestrator import Engine, LLMJudge, Needs, Plan, RunConfig, SelfCheck, Task
 from orchestrator.attempt import DEFAULT_SYSTEM_PROMPT
 from orchestrator.models.base import ModelRequest, ModelResponse
 from orchestrator.models.test import FunctionModel
@@ -44,7 +44,7 @@ from orchestrator.results import RunResult, Verdict
 from orchestrator.routing import Router
 from orchestrator.sim.brain import BrainReply, BrainRequest
 from orchestrator.sim.prompts import last_user_text
-from orchestrator.verify import JudgeVerdict, VerificationContext, Verifier
+from orchestrator.verify import VerificationContext, Verifier
 
 _MARKER = re.compile(r"\[bench dag=(\d+) node=(\d+)\]")
 _AUTHOR = re.compile(r"<answer>\s*answer tier=(\w+)")
@@ -80,18 +80,6 @@ class DrawnCheck:
         return Verdict(passed=accepted, reason=reason, verifier=self.name)
 
 
-class SelfCheck:
-    """AutoMix-style self-verification: the author's own tier judges the answer."""
-
-    name = "self_check"
-
-    async def verify(self, output: Any, context: VerificationContext) -> Verdict:
-        verdict: JudgeVerdict = await context.judge(CRITERIA, context.text, context.tier)
-        return Verdict(
-            passed=verdict.passed, reason=verdict.reason, score=verdict.score, verifier=self.name
-        )
-
-
 def instruction(dag: DagDraw, index: int, pad_to_tokens: int | None) -> str:
     text = f"[bench dag={dag.index} node={index}] Do task {index} of DAG {dag.index}."
     if pad_to_tokens is not None:  # over HTTP the simulator counts characters / 4
@@ -124,7 +112,7 @@ class DagWorkload:
         if self.verifier.judge is None:
             return DrawnCheck(draw, self.verifier)
         if self.verifier.judge == "self":
-            return SelfCheck()
+            return SelfCheck(CRITERIA)
         return LLMJudge(CRITERIA)
 
 

@@ -259,7 +259,9 @@ def oracle(hopeless: str) -> Policy:
             _attempt(run, model, node, tier, None)
             return run
         if hopeless != "free":
-            run.wasted = run.add(model.task(0 if hopeless == "haiku" else TOP, node, False))
+            give_up = 0 if hopeless == "haiku" else TOP
+            run.wasted = run.add(model.task(give_up, node, False))
+            run.attempts.append(give_up)  # so avoidable waste sees the top-tier attempt
         return run
 
     return policy

@@ -46,8 +46,8 @@ DEFAULT_SYSTEM_PROMPT = (
 JUDGE_SYSTEM_PROMPT = (
     "You are a strict verifier. Judge whether the answer satisfies the task and the "
     "criteria. Look for factual errors, missing parts, unsupported claims, claims the "
-    "task's inputs do not support, and answers that only look complete. Reply with the "
-    "verdict as JSON."
+    "task's inputs or the cited passages do not support, and answers that only look "
+    "complete. Reply with the verdict as JSON."
 )
 
 _PREVIOUS_ANSWER_CHARS = 4000
@@ -225,13 +225,19 @@ class NodeRunner:
             return candidate, _NO_VERIFIER
 
         async def judge(
-            criteria: str, answer: str, tier_name: str | None, /, *, inputs: bool = True
+            criteria: str,
+            answer: str,
+            tier_name: str | None,
+            *,
+            inputs: bool = True,
+            evidence: str = "",
         ) -> JudgeVerdict:
             return await self._judge(
                 node=node,
                 task=prompt if inputs else node.task.instruction,
                 criteria=criteria,
                 answer=answer,
+                evidence=evidence,
                 tier_name=tier_name,
                 author=tier,
                 meters=meters,
@@ -257,6 +263,7 @@ class NodeRunner:
         task: str,
         criteria: str,
         answer: str,
+        evidence: str,
         tier_name: str | None,
         author: Tier,
         meters: list[Meter],
@@ -271,6 +278,8 @@ class NodeRunner:
             f"Task:\n{task}\n\nCriteria:\n{criteria}\n\n"
             f"Answer to judge:\n<answer>\n{answer}\n</answer>"
         )
+        if evidence:
+            content += f"\n\nThe passages the answer cites, from the corpus:\n{evidence}"
         request = ModelRequest(
             tier=judge_tier,
             system=JUDGE_SYSTEM_PROMPT,

@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import jsonschema
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from orchestrator.citations import Citations, PassageLookup
+from orchestrator.citations import Citations, PassageLookup, cited_ids
 from orchestrator.exceptions import UserError
 from orchestrator.plan import (
     CitationsSpec,
@@ -67,11 +67,19 @@ class JudgeFunction(Protocol):
     ``judge(criteria, answer_text, tier_name_or_None)`` shows the judge the prompt the
     author was given (the instruction and the inputs from earlier tasks), the criteria and
     the answer. With ``inputs=False`` the judge sees the instruction alone: cheaper when
-    the inputs are long, but blind to answers unfaithful to them.
+    the inputs are long, but blind to answers unfaithful to them. ``evidence`` is shown
+    after the answer (the text of the passages it cites, for instance).
     """
 
     def __call__(
-        self, criteria: str, answer: str, tier: str | None, /, *, inputs: bool = True
+        self,
+        criteria: str,
+        answer: str,
+        tier: str | None,
+        /,
+        *,
+        inputs: bool = True,
+        evidence: str = "",
     ) -> Awaitable[JudgeVerdict]:
         """Return the judge's verdict on ``answer`` (its cost is charged to the attempt)."""
         ...
@@ -281,9 +289,16 @@ class LLMJudge:
             catch answers unfaithful to them. ``False`` shows the instruction alone: the
             judge then reads a fraction of the tokens when the inputs are long, and
             can only judge the answer on its face.
+        passages: A corpus: the judge is also shown the text of the passages the answer
+            cites (``[path#n]``, at most ``MAX_CITED_PASSAGES``), so it can check each claim
+            against its source rather than take the citation on trust. The engine passes
+            its own (``Engine(passages=...)``) to judges built from a plan's specs.
     """
 
     name = "llm_judge"
+
+    MAX_CITED_PASSAGES = 30
+    """Most cited passages shown to the judge (the first ones cited)."""
 
     def __init__(
         self,
@@ -292,16 +307,24 @@ class LLMJudge:
         tier: str | None = None,
         min_score: float = 0.0,
         inputs: bool = True,
+        passages: PassageLookup | None = None,
     ) -> None:
         self.criteria = criteria
         self.tier = tier
         self.min_score = min_score
         self.inputs = inputs
+        self.passages = passages
 
     async def verify(self, output: Any, context: VerificationContext) -> Verdict:
         """Ask the judge; fail if it rejects or scores below ``min_score``."""
         tier = self._judge_tier(context)
-        verdict = await context.judge(self.criteria, context.text, tier, inputs=self.inputs)
+        verdict = await context.judge(
+            self.criteria,
+            context.text,
+            tier,
+            inputs=self.inputs,
+            evidence=self._cited_passages(context.text),
+        )
         passed = verdict.passed and verdict.score >= self.min_score
         return Verdict(
             passed=passed, reason=verdict.reason, score=verdict.score, verifier=self.name
@@ -309,6 +332,16 @@ class LLMJudge:
 
     def _judge_tier(self, context: VerificationContext) -> str | None:
         return self.tier
+
+    def _cited_passages(self, text: str) -> str:
+        if self.passages is None:
+            return ""
+        shown = []
+        for passage_id in cited_ids(text)[: self.MAX_CITED_PASSAGES]:
+            body = self.passages.passage_text(passage_id)
+            if body is not None:  # a made-up id is the citations check's to reject
+                shown.append(f"<passage id={passage_id!r}>\n{body}\n</passage>")
+        return "\n".join(shown)
 
 
 class SelfCheck(LLMJudge):
@@ -324,12 +357,20 @@ class SelfCheck(LLMJudge):
         criteria: What the check looks for, in words.
         min_score: A passing verdict with a score below this fails.
         inputs: Show the inputs the author was given (see :class:`LLMJudge`).
+        passages: Show the passages the answer cites (see :class:`LLMJudge`).
     """
 
     name = "self_check"
 
-    def __init__(self, criteria: str, *, min_score: float = 0.0, inputs: bool = True) -> None:
-        super().__init__(criteria, min_score=min_score, inputs=inputs)
+    def __init__(
+        self,
+        criteria: str,
+        *,
+        min_score: float = 0.0,
+        inputs: bool = True,
+        passages: PassageLookup | None = None,
+    ) -> None:
+        super().__init__(criteria, min_score=min_score, inputs=inputs, passages=passages)
 
     def _judge_tier(self, context: VerificationContext) -> str | None:
         return context.tier
@@ -362,7 +403,7 @@ def verifiers_from_specs(
             case RequiredSectionsSpec(sections=sections):
                 chain.append(RequiredSections(sections))
             case JudgeSpec(criteria=criteria, tier=tier, inputs=inputs):
-                chain.append(LLMJudge(criteria, tier=tier, inputs=inputs))
+                chain.append(LLMJudge(criteria, tier=tier, inputs=inputs, passages=passages))
             case CitationsSpec(min_citations=least):
                 if passages is None:
                     raise UserError(

@@ -23,7 +23,13 @@ class Lookup:
 
 
 async def _judge(
-    criteria: str, answer: str, tier: str | None, /, *, inputs: bool = True
+    criteria: str,
+    answer: str,
+    tier: str | None,
+    /,
+    *,
+    inputs: bool = True,
+    evidence: str = "",
 ) -> JudgeVerdict:
     raise AssertionError
 

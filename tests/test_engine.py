@@ -206,6 +206,27 @@ async def test_the_judge_sees_the_inputs_the_author_was_given(inputs: bool) -> N
     assert ("SOURCE-7 says the bridge opened in 1932." in text) is inputs
 
 
+class OnePassage:
+    def passage_text(self, passage_id: str) -> str | None:
+        return "The bridge opened in 1932." if passage_id == "bridge.md#0" else None
+
+
+async def test_a_planned_judge_reads_the_passages_the_answer_cites() -> None:
+    judged: list[str] = []
+
+    def answer(request: ModelRequest) -> str:
+        if request.purpose == "judge":
+            judged.append(str(request.messages[-1].content))
+            return '{"passed": true, "reason": "supported", "score": 0.9}'
+        return "It opened in 1932 [bridge.md#0]."
+
+    task = Task(id="t", instruction="When did it open?", verify=[JudgeSpec()])
+    result = await Engine(FunctionModel(answer), passages=OnePassage()).run(one(task))
+    assert result.status is RunStatus.SUCCEEDED
+    [text] = judged
+    assert text.index("</answer>") < text.index("The bridge opened in 1932.")
+
+
 async def test_a_self_check_runs_on_the_authors_tier_and_escalates_like_a_judge() -> None:
     judges: list[tuple[str, str]] = []
 

@@ -190,7 +190,13 @@ def test_bad_diffs_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def _context() -> VerificationContext:
     async def judge(
-        criteria: str, answer: str, tier: str | None, /, *, inputs: bool = True
+        criteria: str,
+        answer: str,
+        tier: str | None,
+        /,
+        *,
+        inputs: bool = True,
+        evidence: str = "",
     ) -> JudgeVerdict:
         raise AssertionError("no judge needed")
 

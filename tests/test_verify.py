@@ -29,7 +29,13 @@ TASK = Task(id="t", instruction="do it")
 
 
 async def _no_judge(
-    criteria: str, answer: str, tier: str | None, /, *, inputs: bool = True
+    criteria: str,
+    answer: str,
+    tier: str | None,
+    /,
+    *,
+    inputs: bool = True,
+    evidence: str = "",
 ) -> JudgeVerdict:
     raise AssertionError("no judge expected")
 
@@ -115,7 +121,13 @@ async def test_llm_judge_uses_context_judge_and_min_score() -> None:
     calls: list[tuple[str, str, str | None, bool]] = []
 
     async def judge(
-        criteria: str, answer: str, tier: str | None, /, *, inputs: bool = True
+        criteria: str,
+        answer: str,
+        tier: str | None,
+        /,
+        *,
+        inputs: bool = True,
+        evidence: str = "",
     ) -> JudgeVerdict:
         calls.append((criteria, answer, tier, inputs))
         return JudgeVerdict(passed=True, reason="looks right", score=0.6)
@@ -127,6 +139,45 @@ async def test_llm_judge_uses_context_judge_and_min_score() -> None:
     assert not strict.passed
     await LLMJudge("cites sources", inputs=False).verify("x", ctx("the answer", judge))
     assert calls[-1] == ("cites sources", "the answer", None, False)
+
+
+class Corpus:
+    def passage_text(self, passage_id: str) -> str | None:
+        return {"a.md#1": "The bridge opened in 1932.", "b.md#4": "It is 503 m long."}.get(
+            passage_id
+        )
+
+
+async def test_a_judge_given_a_corpus_is_shown_the_passages_the_answer_cites() -> None:
+    shown: list[str] = []
+
+    async def judge(
+        criteria: str,
+        answer: str,
+        tier: str | None,
+        /,
+        *,
+        inputs: bool = True,
+        evidence: str = "",
+    ) -> JudgeVerdict:
+        shown.append(evidence)
+        return JudgeVerdict(passed=True, reason="supported", score=0.9)
+
+    answer = "Opened 1932 [a.md#1], 503 m [b.md#4], built by giants [made/up.md#9]; [a.md#1]."
+    await LLMJudge("supported", passages=Corpus()).verify(answer, ctx(answer, judge))
+    await LLMJudge("supported").verify(answer, ctx(answer, judge))
+    # each cited passage once, in citation order; an id the corpus lacks is left to the
+    # citations check; without a corpus, nothing is shown
+    assert shown == [
+        "<passage id='a.md#1'>\nThe bridge opened in 1932.\n</passage>\n"
+        "<passage id='b.md#4'>\nIt is 503 m long.\n</passage>",
+        "",
+    ]
+    [judge_from_spec] = verifiers_from_specs(
+        Task(id="t", instruction="x", verify=[JudgeSpec()]), passages=Corpus()
+    )
+    assert isinstance(judge_from_spec, LLMJudge)
+    assert isinstance(judge_from_spec.passages, Corpus)
 
 
 def test_chain_from_specs_puts_schema_first_and_defaults_to_non_empty() -> None:

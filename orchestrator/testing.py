@@ -1,4 +1,6 @@
-"""Helpers for testing code built on the orchestrator: model doubles and event capture.
+"""Helpers for testing code built on the orchestrator.
+
+Model doubles, event capture, and contexts and judges for calling verifiers directly.
 
 Example::
 
@@ -13,12 +15,24 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from orchestrator.events import Event
 from orchestrator.models.test import FunctionModel, ModelFunction, TestModel
+from orchestrator.plan import Task
+from orchestrator.verify import JudgeFunction, JudgeVerdict, VerificationContext
 
-__all__ = ["EventCapture", "FunctionModel", "ModelFunction", "TestModel"]
+__all__ = [
+    "EventCapture",
+    "FunctionModel",
+    "JudgeCall",
+    "ModelFunction",
+    "RecordingJudge",
+    "TestModel",
+    "no_judge",
+    "verification_context",
+]
 
 E = TypeVar("E", bound=Event)
 
@@ -37,3 +51,68 @@ class EventCapture:
     def of_type(self, kind: type[E]) -> list[E]:
         """Return the captured events of one type, in order."""
         return [event for event in self.events if isinstance(event, kind)]
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeCall:
+    """One call a verifier made to its context's judge."""
+
+    criteria: str
+    answer: str
+    tier: str | None
+    inputs: bool
+    evidence: str
+
+
+@dataclass
+class RecordingJudge:
+    """A judge that gives one verdict and records every call.
+
+    A :class:`~orchestrator.verify.JudgeFunction`, for testing verifiers that ask a judge.
+    """
+
+    verdict: JudgeVerdict
+    calls: list[JudgeCall] = field(default_factory=list)
+    """Every call, in order."""
+
+    async def __call__(
+        self,
+        criteria: str,
+        answer: str,
+        tier: str | None,
+        /,
+        *,
+        inputs: bool = True,
+        evidence: str = "",
+    ) -> JudgeVerdict:
+        """Record the call and return the verdict."""
+        self.calls.append(JudgeCall(criteria, answer, tier, inputs, evidence))
+        return self.verdict
+
+
+async def no_judge(
+    criteria: str,
+    answer: str,
+    tier: str | None,
+    /,
+    *,
+    inputs: bool = True,
+    evidence: str = "",
+) -> JudgeVerdict:
+    """A judge for verifiers that must not ask one: fails the test if called."""
+    raise AssertionError(f"no judge call expected (asked to judge against {criteria!r})")
+
+
+def verification_context(
+    text: str,
+    *,
+    task: Task | None = None,
+    tier: str = "haiku",
+    judge: JudgeFunction = no_judge,
+    prompt: str = "",
+) -> VerificationContext:
+    """A context for calling ``verifier.verify(output, context)`` directly in a test."""
+    task = task or Task(id="t", instruction=prompt or "the task")
+    return VerificationContext(
+        task=task, text=text, tier=tier, judge=judge, prompt=prompt or task.instruction
+    )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import JudgeVerdict, Task, VerificationContext
+from orchestrator import VerificationContext
 from orchestrator.citations import Citations, cited_ids
+from orchestrator.testing import verification_context
 
 pytestmark = pytest.mark.anyio
 
@@ -22,22 +23,8 @@ class Lookup:
         return PASSAGES.get(passage_id)
 
 
-async def _judge(
-    criteria: str,
-    answer: str,
-    tier: str | None,
-    /,
-    *,
-    inputs: bool = True,
-    evidence: str = "",
-) -> JudgeVerdict:
-    raise AssertionError
-
-
 def ctx(text: str) -> VerificationContext:
-    return VerificationContext(
-        task=Task(id="t", instruction="x"), text=text, tier="haiku", judge=_judge
-    )
+    return verification_context(text)
 
 
 def test_cited_ids_in_order_without_repeats() -> None:

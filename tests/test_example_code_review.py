@@ -13,8 +13,8 @@ import anyio
 import pytest
 from unidiff.patch import PatchSet
 
-from orchestrator import CapabilityRouter, Task, UserError, VerificationContext, default_ladder
-from orchestrator.verify import JudgeVerdict
+from orchestrator import CapabilityRouter, UserError, VerificationContext, default_ladder
+from orchestrator.testing import verification_context
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "code_review_triage.py"
@@ -189,18 +189,7 @@ def test_bad_diffs_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def _context() -> VerificationContext:
-    async def judge(
-        criteria: str,
-        answer: str,
-        tier: str | None,
-        /,
-        *,
-        inputs: bool = True,
-        evidence: str = "",
-    ) -> JudgeVerdict:
-        raise AssertionError("no judge needed")
-
-    return VerificationContext(task=Task(id="t", instruction="x"), text="", tier="t", judge=judge)
+    return verification_context("")
 
 
 @pytest.mark.anyio

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from pydantic import BaseModel
 
@@ -21,27 +19,16 @@ from orchestrator import (
     Verdict,
     VerificationContext,
 )
-from orchestrator.verify import verifiers_from_specs
+from orchestrator.testing import JudgeCall, RecordingJudge, no_judge, verification_context
+from orchestrator.verify import JudgeFunction, verifiers_from_specs
 
 pytestmark = pytest.mark.anyio
 
 TASK = Task(id="t", instruction="do it")
 
 
-async def _no_judge(
-    criteria: str,
-    answer: str,
-    tier: str | None,
-    /,
-    *,
-    inputs: bool = True,
-    evidence: str = "",
-) -> JudgeVerdict:
-    raise AssertionError("no judge expected")
-
-
-def ctx(text: str, judge: Any = _no_judge) -> VerificationContext:
-    return VerificationContext(task=TASK, text=text, tier="haiku", judge=judge)
+def ctx(text: str, judge: JudgeFunction = no_judge) -> VerificationContext:
+    return verification_context(text, task=TASK, judge=judge)
 
 
 @pytest.mark.parametrize(
@@ -118,27 +105,16 @@ async def test_predicate_results() -> None:
 
 
 async def test_llm_judge_uses_context_judge_and_min_score() -> None:
-    calls: list[tuple[str, str, str | None, bool]] = []
-
-    async def judge(
-        criteria: str,
-        answer: str,
-        tier: str | None,
-        /,
-        *,
-        inputs: bool = True,
-        evidence: str = "",
-    ) -> JudgeVerdict:
-        calls.append((criteria, answer, tier, inputs))
-        return JudgeVerdict(passed=True, reason="looks right", score=0.6)
-
+    judge = RecordingJudge(JudgeVerdict(passed=True, reason="looks right", score=0.6))
     verdict = await LLMJudge("cites sources", tier="opus").verify("x", ctx("the answer", judge))
     assert verdict.passed
-    assert calls == [("cites sources", "the answer", "opus", True)]
+    assert judge.calls == [JudgeCall("cites sources", "the answer", "opus", True, "")]
     strict = await LLMJudge("cites sources", min_score=0.8).verify("x", ctx("the answer", judge))
     assert not strict.passed
     await LLMJudge("cites sources", inputs=False).verify("x", ctx("the answer", judge))
-    assert calls[-1] == ("cites sources", "the answer", None, False)
+    assert judge.calls[-1] == JudgeCall("cites sources", "the answer", None, False, "")
+    with pytest.raises(AssertionError, match="no judge call expected"):  # testing's default
+        await LLMJudge("cites sources").verify("x", ctx("the answer"))
 
 
 class Corpus:
@@ -149,26 +125,13 @@ class Corpus:
 
 
 async def test_a_judge_given_a_corpus_is_shown_the_passages_the_answer_cites() -> None:
-    shown: list[str] = []
-
-    async def judge(
-        criteria: str,
-        answer: str,
-        tier: str | None,
-        /,
-        *,
-        inputs: bool = True,
-        evidence: str = "",
-    ) -> JudgeVerdict:
-        shown.append(evidence)
-        return JudgeVerdict(passed=True, reason="supported", score=0.9)
-
+    judge = RecordingJudge(JudgeVerdict(passed=True, reason="supported", score=0.9))
     answer = "Opened 1932 [a.md#1], 503 m [b.md#4], built by giants [made/up.md#9]; [a.md#1]."
     await LLMJudge("supported", passages=Corpus()).verify(answer, ctx(answer, judge))
     await LLMJudge("supported").verify(answer, ctx(answer, judge))
     # each cited passage once, in citation order; an id the corpus lacks is left to the
     # citations check; without a corpus, nothing is shown
-    assert shown == [
+    assert [call.evidence for call in judge.calls] == [
         "<passage id='a.md#1'>\nThe bridge opened in 1932.\n</passage>\n"
         "<passage id='b.md#4'>\nIt is 503 m long.\n</passage>",
         "",

@@ -312,6 +312,28 @@ async def test_finishing_a_run_while_another_process_writes_waits_for_it(tmp_pat
     assert stored.result == result
 
 
+async def test_a_run_can_be_read_while_another_process_holds_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    # `orchestrator runs` / `show` while an engine writes: reads take no write lock.
+    path = tmp_path / "runs.db"
+    store = await SQLiteStore.open(path)
+    writer = sqlite3.connect(path, check_same_thread=False)
+    try:
+        await Engine(TestModel("ok"), listeners=[StoreListener(store)]).run(
+            wide_plan(2), run_id="done"
+        )
+        writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+        with anyio.fail_after(3):  # shorter than busy_timeout: a wait would be a failure
+            stored = await store.load_run("done")
+            [summary] = await store.list_runs()
+    finally:
+        writer.rollback()
+        writer.close()
+        await store.aclose()
+    assert stored.summary.status == summary.status == "succeeded"
+
+
 async def test_a_resumed_run_loads_with_its_latest_nodes(tmp_path: Path) -> None:
     store = await SQLiteStore.open(tmp_path / "runs.db")
     try:

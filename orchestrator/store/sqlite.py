@@ -94,9 +94,9 @@ def _chunks(rows: int, most: int) -> list[int]:
     return sizes
 
 
-_Read = Callable[..., Any]
-"""Any other operation (``_load`` and ``_list`` read, ``_finish_run`` reads and writes):
-called in the writer thread as ``op(connection, *args)``; a barrier too."""
+_Op = Callable[..., Any]
+"""Any other operation, called in the writer thread as ``op(connection, *args)``; a
+barrier too. Those in ``_READ_ONLY`` only read; the others (``_finish_run``) also write."""
 
 
 @dataclass(slots=True)
@@ -107,7 +107,7 @@ class _Call:
     the writer thread, while its caller, which must not change it meanwhile, waits.
     """
 
-    op: _Write | _Read
+    op: _Write | _Op
     args: tuple[Any, ...]
     result: Any = None
     error: Exception | None = None
@@ -196,7 +196,7 @@ class SQLiteStore(RunStore):
         """Whether the queue is full: the next caller would wait before queueing."""
         return self._room.value == 0
 
-    async def _call(self, op: _Write | _Read, *args: Any) -> Any:
+    async def _call(self, op: _Write | _Op, *args: Any) -> Any:
         if self._closed:
             raise StoreError(f"run store {self.path} is closed")
         try:
@@ -245,7 +245,7 @@ class SQLiteStore(RunStore):
                 # with "database is locked" if another process wrote in between: SQLite
                 # cannot upgrade a stale snapshot, and does not wait. Read-only batches
                 # stay deferred, so a read-only file can still be inspected.
-                writes = any(call.op is not _load and call.op is not _list for call in calls)
+                writes = any(call.op not in _READ_ONLY for call in calls)
                 db.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
                 grouped: dict[_Write, list[_Call]] = {}
                 for call in calls:
@@ -523,6 +523,10 @@ def _list(db: sqlite3.Connection, limit: int) -> list[RunSummary]:
         (limit,),
     ).fetchall()
     return [_summary(*row) for row in rows]
+
+
+_READ_ONLY: frozenset[_Op] = frozenset({_load, _list})
+"""The operations that do not write (their batches need no write lock)."""
 
 
 def _summary(  # noqa: PLR0917  (one positional argument per column of the row)

@@ -54,6 +54,7 @@ from orchestrator import (
 )
 from orchestrator.cli.render import SIMULATED_NOTE
 from orchestrator.models.anthropic import AnthropicClient
+from orchestrator.pricing import USD, ZERO_USD
 from orchestrator.sim import SimConfig, serve
 
 DEFAULT_DIFF = Path(__file__).parent / "diffs" / "regional_pricing.diff"
@@ -501,7 +502,7 @@ class TierShare(BaseModel):
     nodes_finished: int
     """Nodes whose last attempt ran on this tier."""
     attempts: int
-    cost_usd: float
+    cost_usd: USD
 
 
 class ReviewSummary(BaseModel):
@@ -509,7 +510,7 @@ class ReviewSummary(BaseModel):
 
     tiers: list[TierShare]
     nodes: int
-    cost_usd: float
+    cost_usd: USD
     cheapest_tier: str
     cheap_node_share: float
     """Share of the nodes that finished on the cheapest tier."""
@@ -533,11 +534,11 @@ def summarize(runs: Sequence[RunResult], ladder: TierLadder) -> ReviewSummary:
             nodes_started=sum(1 for n in nodes if n.attempts and n.attempts[0].tier == name),
             nodes_finished=sum(1 for n in nodes if n.final_tier == name),
             attempts=sum(1 for a in attempts if a.tier == name),
-            cost_usd=sum(a.cost_usd for a in attempts if a.tier == name),
+            cost_usd=sum((a.cost_usd for a in attempts if a.tier == name), ZERO_USD),
         )
         for name in names
     ]
-    cost = sum(run.cost_usd for run in runs)
+    cost = sum((run.cost_usd for run in runs), ZERO_USD)
     rejected: dict[str, int] = {}
     for attempt in attempts:
         if attempt.verdict is not None and not attempt.verdict.passed:
@@ -546,7 +547,7 @@ def summarize(runs: Sequence[RunResult], ladder: TierLadder) -> ReviewSummary:
     return ReviewSummary(
         tiers=tiers, nodes=len(nodes), cost_usd=cost, cheapest_tier=cheap.tier,
         cheap_node_share=cheap.nodes_finished / len(nodes) if nodes else 0.0,
-        cheap_cost_share=cheap.cost_usd / cost if cost else 0.0,
+        cheap_cost_share=float(cheap.cost_usd / cost) if cost else 0.0,
         escalations=sum(1 for a in attempts if a.escalated_from is not None),
         rejected_by_verifier=rejected, simulated=any(run.simulated for run in runs),
     )  # fmt: skip

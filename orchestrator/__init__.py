@@ -16,13 +16,15 @@ from orchestrator.capabilities import (
     Needs,
 )
 from orchestrator.dag import validate_plan
-from orchestrator.engine import Engine, Run, RunConfig, Workload
+from orchestrator.engine import Engine, Goal, GoalPlanner, Run, RunConfig, Workload, stored_result
 from orchestrator.events import (
     AttemptFinished,
+    AttemptSpending,
     AttemptStarted,
     Event,
     NodeFinished,
     NodeStarted,
+    PlanningStarted,
     RunFinished,
     RunStarted,
 )
@@ -53,7 +55,7 @@ from orchestrator.plan import (
     VerifierSpec,
     parse_plan,
 )
-from orchestrator.pricing import PriceBand, Usage
+from orchestrator.pricing import USD, PriceBand, Usage
 from orchestrator.results import (
     Attempt,
     NodeResult,
@@ -92,8 +94,10 @@ __all__ = [
     "CAPABILITY_DIMENSIONS",
     "LEVEL_MEANINGS",
     "MAX_LEVEL",
+    "USD",
     "Attempt",
     "AttemptFinished",
+    "AttemptSpending",
     "AttemptStarted",
     "Budget",
     "BudgetExhausted",
@@ -105,6 +109,8 @@ __all__ = [
     "ConfigIssue",
     "Engine",
     "Event",
+    "Goal",
+    "GoalPlanner",
     "JudgeFunction",
     "JudgeSpec",
     "JudgeVerdict",
@@ -130,6 +136,7 @@ __all__ = [
     "PlanProblem",
     "PlanValidationError",
     "PlanningRecord",
+    "PlanningStarted",
     "Predicate",
     "PriceBand",
     "RequiredSections",
@@ -168,5 +175,6 @@ __all__ = [
     "load_ladder",
     "node_from_task",
     "parse_plan",
+    "stored_result",
     "validate_plan",
 ]

@@ -18,10 +18,11 @@ from typing import Any
 import anyio
 
 from orchestrator.budget import Budget, Meter
-from orchestrator.events import AttemptFinished, AttemptStarted, EventBus
+from orchestrator.events import AttemptFinished, AttemptSpending, AttemptStarted, EventBus
 from orchestrator.exceptions import BudgetExhausted, ModelAPIError
 from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelResponse
 from orchestrator.node import Node, render_value
+from orchestrator.pricing import ZERO_USD, Usage
 from orchestrator.results import (
     Attempt,
     NodeResult,
@@ -162,7 +163,7 @@ class NodeRunner:
     async def _attempt(
         self, node: Node, tier: Tier, messages: list[Message], attempt: Attempt, prompt: str
     ) -> tuple[Any, str]:
-        meters: list[Meter] = []
+        meters = _Spend(self, node.task.id, attempt)
         text = ""
         output: Any = None
         try:
@@ -192,10 +193,9 @@ class NodeRunner:
         return output, text
 
     async def _call(
-        self, node: Node, tier: Tier, messages: list[Message], meters: list[Meter]
+        self, node: Node, tier: Tier, messages: list[Message], meters: _Spend
     ) -> ModelResponse:
-        meter = Meter(tier, self.budget)
-        meters.append(meter)
+        meter = meters.meter(tier)
         request = ModelRequest(
             tier=tier,
             system=self.policy.system_prompt,
@@ -217,7 +217,7 @@ class NodeRunner:
         candidate: Any,
         text: str,
         tier: Tier,
-        meters: list[Meter],
+        meters: _Spend,
         *,
         prompt: str,
     ) -> tuple[Any, Verdict]:
@@ -266,14 +266,13 @@ class NodeRunner:
         evidence: str,
         tier_name: str | None,
         author: Tier,
-        meters: list[Meter],
+        meters: _Spend,
     ) -> JudgeVerdict:
         if tier_name is None:
             judge_tier = self.ladder[min(self.ladder.index(author.name) + 1, len(self.ladder) - 1)]
         else:
             judge_tier = self.ladder.get(tier_name)
-        meter = Meter(judge_tier, self.budget)
-        meters.append(meter)
+        meter = meters.meter(judge_tier)
         content = (
             f"Task:\n{task}\n\nCriteria:\n{criteria}\n\n"
             f"Answer to judge:\n<answer>\n{answer}\n</answer>"
@@ -331,11 +330,15 @@ class NodeRunner:
                 output = await function(**arguments)
             else:
                 output = await anyio.to_thread.run_sync(functools.partial(function, **arguments))
-            if node.verifiers:
+            if node.verifiers:  # a judge may be paid for: its calls are the attempt's
+                spend = _Spend(self, node.task.id, attempt)
                 text = _text_of(output)
-                output, attempt.verdict = await self._verify(
-                    node, output, text, self.ladder[0], [], prompt=node.task.instruction
-                )
+                try:
+                    output, attempt.verdict = await self._verify(
+                        node, output, text, self.ladder[0], spend, prompt=node.task.instruction
+                    )
+                finally:
+                    _add_spend(attempt, spend)
             else:
                 assign(attempt, "verdict", _NO_VERIFIER)
         except anyio.get_cancelled_exc_class():
@@ -383,12 +386,48 @@ def _messages(prompt: str, previous: Attempt | None, previous_text: str) -> list
     return [Message(role="user", content=feedback)]
 
 
+class _Spend(list[Meter]):
+    """The meters of one attempt.
+
+    With listeners, each call's worst case is recorded on the attempt
+    (:class:`~orchestrator.events.AttemptSpending`) before the call is sent.
+    """
+
+    __slots__ = ("_attempt", "_node_id", "_runner")
+
+    def __init__(self, runner: NodeRunner, node_id: str, attempt: Attempt) -> None:
+        super().__init__()
+        self._runner, self._node_id, self._attempt = runner, node_id, attempt
+
+    def meter(self, tier: Tier) -> Meter:
+        """A new meter on ``tier``, charged to the run's budget and to this attempt."""
+        runner = self._runner
+        meter = Meter(tier, runner.budget, on_reserve=self._reserved if runner.bus else None)
+        self.append(meter)
+        return meter
+
+    async def _reserved(self, _: Meter) -> None:
+        attempt = self._attempt
+        attempt.cost_usd = sum((m.cost_usd for m in self), ZERO_USD)
+        attempt.in_flight_usd = sum((m.in_flight_usd for m in self), ZERO_USD)
+        runner = self._runner
+        await runner.bus.emit(AttemptSpending(runner.run_id, self._node_id, attempt))
+
+
+def _add_spend(attempt: Attempt, meters: Sequence[Meter]) -> None:
+    """Set the attempt's tokens, cost and calls to what its meters counted."""
+    usage = Usage()
+    for meter in meters:
+        usage = usage + meter.usage
+    attempt.input_tokens = usage.input_tokens
+    attempt.output_tokens = usage.output_tokens
+    attempt.cache_write_tokens = usage.cache_write_tokens
+    attempt.cache_read_tokens = usage.cache_read_tokens
+    attempt.cost_usd = sum((meter.cost_usd for meter in meters), ZERO_USD)
+    attempt.in_flight_usd = ZERO_USD
+    attempt.calls = sum(meter.calls for meter in meters)
+
+
 def _settle(attempt: Attempt, meters: Sequence[Meter]) -> None:
     attempt.finished_at = _now()
-    for meter in meters:
-        attempt.input_tokens += meter.usage.input_tokens
-        attempt.output_tokens += meter.usage.output_tokens
-        attempt.cache_write_tokens += meter.usage.cache_write_tokens
-        attempt.cache_read_tokens += meter.usage.cache_read_tokens
-        attempt.cost_usd += meter.cost_usd
-        attempt.calls += meter.calls
+    _add_spend(attempt, meters)

@@ -3,22 +3,30 @@
 Reserving before the call is what makes ``cost <= budget`` hold under concurrency: a call
 is only sent when its worst case (its prompt priced at the dearest input rate plus its full
 ``max_tokens`` of output) fits in what is neither spent nor reserved by calls in flight.
-When it does not fit only because other calls hold reservations, it waits for them to
-settle (they usually cost far less than their worst case); when it does not fit even with
-nothing in flight, the budget is exhausted and the run stops launching work.
+
+Money is exact (:class:`~decimal.Decimal`), so a reservation released is released to the
+last digit and a budget with nothing in flight has nothing reserved. A call whose worst case
+does not fit:
+
+* fails at once with :class:`~orchestrator.exceptions.BudgetExhausted` when it could not fit
+  even if every call in flight cost nothing: what is spent only grows, so it never will;
+* otherwise waits for calls in flight to settle (they usually cost far less than their worst
+  case), and is then admitted or refused.
+
+The first refusal marks the budget exhausted: the run launches no more work.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import anyio
 
 from orchestrator.exceptions import BudgetExhausted
-from orchestrator.pricing import Usage
+from orchestrator.pricing import ZERO_USD, Usage, to_usd
 from orchestrator.tiers import Tier
 
 __all__ = ["Budget", "CallTicket", "Meter", "Reservation"]
@@ -28,69 +36,107 @@ __all__ = ["Budget", "CallTicket", "Meter", "Reservation"]
 class Reservation:
     """Money set aside for one call in flight."""
 
-    amount_usd: float
+    amount_usd: Decimal
     settled: bool = False
 
 
 class Budget:
-    """A run's spending limit in USD, shared by every node of the run.
+    """A run's spending limit in USD, shared by every call of the run (planning included).
 
     Args:
-        limit_usd: The most the run may spend; ``None`` for no limit.
+        limit_usd: The most the run may spend; ``None`` for no limit. Floats are taken as
+            their shortest decimal form (``0.1`` is exactly 0.1).
         spent_usd: What was already spent (e.g. before a resume).
+
+    Raises:
+        ValueError: If ``limit_usd`` or ``spent_usd`` is negative or not a finite number.
     """
 
-    def __init__(self, limit_usd: float | None = None, *, spent_usd: float = 0.0) -> None:
-        if limit_usd is not None and (limit_usd < 0 or math.isnan(limit_usd)):
-            raise ValueError(f"budget must be a non-negative number of USD, got {limit_usd}")
-        self.limit_usd = limit_usd
-        self.spent_usd = spent_usd
-        self.reserved_usd = 0.0
+    def __init__(
+        self,
+        limit_usd: Decimal | float | None = None,
+        *,
+        spent_usd: Decimal | float = ZERO_USD,
+    ) -> None:
+        limit = None if limit_usd is None else _amount(limit_usd, "budget")
+        self.limit_usd: Decimal | None = limit
+        self.spent_usd: Decimal = _amount(spent_usd, "spent")
+        self.reserved_usd: Decimal = ZERO_USD
         self.exhausted = False
-        """Set once a reservation was refused: the run stops launching nodes."""
+        """Set once a reservation was refused: the run stops launching work."""
         self._settled = anyio.Event()
 
     @property
-    def remaining_usd(self) -> float:
-        """What can still be reserved (``inf`` without a limit)."""
+    def remaining_usd(self) -> Decimal | None:
+        """What can still be reserved now; ``None`` without a limit."""
         if self.limit_usd is None:
-            return math.inf
-        return max(0.0, self.limit_usd - self.spent_usd - self.reserved_usd)
+            return None
+        return max(ZERO_USD, self.limit_usd - self.spent_usd - self.reserved_usd)
 
-    def reserve(self, amount_usd: float) -> Reservation:
+    @property
+    def unspent_usd(self) -> Decimal | None:
+        """What is not spent (reservations may still hold some of it); ``None``: no limit."""
+        if self.limit_usd is None:
+            return None
+        return max(ZERO_USD, self.limit_usd - self.spent_usd)
+
+    def fits(self, amount_usd: Decimal) -> bool:
+        """Whether ``amount_usd`` could be reserved now."""
+        remaining = self.remaining_usd
+        return remaining is None or amount_usd <= remaining
+
+    def reserve(self, amount_usd: Decimal) -> Reservation:
         """Set aside ``amount_usd`` for a call now, or refuse.
 
         Raises:
             BudgetExhausted: If the remaining budget cannot cover ``amount_usd``.
-            ValueError: If ``amount_usd`` is negative or not a number.
+            ValueError: If ``amount_usd`` is negative or not a finite number.
         """
-        if not math.isfinite(amount_usd) or amount_usd < 0:
-            raise ValueError(f"a reservation must be a finite amount >= 0, not {amount_usd!r}")
-        if amount_usd > self.remaining_usd:
+        amount = _amount(amount_usd, "reservation")
+        if not self.fits(amount):
             self.exhausted = True
-            raise BudgetExhausted(amount_usd, self.remaining_usd)
-        self.reserved_usd += amount_usd
-        return Reservation(amount_usd)
+            raise BudgetExhausted(amount, self.remaining_usd or ZERO_USD)
+        self.reserved_usd += amount
+        return Reservation(amount)
 
-    async def acquire(self, amount_usd: float) -> Reservation:
-        """Set aside ``amount_usd``, waiting for calls in flight to settle if need be.
+    async def acquire(self, amount_usd: Decimal) -> Reservation:
+        """Set aside ``amount_usd``, waiting for calls in flight to settle if that can help.
 
         Raises:
-            BudgetExhausted: If ``amount_usd`` does not fit even with nothing in flight.
+            BudgetExhausted: At once if ``amount_usd`` does not fit even if every call in
+                flight cost nothing, or the budget was already exhausted; after waiting, if
+                it still does not fit once those calls settled.
         """
-        while amount_usd > self.remaining_usd and self.reserved_usd > 0 and not self.exhausted:
+        amount = _amount(amount_usd, "reservation")
+        while not self.fits(amount) and self._may_fit_later(amount):
             await self._settled.wait()
-        return self.reserve(amount_usd)
+        return self.reserve(amount)
 
-    def settle(self, reservation: Reservation, actual_usd: float) -> None:
+    def _may_fit_later(self, amount: Decimal) -> bool:
+        unspent = self.unspent_usd
+        return (
+            not self.exhausted and self.reserved_usd > 0 and (unspent is None or amount <= unspent)
+        )
+
+    def settle(self, reservation: Reservation, actual_usd: Decimal) -> None:
         """Release a reservation and record what the call really cost."""
         if reservation.settled:
             return
         reservation.settled = True
-        self.reserved_usd = max(0.0, self.reserved_usd - reservation.amount_usd)
-        self.spent_usd += actual_usd
+        self.reserved_usd -= reservation.amount_usd
+        self.spent_usd += _amount(actual_usd, "cost")
         self._settled.set()
         self._settled = anyio.Event()
+
+
+def _amount(value: Decimal | float, what: str) -> Decimal:
+    try:
+        amount = to_usd(value)
+    except (ValueError, ArithmeticError):
+        raise ValueError(f"{what} must be a finite number of USD, not {value!r}") from None
+    if amount < 0:
+        raise ValueError(f"{what} must be a non-negative number of USD, not {value!r}")
+    return amount
 
 
 @dataclass(slots=True)
@@ -101,23 +147,37 @@ class CallTicket:
     """``None`` when the call failed before the API reported usage (nothing billed)."""
 
 
+SpendHook = Callable[["Meter"], Awaitable[None]]
+"""Awaited with a meter once a call's worst case is reserved, before the request is sent."""
+
+
 @dataclass(slots=True)
 class Meter:
     """Budget gate and usage tally for the model calls of one attempt on one tier.
 
     Model clients wrap every HTTP request they send in ``async with meter.call(...)``, so
     the budget holds however many calls a tool loop makes.
+
+    Attributes:
+        in_flight_usd: The worst case reserved by this meter's calls now in flight. If the
+            process dies, that much may have been billed: the store keeps it (through
+            ``on_reserve``) and counts it as spent, an upper bound, until known otherwise.
+        on_reserve: Awaited after a call is reserved and before it is sent; the engine
+            records the attempt's spend there, so a call's worst case is durable before
+            the request leaves.
     """
 
     tier: Tier
     budget: Budget
     usage: Usage = field(default_factory=Usage)
-    cost_usd: float = 0.0
+    cost_usd: Decimal = ZERO_USD
     calls: int = 0
+    in_flight_usd: Decimal = ZERO_USD
+    on_reserve: SpendHook | None = None
 
     @asynccontextmanager
     async def call(
-        self, prompt_tokens: int, max_output_tokens: int, extra_usd: float = 0.0
+        self, prompt_tokens: int, max_output_tokens: int, extra_usd: Decimal = ZERO_USD
     ) -> AsyncIterator[CallTicket]:
         """Reserve the worst case of one call, then settle to its real usage.
 
@@ -132,14 +192,18 @@ class Meter:
         worst_case = self.tier.worst_case_cost(prompt_tokens, max_output_tokens) + extra_usd
         reservation = await self.budget.acquire(worst_case)
         ticket = CallTicket()
+        self.in_flight_usd += reservation.amount_usd
         try:
+            if self.on_reserve is not None:
+                await self.on_reserve(self)
             yield ticket
         finally:
+            self.in_flight_usd -= reservation.amount_usd
             self.record(reservation, ticket.usage)
 
     def record(self, reservation: Reservation, usage: Usage | None) -> None:
         """Settle ``reservation`` with ``usage`` and add it to this meter's tally."""
-        cost = 0.0 if usage is None else self.tier.cost(usage)
+        cost = ZERO_USD if usage is None else self.tier.cost(usage)
         self.budget.settle(reservation, cost)
         self.calls += 1
         if usage is not None:

@@ -2,6 +2,11 @@
 
 ``Engine`` holds what outlives a run (model client, ladder, router, tools, listeners,
 defaults); ``Run`` is one execution, which can be cancelled and inspected while it runs.
+
+Work is a :class:`~orchestrator.plan.Plan`, a workload (a
+:class:`~orchestrator.workflow.Workflow`), or a :class:`Goal`: a goal that a planner turns
+into a plan *inside* the run, so that planning spends from the run's budget, is recorded
+(and resumable) like the rest of the run, and fails as a run does, with its cost.
 """
 
 from __future__ import annotations
@@ -9,7 +14,9 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 import anyio
@@ -22,18 +29,21 @@ from orchestrator.budget import Budget
 from orchestrator.citations import PassageLookup
 from orchestrator.dag import validate_plan
 from orchestrator.events import (
+    AttemptSpending,
     Event,
     EventBus,
     Listener,
     NodeFinished,
     NodeStarted,
+    PlanningStarted,
     RunFinished,
     RunStarted,
 )
-from orchestrator.exceptions import UserError
+from orchestrator.exceptions import BudgetExhausted, ModelAPIError, PlanValidationError, UserError
 from orchestrator.models.base import ModelClient
 from orchestrator.node import Node, node_from_task
 from orchestrator.plan import Plan
+from orchestrator.pricing import USD, ZERO_USD
 from orchestrator.results import (
     PLANNING_NODE,
     Attempt,
@@ -42,7 +52,7 @@ from orchestrator.results import (
     PlanningRecord,
     RunResult,
     RunStatus,
-    planning_from_attempt,
+    planning_from_attempts,
 )
 from orchestrator.routing import CapabilityRouter, LearningRouter, Router
 from orchestrator.scheduler import Scheduler
@@ -51,7 +61,7 @@ from orchestrator.telemetry.tracing import Telemetry, current_telemetry, current
 from orchestrator.tiers import TierLadder, default_ladder
 from orchestrator.tool import Tool
 
-__all__ = ["Engine", "Run", "RunConfig", "Workload"]
+__all__ = ["Engine", "Goal", "GoalPlanner", "Run", "RunConfig", "Workload", "stored_result"]
 
 
 class RunConfig(BaseModel):
@@ -61,8 +71,9 @@ class RunConfig(BaseModel):
 
     max_concurrency: int = Field(default=16, gt=0)
     """Most nodes running at once across all tiers."""
-    budget_usd: float | None = Field(default=None, ge=0)
-    """Most the run may spend; ``None`` for no limit."""
+    budget_usd: USD | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """Most the run may spend, planning included; ``None`` for no limit (exact: a float is
+    read as its shortest decimal form)."""
     max_attempts: int | None = Field(default=None, gt=0)
     """Most attempts per node; ``None``: one per tier from the routed tier to ``max_tier``."""
     max_tier: str | None = None
@@ -81,6 +92,41 @@ class Workload(Protocol):
     def to_plan_and_nodes(self) -> tuple[Plan, list[Node]]:
         """Return the plan (for validation and records) and its runnable nodes."""
         ...
+
+
+class AttemptHook(Protocol):
+    """Awaited with a planning round's attempt record whenever it changes."""
+
+    async def __call__(self, attempt: Attempt, /) -> None: ...
+
+
+class GoalPlanner(Protocol):
+    """Turns a goal into a plan, spending from ``budget`` and reporting each round.
+
+    It must reserve every model call in ``budget`` (a :class:`~orchestrator.budget.Meter`
+    does), report each round's :class:`~orchestrator.results.Attempt` through
+    ``on_attempt`` when it starts, when a call is reserved and when it ends, and raise
+    :class:`~orchestrator.exceptions.PlanValidationError`,
+    :class:`~orchestrator.exceptions.ModelAPIError` or
+    :class:`~orchestrator.exceptions.BudgetExhausted` when it cannot plan.
+    """
+
+    async def __call__(self, goal: str, budget: Budget, on_attempt: AttemptHook, /) -> Plan:
+        """Return the plan for ``goal``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """Work that is planned inside the run (see the module docstring).
+
+    Attributes:
+        text: The goal.
+        planner: What plans it (the research agent's planner, say).
+    """
+
+    text: str
+    planner: GoalPlanner
 
 
 class Engine:
@@ -122,7 +168,7 @@ class Engine:
 
     def prepare(
         self,
-        work: Plan | Workload,
+        work: Plan | Workload | Goal,
         *,
         inputs: Mapping[str, Any] | None = None,
         run_id: str | None = None,
@@ -133,14 +179,15 @@ class Engine:
         """Validate ``work`` and return a :class:`Run` ready to execute.
 
         Args:
-            work: A plan, or a workload such as a :class:`~orchestrator.workflow.Workflow`.
+            work: A plan, a workload such as a :class:`~orchestrator.workflow.Workflow`,
+                or a :class:`Goal` to plan inside the run (its plan is validated then).
             inputs: Run inputs (workflow parameters that name no task).
             run_id: The run's id; default: a new one (the resumed run's, when resuming).
             resume: A stored run to continue: its succeeded nodes are not run again, its
                 spend counts against the budget, and attempts it had in flight are kept,
-                marked as interrupted with unknown cost.
-            planning: What planning the plan cost; it counts against the budget and in the
-                result's ``cost_usd``.
+                marked as interrupted, their worst case counted as spent.
+            planning: What planning done before the run cost; it counts against the
+                budget and in the result's ``cost_usd``.
             overrides: Fields of :class:`RunConfig` for this run.
 
         Raises:
@@ -150,26 +197,40 @@ class Engine:
         config = self.config
         if overrides:  # checked like the rest: a bad value is an error naming the setting
             config = RunConfig.model_validate({**self.config.model_dump(), **overrides})
+        if resume is not None:
+            run_id = run_id or resume.summary.run_id
+        run = Run(
+            engine=self, config=config, inputs=dict(inputs or {}),
+            run_id=run_id or _new_run_id(), planning=planning,
+            goal=work if isinstance(work, Goal) else None,
+        )  # fmt: skip
+        if not isinstance(work, Goal):
+            run.adopt(*self.nodes_of(work, inputs or {}))
+        if resume is not None:
+            run.restore(resume)
+        return run
+
+    def nodes_of(
+        self, work: Plan | Workload, inputs: Mapping[str, Any]
+    ) -> tuple[Plan, list[Node], nx.DiGraph[str]]:
+        """Validate ``work``: its plan, runnable nodes and dependency graph.
+
+        Raises:
+            PlanValidationError: If the plan is invalid (every problem listed).
+            UserError: If a run input is missing.
+        """
         if isinstance(work, Plan):
             plan = work
             nodes = [node_from_task(task, passages=self.passages) for task in work.tasks]
         else:
             plan, nodes = work.to_plan_and_nodes()
         graph = validate_plan(plan, known_tools=self.tools.keys())
-        _check_inputs(nodes, {task.id for task in plan.tasks}, inputs or {})
-        if resume is not None:
-            run_id = run_id or resume.summary.run_id
-        run = Run(
-            engine=self, plan=plan, nodes=nodes, graph=graph, config=config,
-            inputs=dict(inputs or {}), run_id=run_id or _new_run_id(), planning=planning,
-        )  # fmt: skip
-        if resume is not None:
-            run.restore(resume)
-        return run
+        _check_inputs(nodes, {task.id for task in plan.tasks}, inputs)
+        return plan, nodes, graph
 
     async def run(
         self,
-        work: Plan | Workload,
+        work: Plan | Workload | Goal,
         *,
         inputs: Mapping[str, Any] | None = None,
         run_id: str | None = None,
@@ -179,28 +240,33 @@ class Engine:
         return await self.prepare(work, inputs=inputs, run_id=run_id, **overrides).execute()
 
 
+_PLANNING_FAILURES = (PlanValidationError, ModelAPIError, BudgetExhausted)
+"""What ends planning, and the run with it, as a failed run (any other error is a bug)."""
+
+
 class Run:
-    """One execution of a plan. Create with :meth:`Engine.prepare`."""
+    """One execution of a plan (or of a goal, planned first); see :meth:`Engine.prepare`."""
 
     def __init__(
         self,
         *,
         engine: Engine,
-        plan: Plan,
-        nodes: list[Node],
-        graph: nx.DiGraph[str],
         config: RunConfig,
         inputs: dict[str, Any],
         run_id: str,
         planning: PlanningRecord | None = None,
+        goal: Goal | None = None,
     ) -> None:
         self.run_id = run_id
         self.planning = planning
         self._planning_stored = False
-        self.plan = plan
+        self._goal = goal
+        self._planning_attempts: list[Attempt] = []
+        self.plan: Plan | None = None
         self.config = config
-        self._nodes = {node.task.id: node for node in nodes}
-        self._graph = graph
+        self._engine = engine
+        self._nodes: dict[str, Node] = {}
+        self._graph: nx.DiGraph[str] = nx.DiGraph()
         self._inputs = inputs
         telemetry = engine.telemetry or current_telemetry()
         # Telemetry that can produce nothing (no SDK, logs below INFO) is not subscribed:
@@ -231,41 +297,61 @@ class Run:
             tools=engine.tools,
             bus=self._bus,
         )
-        self.results = {
-            task.id: NodeResult(
-                id=task.id,
-                depends_on=task.depends_on,
-                needs=task.needs,
-                status=NodeStatus.NOT_RUN,
-            )
-            for task in plan.tasks
-        }
+        self.results: dict[str, NodeResult] = {}
         self._completed: set[str] = set()
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested = False
+        self._executed = False
         self._started_at = datetime.now(UTC)
         self._scheduler: Scheduler[str] | None = None
         self._final: RunResult | None = None
 
+    def adopt(self, plan: Plan, nodes: list[Node], graph: nx.DiGraph[str]) -> None:
+        """Take the (validated) plan the run executes."""
+        self.plan = plan
+        self._nodes = {node.task.id: node for node in nodes}
+        self._graph = graph
+        restored, self.results = (
+            self.results,
+            {
+                task.id: NodeResult(
+                    id=task.id,
+                    depends_on=task.depends_on,
+                    needs=task.needs,
+                    status=NodeStatus.NOT_RUN,
+                )
+                for task in plan.tasks
+            },
+        )
+        for node_id, result in restored.items():  # what a resumed run brought along
+            if node_id in self.results:
+                self.results[node_id] = result
+
     @property
-    def _planning_cost(self) -> float:
-        return self.planning.cost_usd if self.planning is not None else 0.0
+    def _planning_cost(self) -> Decimal:
+        return self.planning.cost_usd if self.planning is not None else ZERO_USD
 
     def restore(self, stored: StoredRun) -> None:
         """Continue from a stored run (see :meth:`Engine.prepare`'s ``resume``)."""
         self.budget = Budget(self.config.budget_usd, spent_usd=stored.summary.cost_usd)
         self._runner.budget = self.budget
         for node_id, node in stored.nodes.items():
-            if node.status is NodeStatus.SUCCEEDED and node_id in self.results:
+            if node.status is NodeStatus.SUCCEEDED and (node_id in self.results or not self.plan):
                 self.results[node_id] = node.model_copy(deep=True)
                 self._completed.add(node_id)
         planned = stored.attempts.get(PLANNING_NODE)
         if planned:  # planned before resuming: its spend is stored already, never again
-            self.planning = self.planning or planning_from_attempt(planned[-1])
+            self._planning_attempts = [_interrupted(a) for a in planned]
+            self.planning = self.planning or planning_from_attempts(self._planning_attempts)
             self._planning_stored = True
         for node_id, attempts in stored.attempts.items():
-            if node_id in self.results and node_id not in self._completed:
-                self.results[node_id].attempts = [_interrupted(a) for a in attempts]
+            if node_id == PLANNING_NODE or node_id in self._completed:
+                continue
+            if node_id in self.results or not self.plan:
+                result = self.results.setdefault(
+                    node_id, NodeResult(id=node_id, status=NodeStatus.NOT_RUN)
+                )
+                result.attempts = [_interrupted(a) for a in attempts]
 
     def cancel(self) -> None:
         """Stop the run: running attempts are cancelled, finished nodes keep their results."""
@@ -274,15 +360,71 @@ class Run:
             self._scope.cancel()
 
     async def execute(self) -> RunResult:
-        """Run every node that can run and return the result (partial if cancelled).
+        """Plan the goal if there is one, run every node that can run, return the result.
+
+        The result is partial if cancelled, and ``failed`` (or ``budget_exhausted``) with
+        no nodes if planning failed.
 
         Raises:
             RuntimeError: If the run was already executed (prepare a new one instead).
         """
-        if self._scheduler is not None:
+        if self._executed:
             raise RuntimeError(f"run {self.run_id} was already executed; prepare a new run")
+        self._executed = True
         self._started_at = datetime.now(UTC)
         self._errors_before = _errors_seen(self._client)
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                if self._cancel_requested:
+                    scope.cancel()
+                if self.plan is None:
+                    await self._plan_goal()
+                if self.plan is not None:
+                    await self._run_plan()
+        except anyio.get_cancelled_exc_class():
+            self._cancel_requested = True  # cancelled from outside: record it, then propagate
+            raise
+        finally:
+            self._final = self.snapshot()
+            with anyio.CancelScope(shield=True):
+                await self._bus.emit(RunFinished(self.run_id, self._final))
+        return self._final
+
+    async def _plan_goal(self) -> None:
+        """Plan the goal within the run's budget, recording every round as it goes."""
+        goal = self._goal
+        assert goal is not None, "a run without a plan has a goal"
+        await self._bus.emit(PlanningStarted(self.run_id, goal.text))
+        earlier = list(self._planning_attempts)
+        started = anyio.current_time()
+        error: str | None = None
+        plan: Plan | None = None
+        try:
+            plan = await goal.planner(goal.text, self.budget, self._planning_round)
+            self.adopt(*self._engine.nodes_of(plan, self._inputs))
+        except _PLANNING_FAILURES as exc:
+            error = str(exc)
+        finally:
+            attempts = self._planning_attempts
+            record = planning_from_attempts(attempts, error=error) if attempts else None
+            if record is None and error is not None:
+                record = PlanningRecord(tier="", model="", rounds=0, error=error)
+            if record is not None:
+                record.wall_s = anyio.current_time() - started
+                if earlier and self.planning is not None:
+                    record.wall_s += self.planning.wall_s
+            self.planning = record
+            self._planning_stored = True  # every round was recorded as it went
+
+    async def _planning_round(self, attempt: Attempt) -> None:
+        if not any(a is attempt for a in self._planning_attempts):
+            self._planning_attempts.append(attempt)
+        if self._bus:
+            await self._bus.emit(AttemptSpending(self.run_id, PLANNING_NODE, attempt))
+
+    async def _run_plan(self) -> None:
+        assert self.plan is not None
         planning = None if self._planning_stored else self.planning
         await self._bus.emit(RunStarted(self.run_id, self.plan, planning))
         self._trace_id = current_trace_id()  # the run span's, once telemetry opened it
@@ -295,20 +437,7 @@ class Run:
             completed=self._completed,
         )
         self._scheduler = scheduler
-        try:
-            with anyio.CancelScope() as scope:
-                self._scope = scope
-                if self._cancel_requested:
-                    scope.cancel()
-                await scheduler.run()
-        except anyio.get_cancelled_exc_class():
-            self._cancel_requested = True  # cancelled from outside: record it, then propagate
-            raise
-        finally:
-            self._final = self.snapshot()
-            with anyio.CancelScope(shield=True):
-                await self._bus.emit(RunFinished(self.run_id, self._final))
-        return self._final
+        await scheduler.run()
 
     def _uncongested(self) -> bool:
         return not self._bus.congested()
@@ -339,30 +468,42 @@ class Run:
         if self._final is not None:
             return self._final
         self._mark_unfinished()
-        nodes = list(self.results.values())
+        nodes = list(self.results.values()) if self.plan is not None else []
         attempts = [attempt for node in nodes for attempt in node.attempts]
         output_task = self._output_task()
         finished = datetime.now(UTC)
+        planning = self._planning_now()
         return RunResult(
             run_id=self.run_id,
             status=self._status(nodes),
-            goal=self.plan.goal,
+            goal=self.plan.goal if self.plan is not None else self._goal_text(),
             output=self._output(output_task),
             output_task=output_task,
-            cost_usd=sum(a.cost_usd for a in attempts) + self._planning_cost,
-            wasted_cost_usd=sum(a.cost_usd for a in attempts if not a.passed)
-            + (self.planning.wasted_cost_usd if self.planning else 0.0),
+            cost_usd=sum((a.cost_usd for a in attempts), ZERO_USD)
+            + (planning.cost_usd if planning else ZERO_USD),
+            wasted_cost_usd=sum((a.cost_usd for a in attempts if not a.passed), ZERO_USD)
+            + (planning.wasted_cost_usd if planning else ZERO_USD),
             budget_usd=self.config.budget_usd,
             started_at=self._started_at,
             finished_at=finished,
             wall_s=(finished - self._started_at).total_seconds(),
             trace_id=self._trace_id,
             simulated=any(a.simulated for a in attempts)
-            or (self.planning is not None and self.planning.simulated),
-            planning=self.planning,
+            or (planning is not None and planning.simulated),
+            planning=planning,
             api_errors=dict(sorted((_errors_seen(self._client) - self._errors_before).items())),
             nodes=nodes,
         )
+
+    def _planning_now(self) -> PlanningRecord | None:
+        """Planning as it stands (while planning, from the rounds so far)."""
+        planning = self._goal is not None and self.plan is None and self._planning_attempts
+        if planning and (self.planning is None or self.planning.error is None):
+            return planning_from_attempts(self._planning_attempts)
+        return self.planning
+
+    def _goal_text(self) -> str:
+        return self._goal.text if self._goal is not None else ""
 
     def _mark_unfinished(self) -> None:
         scheduler = self._scheduler
@@ -380,7 +521,7 @@ class Run:
                     result.reason = "budget_exhausted"
 
     def _status(self, nodes: list[NodeResult]) -> RunStatus:
-        if all(node.status is NodeStatus.SUCCEEDED for node in nodes):
+        if self.plan is not None and all(node.status is NodeStatus.SUCCEEDED for node in nodes):
             return RunStatus.SUCCEEDED
         if self._cancel_requested or (self._scope is not None and self._scope.cancel_called):
             return RunStatus.CANCELLED
@@ -391,12 +532,16 @@ class Run:
         return RunStatus.FAILED
 
     def _output_task(self) -> str | None:
+        if self.plan is None:
+            return None
         if self.plan.output_task is not None:
             return self.plan.output_task
         sinks = self._sinks()
         return sinks[0] if len(sinks) == 1 else None
 
     def _output(self, output_task: str | None) -> Any:
+        if self.plan is None:
+            return None
         if output_task is not None:
             return self.results[output_task].output
         return {
@@ -409,6 +554,43 @@ class Run:
         # One view of its own: ``graph.out_degree`` is cached on the graph and refers back
         # to it, a reference cycle that would keep the graph for the garbage collector.
         return [node for node, degree in OutDegreeView(self._graph) if degree == 0]
+
+
+def stored_result(stored: StoredRun) -> RunResult:
+    """The result of a stored run as the store knows it, without its tools or corpus.
+
+    The final result if the run ended; for a run whose process died, what it had done:
+    finished nodes, attempts cut off (their worst case counted as spent), planning.
+    """
+    if stored.result is not None:
+        return stored.result
+    engine = Engine(_NoClient(), passages=_NoPassages())
+    goal = Goal(stored.summary.goal, _never_plans) if stored.plan is None else None
+    run = Run(engine=engine, config=RunConfig(), inputs={}, run_id=stored.summary.run_id,
+              goal=goal)  # fmt: skip
+    if stored.plan is not None:
+        plan = stored.plan
+        nodes = [node_from_task(task, passages=engine.passages) for task in plan.tasks]
+        run.adopt(plan, nodes, validate_plan(plan))  # known_tools=None: no tool check
+    run.restore(stored)
+    run._started_at = stored.summary.started_at
+    return run.snapshot()
+
+
+class _NoPassages:
+    """Nodes of a stored plan with citation checks are built without their corpus."""
+
+    def passage_text(self, passage_id: str) -> str | None:
+        return None  # pragma: no cover  (a stored run is never verified)
+
+
+class _NoClient:
+    async def complete(self, request: Any, meter: Any) -> Any:
+        raise AssertionError("a stored run never calls a model")  # pragma: no cover
+
+
+async def _never_plans(goal: str, budget: Budget, on_attempt: AttemptHook) -> Plan:
+    raise AssertionError("a stored run is never planned")  # pragma: no cover
 
 
 def _check_inputs(nodes: Sequence[Node], task_ids: set[str], inputs: Mapping[str, Any]) -> None:
@@ -439,12 +621,16 @@ def _feeder(router: LearningRouter) -> Listener:
 
 
 def _interrupted(attempt: Attempt) -> Attempt:
+    """An attempt the process died in: what it may have been billed counts as spent."""
     if attempt.finished_at is not None:
         return attempt
     return attempt.model_copy(
         update={
-            "error": "interrupted: the process ended during this attempt; its cost is unknown",
+            "error": "interrupted: the process ended during this attempt; its cost counts "
+            "the worst case of the calls it had in flight (an upper bound)",
             "error_type": "interrupted",
+            "cost_usd": attempt.cost_usd + attempt.in_flight_usd,
+            "in_flight_usd": ZERO_USD,
             "cost_unknown": True,
         }
     )

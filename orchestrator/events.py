@@ -20,15 +20,30 @@ from orchestrator.results import Attempt, NodeResult, PlanningRecord, RunResult
 
 __all__ = [
     "AttemptFinished",
+    "AttemptSpending",
     "AttemptStarted",
     "Event",
     "EventBus",
     "Listener",
     "NodeFinished",
     "NodeStarted",
+    "PlanningStarted",
     "RunFinished",
     "RunStarted",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanningStarted:
+    """A run that plans its goal begins, before the planner's first call.
+
+    Its planning rounds follow as :class:`AttemptSpending` events of the pseudo node
+    :data:`~orchestrator.results.PLANNING_NODE`; :class:`RunStarted` follows once there is a
+    plan, or :class:`RunFinished` if planning failed.
+    """
+
+    run_id: str
+    goal: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +83,21 @@ class AttemptFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptSpending:
+    """An attempt's spend record changed: a call's worst case was reserved, about to be sent.
+
+    Emitted before the request leaves, so a store that records it (and makes it durable
+    before returning) keeps what may be billed even if the process dies during the call.
+    Planning rounds are reported this way too, started and finished included, under
+    :data:`~orchestrator.results.PLANNING_NODE`.
+    """
+
+    run_id: str
+    node_id: str
+    attempt: Attempt
+
+
+@dataclass(frozen=True, slots=True)
 class NodeFinished:
     """A node reached its final status."""
 
@@ -83,7 +113,16 @@ class RunFinished:
     result: RunResult
 
 
-Event = RunStarted | NodeStarted | AttemptStarted | AttemptFinished | NodeFinished | RunFinished
+Event = (
+    PlanningStarted
+    | RunStarted
+    | NodeStarted
+    | AttemptStarted
+    | AttemptSpending
+    | AttemptFinished
+    | NodeFinished
+    | RunFinished
+)
 """Any engine event."""
 
 Listener = Callable[[Event], Awaitable[None] | None]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 __all__ = [
     "BudgetExhausted",
@@ -120,7 +121,7 @@ class RunError(OrchestratorError):
 class BudgetExhausted(RunError):
     """The remaining budget cannot cover the worst case of the next model call."""
 
-    def __init__(self, needed_usd: float, remaining_usd: float) -> None:
+    def __init__(self, needed_usd: Decimal, remaining_usd: Decimal) -> None:
         self.needed_usd = needed_usd
         self.remaining_usd = remaining_usd
         super().__init__(

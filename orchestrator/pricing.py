@@ -1,16 +1,47 @@
-"""Token usage and what it costs: price bands by prompt length, USD per million tokens."""
+"""Token usage and what it costs: price bands by prompt length, USD per million tokens.
+
+Money is exact: every amount is a :class:`~decimal.Decimal` (:data:`USD`), never a float,
+so that what is reserved and then released sums back to exactly nothing and a budget's
+remainder is never off by 1e-19. A price written ``0.8`` in a tiers file is ``0.8``
+exactly. In JSON (``--json``, the store's records) amounts are written as numbers.
+"""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-__all__ = ["PriceBand", "Usage", "price_for"]
+__all__ = ["USD", "ZERO_USD", "PriceBand", "Usage", "price_for", "to_usd"]
 
-_PER_TOKEN = 1e-6  # prices are quoted per million tokens
+USD = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+"""An amount of US dollars, exact; a number in JSON."""
 
-NonNegative = Annotated[float, Field(ge=0)]
+ZERO_USD = Decimal(0)
+"""No money."""
+
+_PER_TOKEN = Decimal("1e-6")  # prices are quoted per million tokens
+_CACHE_WRITE = Decimal("1.25")  # Anthropic's 5-minute cache write, x input
+_CACHE_READ = Decimal("0.1")  # a cache read, x input
+
+NonNegative = Annotated[
+    Decimal,
+    Field(ge=0, allow_inf_nan=False),
+    PlainSerializer(float, return_type=float, when_used="json"),
+]
+
+
+def to_usd(value: Decimal | float | int | str) -> Decimal:
+    """``value`` as an exact amount: a float is taken as its shortest repr (``0.1`` is 0.1).
+
+    Raises:
+        ValueError: If ``value`` is not a finite number.
+    """
+    amount = value if isinstance(value, Decimal) else Decimal(str(value))
+    if not amount.is_finite():
+        raise ValueError(f"an amount of USD must be a finite number, not {value!r}")
+    return amount
 
 
 class Usage(BaseModel):
@@ -64,10 +95,20 @@ class PriceBand(BaseModel):
     cache_read: NonNegative | None = None
     """Tokens read from the cache; ``None`` means 0.1 x input."""
 
-    def cost(self, usage: Usage) -> float:
-        """Return the cost of ``usage`` in USD at this band's prices."""
-        cache_write = self.input * 1.25 if self.cache_write is None else self.cache_write
-        cache_read = self.input * 0.1 if self.cache_read is None else self.cache_read
+    @property
+    def cache_write_price(self) -> Decimal:
+        """USD per million tokens written to the cache."""
+        return self.input * _CACHE_WRITE if self.cache_write is None else self.cache_write
+
+    @property
+    def cache_read_price(self) -> Decimal:
+        """USD per million tokens read from the cache."""
+        return self.input * _CACHE_READ if self.cache_read is None else self.cache_read
+
+    def cost(self, usage: Usage) -> Decimal:
+        """Return the exact cost of ``usage`` in USD at this band's prices."""
+        cache_write = self.cache_write_price
+        cache_read = self.cache_read_price
         return _PER_TOKEN * (
             usage.input_tokens * self.input
             + usage.output_tokens * self.output

@@ -24,19 +24,21 @@ from typing import Any
 
 import networkx as nx
 
+from orchestrator.budget import Budget
 from orchestrator.citations import cited_ids
 from orchestrator.dag import validate_plan
-from orchestrator.engine import Engine, Run, RunConfig
+from orchestrator.engine import Engine, Goal, Run, RunConfig
 from orchestrator.events import Listener
 from orchestrator.models.base import ModelClient
 from orchestrator.node import render_value
 from orchestrator.plan import CitationsSpec, JudgeSpec, Plan, VerifierSpec
 from orchestrator.results import RunResult
 from orchestrator.routing import Router
+from orchestrator.store.base import StoredRun
 from orchestrator.telemetry.tracing import Telemetry, current_telemetry
 from orchestrator.tiers import TierLadder, default_ladder
 from orchestrator.tool import ServerTool, Tool
-from planners.llm import LLMPlanner, PlanningReport
+from planners.llm import AttemptHook, LLMPlanner, PlanningReport
 from tools.corpus import Corpus, corpus_tools
 from tools.web import web_tools
 
@@ -134,24 +136,54 @@ class ResearchAgent:
     async def plan(self, goal: str) -> Plan:
         """Plan ``goal`` (repairing invalid plans) and add the research checks.
 
+        Planning spends within the configured budget. To plan *inside* a run (recorded,
+        resumable, one budget for planning and the rest) use :meth:`start` instead.
+
         Raises:
             PlanValidationError: If the planner never produced a valid plan.
+            ModelAPIError: If the API kept failing.
+            BudgetExhausted: If the budget cannot cover planning.
         """
+        budget = Budget(self.config.budget_usd if self.config else None)
+        return await self._plan(goal, budget, None)
+
+    async def _plan(self, goal: str, budget: Budget, on_attempt: AttemptHook | None) -> Plan:
         planner = LLMPlanner(
             self.client,
             self.engine.ladder,
             tier=self.planner_tier,
             tools=self.tools,
             max_tasks=self.max_tasks,
+            budget=budget,
         )
         try:
             with self._telemetry().planning("research"):  # the conventions' plan span
-                plan = await planner.plan(goal, context=RESEARCH_CONTEXT)
+                plan = await planner.plan(goal, context=RESEARCH_CONTEXT, on_attempt=on_attempt)
         finally:
             self.last_planning = planner.last_report
         corpus_names = [t.name for t in self.tools if not isinstance(t, ServerTool)]
         web_names = [t.name for t in self.tools if isinstance(t, ServerTool)]
         return research_checks(plan, tools=corpus_names, web_tools=web_names, judge=self.judge)
+
+    async def _plan_in_run(self, goal: str, budget: Budget, on_attempt: AttemptHook) -> Plan:
+        return await self._plan(goal, budget, on_attempt)
+
+    def start(
+        self,
+        goal: str,
+        *,
+        run_id: str | None = None,
+        resume: StoredRun | None = None,
+        **overrides: Any,
+    ) -> Run:
+        """A run that plans ``goal`` and then executes the plan, all within its budget.
+
+        The run is recorded (by a store listener) before the planner's first call; if
+        planning fails, the run ends ``failed`` (or ``budget_exhausted``) with what planning
+        cost, and can be resumed, which plans again.
+        """
+        work = Goal(goal, self._plan_in_run)
+        return self.engine.prepare(work, run_id=run_id, resume=resume, **overrides)
 
     def prepare(self, plan: Plan, *, run_id: str | None = None, **overrides: Any) -> Run:
         """A run of ``plan`` (planning cost, if any, counted in its result and budget)."""
@@ -161,8 +193,7 @@ class ResearchAgent:
     async def run(self, goal: str) -> RunResult:
         """Plan and execute ``goal`` (one trace: planning, then the run); returns the result."""
         async with self._telemetry().run_trace():
-            plan = await self.plan(goal)
-            return await self.prepare(plan).execute()
+            return await self.start(goal).execute()
 
     def _telemetry(self) -> Telemetry:
         return self.engine.telemetry or current_telemetry()

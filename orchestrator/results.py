@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.capabilities import Needs
+from orchestrator.pricing import USD, ZERO_USD
 
 __all__ = ["Attempt", "NodeResult", "NodeStatus", "RunResult", "RunStatus", "Verdict"]
 
@@ -59,10 +61,15 @@ class Attempt(BaseModel):
     """Tokens written to the prompt cache."""
     cache_read_tokens: int = 0
     """Tokens read from the prompt cache."""
-    cost_usd: float = 0.0
-    """What the attempt cost, judge calls included."""
+    cost_usd: USD = ZERO_USD
+    """What the attempt cost, judge calls included (while it runs: its settled calls)."""
+    in_flight_usd: USD = ZERO_USD
+    """While it runs: the worst case of its calls in flight, which the budget holds and the
+    store counts as spent until they settle (0 once the attempt ended)."""
     cost_unknown: bool = False
-    """True when the process died during the attempt: it may have been billed, unrecorded."""
+    """True when the process died during the attempt: its exact cost is unknown, and
+    ``cost_usd`` is an upper bound (its settled calls plus the worst case of those that
+    were in flight, which may or may not have been billed)."""
     calls: int = 0
     """Model calls made (tool-loop steps and judge calls included)."""
     verdict: Verdict | None = None
@@ -117,14 +124,14 @@ class NodeResult(BaseModel):
     """The accepted output (``None`` unless succeeded)."""
 
     @property
-    def cost_usd(self) -> float:
+    def cost_usd(self) -> Decimal:
         """What every attempt of the node cost."""
-        return sum(attempt.cost_usd for attempt in self.attempts)
+        return sum((attempt.cost_usd for attempt in self.attempts), ZERO_USD)
 
     @property
-    def wasted_cost_usd(self) -> float:
+    def wasted_cost_usd(self) -> Decimal:
         """What attempts that did not pass cost."""
-        return sum(attempt.cost_usd for attempt in self.attempts if not attempt.passed)
+        return sum((a.cost_usd for a in self.attempts if not a.passed), ZERO_USD)
 
 
 # -- the engine's hot path --------------------------------------------------------------
@@ -205,24 +212,30 @@ class PlanningRecord(BaseModel):
     """Input tokens of every round (cache reads and writes included)."""
     output_tokens: int = 0
     """Output tokens of every round."""
-    cost_usd: float = 0.0
+    cost_usd: USD = ZERO_USD
     """What every round cost."""
-    wasted_cost_usd: float = 0.0
-    """What rounds whose plan was rejected cost."""
+    wasted_cost_usd: USD = ZERO_USD
+    """What rounds whose plan was rejected (or failed) cost."""
     problems: list[list[str]] = Field(default_factory=list)
     """The problems of each rejected round, in order."""
     wall_s: float = 0.0
     """How long planning took (not part of the run's ``wall_s``, which starts after it)."""
     simulated: bool = False
     """True when the planner's answers came from a simulator."""
+    error: str | None = None
+    """Why planning failed (no valid plan, the API kept failing, the budget could not cover
+    it); ``None`` when it produced the plan."""
 
 
 PLANNING_NODE = "(planning)"
-"""The pseudo node id under which a store records planning (one attempt: its total)."""
+"""The pseudo node id under which a store records planning: one attempt per round."""
 
 
 def planning_attempt(record: PlanningRecord, at: datetime) -> Attempt:
-    """Planning as one stored attempt, so that stored spend includes it."""
+    """Planning done before the run, as one stored attempt (so stored spend includes it).
+
+    For ``Engine.prepare(planning=...)``: planning inside the run stores each round.
+    """
     return Attempt(
         number=record.rounds, tier=record.tier, model=record.model, started_at=at,
         finished_at=at, input_tokens=record.input_tokens, output_tokens=record.output_tokens,
@@ -234,12 +247,25 @@ def planning_attempt(record: PlanningRecord, at: datetime) -> Attempt:
     )  # fmt: skip
 
 
-def planning_from_attempt(attempt: Attempt) -> PlanningRecord:
-    """The planning record back from its stored attempt (rejected rounds' detail is lost)."""
+def planning_from_attempts(attempts: list[Attempt], *, error: str | None = None) -> PlanningRecord:
+    """The planning record of a run from its planning attempts (one per round).
+
+    A round whose plan was rejected has a failed verdict whose reason lists its problems,
+    one a line. Earlier stores kept planning as one attempt numbered by its rounds: read
+    as such.
+    """
+    last = attempts[-1]
+    rounds = last.number if len(attempts) == 1 and last.calls > 1 else len(attempts)
+    wasted = [a for a in attempts if not a.passed]
     return PlanningRecord(
-        tier=attempt.tier, model=attempt.model or "", rounds=attempt.number,
-        input_tokens=attempt.input_tokens, output_tokens=attempt.output_tokens,
-        cost_usd=attempt.cost_usd, simulated=attempt.simulated,
+        tier=last.tier, model=last.model or "", rounds=rounds,
+        input_tokens=sum(a.input_tokens + a.cache_read_tokens + a.cache_write_tokens
+                         for a in attempts),
+        output_tokens=sum(a.output_tokens for a in attempts),
+        cost_usd=sum((a.cost_usd for a in attempts), ZERO_USD),
+        wasted_cost_usd=sum((a.cost_usd for a in wasted), ZERO_USD),
+        problems=[a.verdict.reason.splitlines() for a in wasted if a.verdict is not None],
+        simulated=any(a.simulated for a in attempts), error=error,
     )  # fmt: skip
 
 
@@ -258,11 +284,11 @@ class RunResult(BaseModel):
     """The output task's output, when it succeeded."""
     output_task: str | None = None
     """Which task's output is the run's output."""
-    cost_usd: float = 0.0
-    """Total spend."""
-    wasted_cost_usd: float = 0.0
+    cost_usd: USD = ZERO_USD
+    """Total spend, planning included."""
+    wasted_cost_usd: USD = ZERO_USD
     """Spend on attempts that did not pass."""
-    budget_usd: float | None = None
+    budget_usd: USD | None = None
     """The run's budget, if it had one."""
     started_at: datetime
     """When the run started (UTC)."""

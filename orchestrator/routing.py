@@ -343,7 +343,7 @@ class CalibratedRouter:
         keep = self.decay
         record.nodes = record.nodes * keep + 1.0
         record.verified = record.verified * keep + (result.status is NodeStatus.SUCCEEDED)
-        record.cost_usd = record.cost_usd * keep + result.cost_usd
+        record.cost_usd = record.cost_usd * keep + float(result.cost_usd)
         return True
 
     def observe_many(self, results: Iterable[NodeResult]) -> int:

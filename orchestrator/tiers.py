@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.capabilities import Capabilities
 from orchestrator.exceptions import ConfigIssue, TierConfigError
-from orchestrator.pricing import PriceBand, Usage, price_for
+from orchestrator.pricing import NonNegative, PriceBand, Usage, price_for
 
 __all__ = ["DEFAULT_TIERS", "Tier", "TierLadder", "default_ladder", "load_ladder"]
 
@@ -54,7 +55,7 @@ class Tier(BaseModel):
     api_key_env: str | None = None
     """Environment variable holding this tier's API key; ``None``: ``ANTHROPIC_API_KEY``."""
 
-    web_search_usd: float = Field(default=0.01, ge=0)
+    web_search_usd: NonNegative = Decimal("0.01")
     """USD per server-side web search (Anthropic's public price: $10 per 1,000)."""
 
     @field_validator("prices")
@@ -68,18 +69,18 @@ class Tier(BaseModel):
             raise ValueError("up_to_prompt_tokens must strictly increase, open-ended band last")
         return bands
 
-    def cost(self, usage: Usage) -> float:
-        """Return the USD cost of ``usage`` on this tier (band chosen by prompt length)."""
+    def cost(self, usage: Usage) -> Decimal:
+        """Return the exact USD cost of ``usage`` on this tier (band chosen by prompt length)."""
         searches = usage.web_search_requests * self.web_search_usd
         return price_for(self.prices, usage.prompt_tokens).cost(usage) + searches
 
-    def worst_case_cost(self, prompt_tokens: int, max_output_tokens: int) -> float:
+    def worst_case_cost(self, prompt_tokens: int, max_output_tokens: int) -> Decimal:
         """Return the most a call with this prompt size and output cap can cost.
 
         Every prompt token is priced as uncached input or a cache write, whichever is dearer.
         """
         band = price_for(self.prices, prompt_tokens)
-        write = band.input * 1.25 if band.cache_write is None else band.cache_write
+        write = band.cache_write_price
         dearest = Usage(
             input_tokens=prompt_tokens if band.input >= write else 0,
             cache_write_tokens=0 if band.input >= write else prompt_tokens,
@@ -337,6 +338,9 @@ _FIXES = {
     "int_type": "use a whole number",
     "float_parsing": "use a number",
     "float_type": "use a number",
+    "decimal_parsing": "use a number",
+    "decimal_type": "use a number",
+    "finite_number": "use a finite number",
     "string_type": 'use a quoted string, e.g. "value"',
     "string_pattern_mismatch": "use letters, digits, '_', '.' or '-' only",
     "too_short": "give at least one entry",

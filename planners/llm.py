@@ -9,8 +9,10 @@ of times; then :class:`~orchestrator.exceptions.PlanValidationError` lists every
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,15 +20,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from orchestrator.budget import Budget, Meter
 from orchestrator.capabilities import CAPABILITY_DIMENSIONS, LEVEL_MEANINGS, MAX_LEVEL, Needs
 from orchestrator.dag import plan_problems
-from orchestrator.exceptions import PlanProblem, PlanValidationError
-from orchestrator.models.base import Message, ModelClient, ModelRequest
+from orchestrator.exceptions import (
+    BudgetExhausted,
+    ModelAPIError,
+    ModelAPIUserError,
+    PlanProblem,
+    PlanValidationError,
+)
+from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelResponse
 from orchestrator.plan import NonEmptySpec, Plan, RequiredSectionsSpec, Task, VerifierSpec
-from orchestrator.pricing import Usage
-from orchestrator.results import PlanningRecord
+from orchestrator.pricing import ZERO_USD, Usage
+from orchestrator.results import Attempt, PlanningRecord, Verdict
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tool import Tool
 
-__all__ = ["DraftTask", "LLMPlanner", "PlanDraft", "PlanningReport"]
+__all__ = ["AttemptHook", "DraftTask", "LLMPlanner", "PlanDraft", "PlanningReport"]
 
 
 class DraftNeeds(BaseModel):
@@ -65,29 +73,38 @@ class PlanDraft(BaseModel):
     output_task: str | None = Field(default=None, description="the task whose output is final")
 
 
+AttemptHook = Callable[[Attempt], Awaitable[None]]
+"""Awaited with a planning round's attempt record whenever it changes: when the round
+starts, when a call's worst case is reserved (before the request leaves) and when it ends."""
+
+
 @dataclass
 class PlanningReport:
     """What planning cost and how many rounds it took.
 
     Attributes:
         tier: The tier that planned.
-        rounds: Model calls made (1 + repairs).
+        rounds: Rounds made (1 + repairs + rounds the API failed).
         usage: Tokens of every call.
         cost_usd: Their cost.
-        wasted_cost_usd: The cost of rounds whose plan was rejected.
+        wasted_cost_usd: The cost of rounds whose plan was rejected or that failed.
         problems: The problems of each rejected round, in order.
         simulated: Whether any answer came from a simulator.
+        attempts: Every round as an attempt record (what a store keeps).
+        error: Why planning failed, if it did.
     """
 
     tier: str
     model: str = ""
     rounds: int = 0
     usage: Usage = field(default_factory=Usage)
-    cost_usd: float = 0.0
-    wasted_cost_usd: float = 0.0
+    cost_usd: Decimal = ZERO_USD
+    wasted_cost_usd: Decimal = ZERO_USD
     problems: list[list[str]] = field(default_factory=list)
     simulated: bool = False
     wall_s: float = 0.0
+    attempts: list[Attempt] = field(default_factory=list)
+    error: str | None = None
 
     def record(self) -> PlanningRecord:
         """The report as the run result carries it."""
@@ -96,12 +113,18 @@ class PlanningReport:
             input_tokens=self.usage.prompt_tokens, output_tokens=self.usage.output_tokens,
             cost_usd=self.cost_usd, wasted_cost_usd=self.wasted_cost_usd,
             problems=[list(p) for p in self.problems], simulated=self.simulated,
-            wall_s=self.wall_s,
+            wall_s=self.wall_s, error=self.error,
         )  # fmt: skip
 
 
 class LLMPlanner:
     """Asks a model for a plan and repairs it until it validates.
+
+    Every round is a model call reserved in ``budget`` like any other, so planning never
+    spends past the run's budget: a budget that cannot cover even the first round's worst
+    case fails with :class:`~orchestrator.exceptions.BudgetExhausted` before anything is
+    sent. A round the API fails (after the client's own retries) is tried again, up to
+    ``max_api_failures`` times, with the same conversation.
 
     Args:
         client: The model client.
@@ -110,7 +133,11 @@ class LLMPlanner:
         tools: Tools tasks may use (their names and descriptions go into the prompt).
         max_tasks: Largest plan accepted.
         max_repairs: Repair rounds after the first answer.
-        budget: Budget charged for planning calls (default: unlimited).
+        budget: Budget charged for planning calls (default: unlimited); the run's, when
+            planning is part of a run.
+        max_api_failures: Rounds the API may fail before planning gives up.
+        max_output_tokens: ``max_tokens`` of each round (at most the tier's): what the
+            budget reserves for the plan's text. A plan of 20 tasks fits in the default.
     """
 
     def __init__(
@@ -123,6 +150,8 @@ class LLMPlanner:
         max_tasks: int = 20,
         max_repairs: int = 2,
         budget: Budget | None = None,
+        max_api_failures: int = 2,
+        max_output_tokens: int = 4096,
     ) -> None:
         self.client = client
         self.ladder = ladder
@@ -130,50 +159,128 @@ class LLMPlanner:
         self.tools = list(tools)
         self.max_tasks = max_tasks
         self.max_repairs = max_repairs
+        self.max_api_failures = max_api_failures
+        self.max_output_tokens = min(max_output_tokens, self.tier.max_output_tokens)
         self.budget = budget or Budget()
         self.last_report: PlanningReport | None = None
 
-    async def plan(self, goal: str, context: str | None = None) -> Plan:
+    async def plan(
+        self, goal: str, context: str | None = None, *, on_attempt: AttemptHook | None = None
+    ) -> Plan:
         """Return a validated plan for ``goal``.
+
+        Args:
+            goal: What the plan is for.
+            context: Extra instructions for the planner model.
+            on_attempt: Awaited with each round's attempt record as it changes.
 
         Raises:
             PlanValidationError: If no round produced a valid plan (last round's problems).
+            ModelAPIError: If the API failed more than ``max_api_failures`` rounds, or
+                failed in a way retrying cannot fix (a bad key, a bad request).
+            BudgetExhausted: If the budget cannot cover the next round's worst case.
         """
         report = PlanningReport(tier=self.tier.name, model=self.tier.model)
         self.last_report = report
         started = anyio.current_time()
         try:
-            return await self._rounds(goal, context, report)
+            return await self._rounds(goal, context, report, on_attempt or _ignore)
+        except (PlanValidationError, ModelAPIError, BudgetExhausted) as exc:
+            report.error = str(exc)
+            raise
         finally:
             report.wall_s = anyio.current_time() - started
 
-    async def _rounds(self, goal: str, context: str | None, report: PlanningReport) -> Plan:
+    async def _rounds(
+        self, goal: str, context: str | None, report: PlanningReport, on_attempt: AttemptHook
+    ) -> Plan:
         messages = [Message(role="user", content=_goal_message(goal, context))]
         problems: list[PlanProblem] = []
-        for _ in range(self.max_repairs + 1):
-            meter = Meter(self.tier, self.budget)
-            response = await self.client.complete(self._request(messages), meter)
-            report.rounds += 1
-            report.usage = report.usage + meter.usage
-            report.cost_usd += meter.cost_usd
-            report.simulated = report.simulated or response.simulated
+        repairs = failures = 0
+        while True:
+            attempt = Attempt(
+                number=len(report.attempts) + 1, tier=self.tier.name, model=self.tier.model,
+                started_at=_now(), route_reason="planning" if not repairs else "repair",
+            )  # fmt: skip
+            report.attempts.append(attempt)
+            response = await self._round(messages, attempt, report, on_attempt)
+            if response is None:  # the API failed this round
+                failures += 1
+                if failures > self.max_api_failures:
+                    raise ModelAPIError(
+                        f"the API failed {failures} planning rounds; the last: {attempt.error}",
+                        error_type=attempt.error_type or "api_error",
+                    )
+                continue
             plan, problems = self._check(goal, response.data)
             if plan is not None:
+                attempt.verdict = Verdict(passed=True, verifier="planner", reason="valid plan")
+                await on_attempt(attempt)
                 return plan
-            report.wasted_cost_usd += meter.cost_usd
-            report.problems.append([str(p) for p in problems])
+            listed = [str(p) for p in problems]
+            attempt.verdict = Verdict(passed=False, verifier="planner", reason="\n".join(listed))
+            report.wasted_cost_usd += attempt.cost_usd
+            report.problems.append(listed)
+            await on_attempt(attempt)
+            repairs += 1
+            if repairs > self.max_repairs:
+                raise PlanValidationError(problems)
             messages += [
                 Message(role="assistant", content=response.text or "(empty answer)"),
                 Message(role="user", content=_repair_message(problems)),
             ]
-        raise PlanValidationError(problems)
+
+    async def _round(
+        self,
+        messages: list[Message],
+        attempt: Attempt,
+        report: PlanningReport,
+        on_attempt: AttemptHook,
+    ) -> ModelResponse | None:
+        """One model call: the response, or ``None`` if the API failed (retryably)."""
+
+        async def reserved(meter: Meter) -> None:
+            attempt.cost_usd, attempt.in_flight_usd = meter.cost_usd, meter.in_flight_usd
+            await on_attempt(attempt)
+
+        meter = Meter(self.tier, self.budget, on_reserve=reserved)
+        await on_attempt(attempt)
+        try:
+            response = await self.client.complete(self._request(messages), meter)
+            attempt.simulated = response.simulated
+            return response
+        except ModelAPIUserError as exc:  # retrying cannot fix it
+            attempt.error, attempt.error_type = str(exc), exc.error_type
+            raise
+        except ModelAPIError as exc:
+            attempt.error, attempt.error_type = str(exc), exc.error_type
+            return None
+        except BudgetExhausted as exc:
+            attempt.error, attempt.error_type = str(exc), "budget_exhausted"
+            raise
+        finally:
+            attempt.finished_at = _now()
+            attempt.cost_usd, attempt.in_flight_usd = meter.cost_usd, ZERO_USD
+            attempt.input_tokens = meter.usage.input_tokens
+            attempt.output_tokens = meter.usage.output_tokens
+            attempt.cache_write_tokens = meter.usage.cache_write_tokens
+            attempt.cache_read_tokens = meter.usage.cache_read_tokens
+            attempt.calls = meter.calls
+            report.rounds += 1
+            report.usage = report.usage + meter.usage
+            report.cost_usd += meter.cost_usd
+            report.simulated = report.simulated or attempt.simulated
+            if attempt.error is not None:
+                report.wasted_cost_usd += meter.cost_usd
+                with anyio.CancelScope(shield=True):
+                    await on_attempt(attempt)
 
     def _request(self, messages: list[Message]) -> ModelRequest:
         return ModelRequest(
             tier=self.tier,
             system=system_prompt(self.tools, self.max_tasks),
             messages=messages,
-            max_output_tokens=self.tier.max_output_tokens,
+            max_output_tokens=self.max_output_tokens,
             output_schema=PlanDraft.model_json_schema(),
             purpose="plan",
         )
@@ -197,6 +304,14 @@ class LLMPlanner:
             plan, known_tools={t.name for t in self.tools}, max_tasks=self.max_tasks
         )
         return (None, problems) if problems else (plan, [])
+
+
+async def _ignore(attempt: Attempt) -> None:
+    return None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def to_plan(goal: str, draft: PlanDraft) -> tuple[Plan | None, list[PlanProblem]]:

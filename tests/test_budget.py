@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import anyio
 import pytest
@@ -21,19 +22,19 @@ def test_reserve_and_settle_arithmetic() -> None:
     assert budget.remaining_usd == 1.0
     first = budget.reserve(0.25)
     second = budget.reserve(0.5)
-    assert budget.reserved_usd == pytest.approx(0.75)
-    assert budget.remaining_usd == pytest.approx(0.25)
+    assert budget.reserved_usd == Decimal("0.75")
+    assert budget.remaining_usd == Decimal("0.25")
     assert budget.spent_usd == 0.0
 
     budget.settle(first, 0.05)
-    assert budget.reserved_usd == pytest.approx(0.5)
-    assert budget.spent_usd == pytest.approx(0.05)
-    assert budget.remaining_usd == pytest.approx(0.45)
+    assert budget.reserved_usd == Decimal("0.5")
+    assert budget.spent_usd == Decimal("0.05")
+    assert budget.remaining_usd == Decimal("0.45")
 
     budget.settle(second, 0.5)
-    assert budget.reserved_usd == pytest.approx(0.0)
-    assert budget.spent_usd == pytest.approx(0.55)
-    assert budget.remaining_usd == pytest.approx(0.45)
+    assert budget.reserved_usd == Decimal("0.0")
+    assert budget.spent_usd == Decimal("0.55")
+    assert budget.remaining_usd == Decimal("0.45")
     assert budget.exhausted is False
 
 
@@ -52,19 +53,19 @@ def test_reserve_beyond_remaining_raises_and_marks_exhausted() -> None:
     error = info.value
     assert isinstance(error, RunError)
     assert error.needed_usd == 0.5
-    assert error.remaining_usd == pytest.approx(0.25)
+    assert error.remaining_usd == Decimal("0.25")
     assert "0.500000" in str(error)
     assert "0.250000" in str(error)
     assert budget.exhausted is True
     # The refused reservation holds nothing.
-    assert budget.reserved_usd == pytest.approx(0.75)
+    assert budget.reserved_usd == Decimal("0.75")
     budget.settle(held, 0.1)
-    assert budget.spent_usd == pytest.approx(0.1)
+    assert budget.spent_usd == Decimal("0.1")
 
 
 def test_spent_before_a_resume_counts() -> None:
     budget = Budget(1.0, spent_usd=0.9)
-    assert budget.remaining_usd == pytest.approx(0.1)
+    assert budget.remaining_usd == Decimal("0.1")
     with pytest.raises(BudgetExhausted):
         budget.reserve(0.2)
 
@@ -85,18 +86,18 @@ def test_settle_is_idempotent() -> None:
     budget.settle(reservation, 0.125)
     budget.settle(reservation, 0.9)
     assert budget.spent_usd == 0.125
-    assert budget.reserved_usd == pytest.approx(0.25)  # other's reservation still held
+    assert budget.reserved_usd == Decimal("0.25")  # other's reservation still held
     assert reservation.settled is True
     assert other.settled is False
 
 
 def test_no_limit_never_exhausts() -> None:
     budget = Budget()
-    assert budget.remaining_usd == math.inf
-    reservation = budget.reserve(1e9)
-    budget.settle(reservation, 123.0)
-    assert budget.spent_usd == 123.0
-    assert budget.remaining_usd == math.inf
+    assert budget.remaining_usd is None
+    reservation = budget.reserve(Decimal(10**9))
+    budget.settle(reservation, Decimal(123))
+    assert budget.spent_usd == 123
+    assert budget.remaining_usd is None
     assert budget.exhausted is False
 
 
@@ -107,9 +108,9 @@ def test_zero_budget_allows_only_free_calls() -> None:
         budget.reserve(1e-9)
 
 
-@pytest.mark.parametrize("limit", [-0.01, -1.0, math.nan, -math.inf])
-def test_negative_or_nan_limit_is_rejected(limit: float) -> None:
-    with pytest.raises(ValueError, match="non-negative"):
+@pytest.mark.parametrize("limit", [-0.01, -1.0, math.nan, -math.inf, math.inf, Decimal("NaN")])
+def test_negative_or_nan_limit_is_rejected(limit: float | Decimal) -> None:
+    with pytest.raises(ValueError, match=r"budget must be a (finite|non-negative) number"):
         Budget(limit)
 
 
@@ -133,7 +134,7 @@ async def test_acquire_waits_for_calls_in_flight_to_settle() -> None:
             assert acquired == []  # 0.5 does not fit beside the 0.75 in flight
             budget.settle(in_flight, 0.125)
     assert acquired == [0.5]
-    assert budget.remaining_usd == pytest.approx(0.375)
+    assert budget.remaining_usd == Decimal("0.375")
     assert budget.exhausted is False
 
 
@@ -156,7 +157,7 @@ async def test_acquire_raises_when_it_cannot_fit_even_with_nothing_in_flight() -
             assert errors == []
             budget.settle(in_flight, 0.25)
     (error,) = errors
-    assert error.remaining_usd == pytest.approx(0.75)
+    assert error.remaining_usd == Decimal("0.75")
     assert budget.exhausted is True
 
 
@@ -181,15 +182,15 @@ async def test_meter_reserves_the_worst_case_then_settles_to_real_usage() -> Non
     async with meter.call(20_000, 1_000) as ticket:
         assert isinstance(ticket, CallTicket)
         assert ticket.usage is None
-        assert budget.reserved_usd == pytest.approx(worst)
-        assert budget.remaining_usd == pytest.approx(10.0 - worst)
+        assert budget.reserved_usd == worst
+        assert budget.remaining_usd == Decimal(10) - worst
         ticket.usage = usage
 
     real = SONNET.cost(usage)
     assert real < worst
-    assert budget.reserved_usd == pytest.approx(0.0)
-    assert budget.spent_usd == pytest.approx(real)
-    assert meter.cost_usd == pytest.approx(real)
+    assert budget.reserved_usd == Decimal("0.0")
+    assert budget.spent_usd == real
+    assert meter.cost_usd == real
     assert meter.usage == usage
     assert meter.calls == 1
 
@@ -229,9 +230,9 @@ async def test_failed_call_settles_at_zero_cost_and_the_error_propagates() -> No
         await failing_call()
 
     assert [ticket.usage for ticket in tickets] == [None]
-    assert budget.reserved_usd == pytest.approx(0.0)
+    assert budget.reserved_usd == Decimal("0.0")
     assert budget.spent_usd == 0.0
-    assert budget.remaining_usd == pytest.approx(10.0)
+    assert budget.remaining_usd == Decimal("10.0")
     assert meter.cost_usd == 0.0
     assert meter.usage == Usage()
     assert meter.calls == 1

@@ -19,6 +19,7 @@ import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,9 +34,11 @@ from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.models.ratelimit import RateLimiter
 from orchestrator.models.retry import RetryPolicy
 from orchestrator.plan import JudgeSpec, NonEmptySpec, RequiredSectionsSpec
+from orchestrator.pricing import Usage
 from orchestrator.results import Attempt, NodeResult, RunResult
 from orchestrator.sim import BrainReply, BrainRequest, DefaultBrain, SimConfig, serve
 from orchestrator.store import SQLiteStore, StoredRun, StoreListener
+from orchestrator.store.base import spent_on
 from orchestrator.testing import TestModel
 from orchestrator.tiers import TierLadder, default_ladder
 
@@ -183,7 +186,7 @@ def _check_store_file(path: Path) -> StoreRows:
         attempts = db.execute("SELECT number, cost_usd, body FROM attempts").fetchall()
         for number, cost, body in attempts:
             attempt = Attempt.model_validate_json(body)
-            assert (attempt.number, attempt.cost_usd) == (number, cost)
+            assert (attempt.number, float(spent_on(attempt))) == (number, cost)
         nodes = db.execute("SELECT node_id, status, body FROM nodes").fetchall()
         for node_id, status, body in nodes:
             node = NodeResult.model_validate_json(body)
@@ -229,7 +232,7 @@ class Kill:
     """The node whose request was in flight at the kill."""
     marker: int
     """Requests the server had seen when the process died."""
-    cost_usd: float
+    cost_usd: Decimal
     """What the store had recorded as spent."""
 
 
@@ -313,11 +316,12 @@ async def crash_and_resume(
     }
     assert asked_last == all_nodes - kills[-1].succeeded  # and everything else was
 
-    # Each attempt in flight at a kill is kept, marked interrupted with unknown cost.
+    # Each attempt in flight at a kill is kept, marked interrupted, its cost an upper
+    # bound: the worst case of the call it had in flight (which the server may have billed).
     for node_id, killed_during in Counter(kill.in_flight for kill in kills).items():
         interrupted = [a for a in nodes[node_id]["attempts"] if a["error_type"] == "interrupted"]
         assert len(interrupted) >= killed_during, (node_id, nodes[node_id]["attempts"])
-        assert all(a["cost_unknown"] and a["cost_usd"] == 0 for a in interrupted)
+        assert all(a["cost_unknown"] and a["cost_usd"] > 0 for a in interrupted)
     assert resumed["cost_usd"] == pytest.approx(
         sum(a["cost_usd"] for node in resumed["nodes"] for a in node["attempts"])
     )
@@ -327,11 +331,31 @@ async def crash_and_resume(
     assert (rows.runs, rows.nodes) == (1, len(all_nodes))
     final = await load_only_run(home / "runs.db")
     assert final.summary.status == "succeeded"
-    assert final.summary.cost_usd == pytest.approx(resumed["cost_usd"])
+    assert float(final.summary.cost_usd) == pytest.approx(resumed["cost_usd"])
     assert all(kill.cost_usd <= final.summary.cost_usd for kill in kills)  # spend carried on
+    # Never below what the server billed: calls cut off by a kill count at their worst case.
+    billed = billed_usd(requests)
+    assert final.summary.cost_usd >= billed > 0, (final.summary.cost_usd, billed)
     assert final.result is not None
     assert final.result.model_dump(mode="json") == resumed
     return kills
+
+
+def billed_usd(requests: Sequence[Any]) -> Decimal:
+    """What the server billed: every answered request's usage at its model's prices."""
+    tiers = {tier.model: tier for tier in default_ladder().tiers}
+    billed = Decimal(0)
+    for record in requests:
+        if record.usage is None or record.model not in tiers:
+            continue
+        usage = Usage(
+            input_tokens=record.usage.get("input_tokens", 0),
+            output_tokens=record.usage.get("output_tokens", 0),
+            cache_write_tokens=record.usage.get("cache_creation_input_tokens") or 0,
+            cache_read_tokens=record.usage.get("cache_read_input_tokens") or 0,
+        )
+        billed += tiers[record.model].cost(usage)
+    return billed
 
 
 def _node_view(document: Mapping[str, Any]) -> dict[str, tuple[str, bool]]:

@@ -308,8 +308,10 @@ async def test_events_tell_the_story_in_order() -> None:
         "RunStarted",
         "NodeStarted",
         "AttemptStarted",
+        "AttemptSpending",  # the call's worst case, recorded before it is sent
         "AttemptFinished",
         "AttemptStarted",
+        "AttemptSpending",
         "AttemptFinished",
         "NodeFinished",
         "RunFinished",

@@ -80,7 +80,7 @@ def test_searches_are_priced_per_use() -> None:
     tier = default_ladder().get("sonnet")
     plain = Usage(input_tokens=1000, output_tokens=100)
     searched = Usage(input_tokens=1000, output_tokens=100, web_search_requests=4)
-    assert tier.cost(searched) - tier.cost(plain) == pytest.approx(0.04)
+    assert float(tier.cost(searched) - tier.cost(plain)) == pytest.approx(0.04)
     assert (plain + searched).web_search_requests == 4
 
 

@@ -249,8 +249,10 @@ def test_an_offline_run_exports_one_trace_with_the_whole_tree(otel_env: Receiver
     assert root.attributes["gen_ai.operation.name"] == "invoke_workflow"
     assert root.attributes["orchestrator.run.id"] == result.run_id
     assert root.attributes["orchestrator.run.status"] == "succeeded"
-    assert root.attributes["orchestrator.cost_usd"] == pytest.approx(result.cost_usd)
-    assert root.attributes["orchestrator.wasted_cost_usd"] == pytest.approx(result.wasted_cost_usd)
+    assert root.attributes["orchestrator.cost_usd"] == pytest.approx(float(result.cost_usd))
+    assert root.attributes["orchestrator.wasted_cost_usd"] == pytest.approx(
+        float(result.wasted_cost_usd)
+    )
     assert root.attributes["orchestrator.simulated"] is True
 
     # every node, under the run, linked to what it depends on
@@ -309,7 +311,9 @@ def test_an_offline_run_exports_one_trace_with_the_whole_tree(otel_env: Receiver
             assert sum(c.attributes["gen_ai.usage.output_tokens"] for c in calls) == (
                 attempt.output_tokens
             )
-            assert span.attributes["orchestrator.cost_usd"] == pytest.approx(attempt.cost_usd)
+            assert span.attributes["orchestrator.cost_usd"] == pytest.approx(
+                float(attempt.cost_usd)
+            )
             for chat in calls:
                 assert chat.name == f"chat {attempt.model}"
                 assert chat.attributes["gen_ai.operation.name"] == "chat"

@@ -122,7 +122,7 @@ def test_haiku_prices_by_prompt_band(prompt: int, input_price: float, output_pri
     haiku = default_ladder().get("haiku")
     usage = Usage(input_tokens=prompt, output_tokens=1000)
     expected = (prompt * input_price + 1000 * output_price) / MTOK
-    assert haiku.cost(usage) == pytest.approx(expected)
+    assert float(haiku.cost(usage)) == pytest.approx(expected)
 
 
 def test_haiku_band_counts_cache_reads_and_writes_as_prompt() -> None:
@@ -132,7 +132,7 @@ def test_haiku_band_counts_cache_reads_and_writes_as_prompt() -> None:
         input_tokens=99_000, cache_read_tokens=500, cache_write_tokens=500, output_tokens=10_000
     )
     assert under.prompt_tokens == 100_000
-    assert haiku.cost(under) == pytest.approx(
+    assert float(haiku.cost(under)) == pytest.approx(
         (99_000 * 0.10 + 500 * 0.01 + 500 * 0.125 + 10_000 * 0.50) / MTOK
     )
     # Only 99_000 uncached, but one more cache-read token makes it 100_001: the dear band.
@@ -140,7 +140,7 @@ def test_haiku_band_counts_cache_reads_and_writes_as_prompt() -> None:
         input_tokens=99_000, cache_read_tokens=501, cache_write_tokens=500, output_tokens=10_000
     )
     assert over.prompt_tokens == 100_001
-    assert haiku.cost(over) == pytest.approx(
+    assert float(haiku.cost(over)) == pytest.approx(
         (99_000 * 0.50 + 501 * 0.05 + 500 * 0.625 + 10_000 * 2.50) / MTOK
     )
     assert haiku.cost(over) > 4 * haiku.cost(under)
@@ -160,21 +160,29 @@ def test_sonnet_and_opus_prices(
     prompt: int,
 ) -> None:
     tier = default_ladder().get(name)
-    assert tier.cost(Usage(input_tokens=MTOK)) == pytest.approx(input_price)
-    assert tier.cost(Usage(output_tokens=MTOK)) == pytest.approx(output_price)
-    assert tier.cost(Usage(cache_write_tokens=MTOK)) == pytest.approx(write_price)
-    assert tier.cost(Usage(cache_read_tokens=MTOK)) == pytest.approx(read_price)
+    assert float(tier.cost(Usage(input_tokens=MTOK))) == pytest.approx(input_price)
+    assert float(tier.cost(Usage(output_tokens=MTOK))) == pytest.approx(output_price)
+    assert float(tier.cost(Usage(cache_write_tokens=MTOK))) == pytest.approx(write_price)
+    assert float(tier.cost(Usage(cache_read_tokens=MTOK))) == pytest.approx(read_price)
     # One flat band: the price per token does not depend on the prompt size.
     usage = Usage(input_tokens=prompt, output_tokens=2_000)
-    assert tier.cost(usage) == pytest.approx((prompt * input_price + 2_000 * output_price) / MTOK)
+    assert float(tier.cost(usage)) == pytest.approx(
+        (prompt * input_price + 2_000 * output_price) / MTOK
+    )
 
 
 def test_haiku_cache_prices() -> None:
     haiku = default_ladder().get("haiku")
-    assert haiku.cost(Usage(cache_write_tokens=50_000)) == pytest.approx(50_000 * 0.125 / MTOK)
-    assert haiku.cost(Usage(cache_read_tokens=50_000)) == pytest.approx(50_000 * 0.01 / MTOK)
-    assert haiku.cost(Usage(cache_write_tokens=200_000)) == pytest.approx(200_000 * 0.625 / MTOK)
-    assert haiku.cost(Usage(cache_read_tokens=200_000)) == pytest.approx(200_000 * 0.05 / MTOK)
+    assert float(haiku.cost(Usage(cache_write_tokens=50_000))) == pytest.approx(
+        50_000 * 0.125 / MTOK
+    )
+    assert float(haiku.cost(Usage(cache_read_tokens=50_000))) == pytest.approx(50_000 * 0.01 / MTOK)
+    assert float(haiku.cost(Usage(cache_write_tokens=200_000))) == pytest.approx(
+        200_000 * 0.625 / MTOK
+    )
+    assert float(haiku.cost(Usage(cache_read_tokens=200_000))) == pytest.approx(
+        200_000 * 0.05 / MTOK
+    )
 
 
 def test_zero_usage_costs_nothing() -> None:
@@ -187,7 +195,7 @@ def test_worst_case_prices_every_prompt_token_at_the_dearest_input_rate(name: st
     tier = default_ladder().get(name)
     worst = tier.worst_case_cost(120_000, 4096)
     # Cache writes cost more than uncached input on every default tier.
-    assert worst == pytest.approx(tier.cost(Usage(cache_write_tokens=120_000, output_tokens=4096)))
+    assert worst == tier.cost(Usage(cache_write_tokens=120_000, output_tokens=4096))
     assert worst > tier.cost(Usage(input_tokens=120_000, output_tokens=4096))
 
 
@@ -288,7 +296,7 @@ def test_prices_list_replaces_the_default_bands(tmp_path: Path) -> None:
     text = "[tiers.haiku]\nprices = [{ input = 1.0, output = 5.0 }]\n"
     haiku = load_ladder(write(tmp_path, text)).get("haiku")
     assert haiku.prices == (PriceBand(input=1.0, output=5.0),)
-    assert haiku.cost(Usage(input_tokens=150_000)) == pytest.approx(0.15)
+    assert float(haiku.cost(Usage(input_tokens=150_000))) == pytest.approx(0.15)
 
 
 def test_loading_overrides_leaves_the_builtin_ladder_alone(tmp_path: Path) -> None:
@@ -331,10 +339,10 @@ def test_new_tier_above_opus_sorts_last(tmp_path: Path) -> None:
     assert fable.model == "claude-fable-1"
     assert fable.max_output_tokens == 4096  # the field default
     assert fable.max_concurrency == 16
-    assert fable.cost(Usage(input_tokens=MTOK, output_tokens=MTOK)) == pytest.approx(90.0)
+    assert float(fable.cost(Usage(input_tokens=MTOK, output_tokens=MTOK))) == pytest.approx(90.0)
     # Cache prices default to 1.25x and 0.1x input.
-    assert fable.cost(Usage(cache_write_tokens=MTOK)) == pytest.approx(18.75)
-    assert fable.cost(Usage(cache_read_tokens=MTOK)) == pytest.approx(1.5)
+    assert float(fable.cost(Usage(cache_write_tokens=MTOK))) == pytest.approx(18.75)
+    assert float(fable.cost(Usage(cache_read_tokens=MTOK))) == pytest.approx(1.5)
 
 
 def test_new_local_tier_below_haiku_sorts_first_and_is_free(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio
 
-from orchestrator.budget import Meter
 from orchestrator.cli.otel import session
 from orchestrator.cli.render import (
     LiveProgress,
@@ -25,11 +24,10 @@ from orchestrator.cli.render import (
     render_summary,
     render_tree,
 )
-from orchestrator.engine import Engine, Run, RunConfig
+from orchestrator.engine import Engine, Run, RunConfig, stored_result
 from orchestrator.events import Listener
-from orchestrator.exceptions import PlanValidationError, UserError
+from orchestrator.exceptions import BudgetExhausted, ModelAPIError, PlanValidationError, UserError
 from orchestrator.models.anthropic import AnthropicClient
-from orchestrator.models.base import ModelRequest, ModelResponse
 from orchestrator.node import render_value
 from orchestrator.plan import Plan
 from orchestrator.research import ResearchAgent, render_report
@@ -163,10 +161,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """Show one stored run (the same JSON as ``run --json``)."""
     stored = anyio.run(_load_stored, store_path(args), args.run_id)
-    result = stored.result
-    if result is None:  # the process died: show what the store knows
-        engine = Engine(_NoClient(), passages=_AnyPassages())
-        result = engine.prepare(stored.plan, resume=stored).snapshot()
+    result = stored_result(stored)  # the process died: what the store knows; no tools needed
     _report(args, result, None)
     if args.timeline:
         try:
@@ -201,18 +196,6 @@ async def _list_runs(path: Path, limit: int) -> list[RunSummary]:
         await store.aclose()
 
 
-class _AnyPassages:
-    """Lets a stored plan with citation checks be shown without loading its corpus."""
-
-    def passage_text(self, passage_id: str) -> str | None:
-        return None  # pragma: no cover  (showing never verifies)
-
-
-class _NoClient:
-    async def complete(self, request: ModelRequest, meter: Meter) -> ModelResponse:
-        raise AssertionError("showing a run never calls a model")  # pragma: no cover
-
-
 def _run_config(args: argparse.Namespace) -> RunConfig:
     try:
         return RunConfig(max_concurrency=args.max_concurrency, budget_usd=args.budget)
@@ -232,7 +215,7 @@ async def _run(
     config: RunConfig,
     resume: StoredRun | None,
 ) -> tuple[RunResult, Corpus | None] | None:
-    """Plan (when ``plan`` is None: research mode) and execute; None if planning failed."""
+    """Plan (when ``plan`` is None: research mode, planning inside the run) and execute."""
     store = await SQLiteStore.open(store_path(args))
     try:
         async with (
@@ -247,20 +230,16 @@ async def _run(
             corpus = None
             if plan is None or _uses_corpus(plan):
                 corpus = await _load_corpus(args)
-            if plan is None:
+            if plan is None:  # the run is recorded before the planner's first call
                 assert corpus is not None
                 agent = ResearchAgent(
                     client, corpus, run_ladder, config=config, listeners=listeners,
-                    planner_tier=args.planner_tier, judge=args.judge, web=args.web,
+                    planner_tier=getattr(args, "planner_tier", None),
+                    judge=getattr(args, "judge", False), web=getattr(args, "web", False),
                     router=router,
                 )  # fmt: skip
-                _note(args, f"planning: {args.goal}")
-                try:
-                    plan = await agent.plan(args.goal)  # under the run's root span
-                except PlanValidationError as exc:
-                    print(f"orchestrator: planning failed: {exc}", file=sys.stderr)
-                    return None
-                run = agent.prepare(plan)
+                goal = resume.summary.goal if resume is not None else args.goal
+                run = agent.start(goal, resume=resume)
             else:
                 tools = corpus_tools(corpus) if corpus is not None else []
                 engine = Engine(
@@ -319,7 +298,7 @@ async def _plan_only(
         )  # fmt: skip
         try:
             plan = await agent.plan(args.goal)
-        except PlanValidationError as exc:
+        except (PlanValidationError, ModelAPIError, BudgetExhausted) as exc:
             print(f"orchestrator: planning failed: {exc}", file=sys.stderr)
             return None
         return plan, agent.last_planning

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from types import TracebackType
 from typing import TextIO
 
@@ -19,15 +20,18 @@ from rich.table import Table
 
 from orchestrator.events import (
     AttemptFinished,
+    AttemptSpending,
     AttemptStarted,
     Event,
     NodeFinished,
     NodeStarted,
+    PlanningStarted,
     RunStarted,
 )
 from orchestrator.node import render_value
 from orchestrator.plan import Plan, Task
-from orchestrator.results import NodeStatus, RunResult
+from orchestrator.pricing import ZERO_USD
+from orchestrator.results import PLANNING_NODE, Attempt, NodeStatus, RunResult
 from orchestrator.routing import CalibratedRouter
 from orchestrator.tiers import TierLadder
 
@@ -55,6 +59,12 @@ class ProgressPrinter:
     def __call__(self, event: Event) -> None:
         """Print a line for attempt and node events."""
         match event:
+            case PlanningStarted(goal=goal):
+                self._line(f"planning: {goal}")
+            case AttemptSpending(node_id=node_id, attempt=attempt) if (
+                node_id == PLANNING_NODE and attempt.finished_at
+            ):
+                self._line(f"planning: {_planning_round(attempt)}")
             case AttemptStarted(node_id=node_id, attempt=attempt):
                 self._line(f"  {node_id}: attempt {attempt.number} on {attempt.tier}")
             case AttemptFinished(node_id=node_id, attempt=attempt) if not attempt.passed:
@@ -72,12 +82,21 @@ class ProgressPrinter:
         print(text, file=self.stream, flush=True)
 
 
+def _planning_round(attempt: Attempt) -> str:
+    outcome = "plan accepted" if attempt.passed else "plan rejected"
+    if attempt.error:
+        outcome = f"failed: {attempt.error}"
+    return f"round {attempt.number} on {attempt.tier} (${attempt.cost_usd:.4f}): {outcome}"
+
+
 @dataclass
 class _Row:
     state: str = "waiting"
     tiers: list[str] = field(default_factory=list)
-    cost_usd: float = 0.0
+    cost_usd: Decimal = ZERO_USD
     note: str = ""
+    rounds: dict[int, Decimal] = field(default_factory=dict)
+    """Planning's row: the cost of each round so far (in flight: its worst case)."""
 
 
 _STATE_STYLE = {
@@ -118,7 +137,17 @@ class LiveProgress:
     def __call__(self, event: Event) -> None:
         """Update the row of the node the event is about."""
         match event:
-            case RunStarted(plan=plan):
+            case PlanningStarted():
+                self._row(PLANNING_NODE).state = "running"
+            case AttemptSpending(node_id=node_id, attempt=attempt) if node_id == PLANNING_NODE:
+                self._planning(attempt)
+            case RunStarted(plan=plan, planning=planning):
+                if planning is not None:  # planned before the run started
+                    row = self._row(PLANNING_NODE)
+                    row.state, row.cost_usd, row.tiers = "succeeded", planning.cost_usd, []
+                    row.tiers += [planning.tier] * planning.rounds
+                elif PLANNING_NODE in self.rows:
+                    self.rows[PLANNING_NODE].state = "succeeded"
                 for task in plan.tasks:
                     self.rows.setdefault(task.id, _Row())
             case NodeStarted(node_id=node_id):
@@ -144,11 +173,22 @@ class LiveProgress:
     def _row(self, node_id: str) -> _Row:
         return self.rows.setdefault(node_id, _Row())
 
+    def _planning(self, attempt: Attempt) -> None:
+        """Planning's row: its rounds, and what they cost so far (the run's total has it)."""
+        row = self._row(PLANNING_NODE)
+        if attempt.number not in row.rounds:
+            row.tiers.append(attempt.tier)
+        spent = attempt.cost_usd + (ZERO_USD if attempt.finished_at else attempt.in_flight_usd)
+        row.rounds[attempt.number] = spent
+        row.cost_usd = sum(row.rounds.values(), ZERO_USD)
+        if attempt.error:
+            row.state, row.note = "failed", attempt.error
+
     def _table(self) -> Table:
         table = Table(box=None, pad_edge=False, show_edge=False)
         for column in ("node", "state", "tiers", "attempts", "cost", "note"):
             table.add_column(column, justify="right" if column in ("attempts", "cost") else "left")
-        total = 0.0
+        total = ZERO_USD
         for node_id, row in self.rows.items():
             total += row.cost_usd
             state = f"[{_STATE_STYLE.get(row.state, '')}]{row.state}[/]"
@@ -156,8 +196,9 @@ class LiveProgress:
                 node_id, state, " -> ".join(row.tiers) or "-", str(len(row.tiers)),
                 f"${row.cost_usd:.4f}", row.note[:70],
             )  # fmt: skip
-        done = sum(row.state not in ("waiting", "running") for row in self.rows.values())
-        table.caption = f"{done}/{len(self.rows)} nodes done, ${total:.4f} spent"
+        nodes = [row for node_id, row in self.rows.items() if node_id != PLANNING_NODE]
+        done = sum(row.state not in ("waiting", "running") for row in nodes)
+        table.caption = f"{done}/{len(nodes)} nodes done, ${total:.4f} spent (planning included)"
         return table
 
 
@@ -177,6 +218,8 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
             + f", ${planning.cost_usd:.4f}"
             + (f" ({len(planning.problems)} plan(s) rejected)" if planning.problems else "")
         )
+        if planning.error:
+            lines.append(f"planning failed: {planning.error}")
     width = max([len(n.id) for n in result.nodes] + [4])
     paths = {node.id: " -> ".join(a.tier for a in node.attempts) or "-" for node in result.nodes}
     tiers_width = max([len(path) for path in paths.values()] + [5])

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import abc
 from datetime import datetime
+from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.events import (
     AttemptFinished,
+    AttemptSpending,
     AttemptStarted,
     Event,
     NodeFinished,
+    PlanningStarted,
     RunFinished,
     RunStarted,
 )
 from orchestrator.plan import Plan
+from orchestrator.pricing import USD, ZERO_USD
 from orchestrator.results import (
     PLANNING_NODE,
     Attempt,
@@ -30,7 +34,7 @@ from orchestrator.results import (
     planning_attempt,
 )
 
-__all__ = ["MemoryStore", "RunStore", "RunSummary", "StoreListener", "StoredRun"]
+__all__ = ["MemoryStore", "RunStore", "RunSummary", "StoreListener", "StoredRun", "spent_on"]
 
 
 class RunSummary(BaseModel):
@@ -43,9 +47,11 @@ class RunSummary(BaseModel):
     goal: str
     """Its goal."""
     status: str
-    """``running`` until it ends, then its :class:`~orchestrator.results.RunStatus`."""
-    cost_usd: float
-    """What it spent so far."""
+    """``planning`` while its goal is planned, ``running`` until it ends, then its
+    :class:`~orchestrator.results.RunStatus`."""
+    cost_usd: USD
+    """What it spent so far; for attempts that were in flight (running, or cut off by a
+    crash) the worst case of their calls in flight counts as spent: an upper bound."""
     started_at: datetime
     """When it started."""
     finished_at: datetime | None
@@ -59,8 +65,8 @@ class StoredRun(BaseModel):
 
     summary: RunSummary
     """The run's summary."""
-    plan: Plan
-    """The plan it ran."""
+    plan: Plan | None
+    """The plan it ran; ``None`` if it stopped before planning produced one."""
     nodes: dict[str, NodeResult]
     """Nodes that reached a final status, by id."""
     attempts: dict[str, list[Attempt]]
@@ -75,6 +81,13 @@ class RunStore(abc.ABC):
     @abc.abstractmethod
     async def start_run(self, run_id: str, plan: Plan, started_at: datetime) -> None:
         """Record a new run (or a resumed one: the plan is kept, the status set to running)."""
+
+    @abc.abstractmethod
+    async def start_planning(self, run_id: str, goal: str, started_at: datetime) -> None:
+        """Record a run that plans its goal first (status ``planning``, no plan yet).
+
+        A resumed run is marked planning again; :meth:`start_run` later records its plan.
+        """
 
     @abc.abstractmethod
     async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
@@ -112,15 +125,25 @@ class MemoryStore(RunStore):
         self._runs: dict[str, StoredRun] = {}
 
     async def start_run(self, run_id: str, plan: Plan, started_at: datetime) -> None:
-        """Record a new run."""
+        """Record a new run (a planned one gets its plan; a resumed one keeps its plan)."""
+        self._begin(run_id, plan.goal, plan, started_at, "running")
+
+    async def start_planning(self, run_id: str, goal: str, started_at: datetime) -> None:
+        """Record a run that plans its goal first."""
+        self._begin(run_id, goal, None, started_at, "planning")
+
+    def _begin(
+        self, run_id: str, goal: str, plan: Plan | None, started_at: datetime, status: str
+    ) -> None:
         existing = self._runs.get(run_id)
         summary = RunSummary(
-            run_id=run_id, goal=plan.goal, status="running",
-            cost_usd=_spent(existing.attempts) if existing else 0.0,
+            run_id=run_id, goal=existing.summary.goal if existing else goal, status=status,
+            cost_usd=_spent(existing.attempts) if existing else ZERO_USD,
             started_at=existing.summary.started_at if existing else started_at, finished_at=None,
         )  # fmt: skip
         if existing:
             existing.summary, existing.result = summary, None
+            existing.plan = existing.plan or plan
         else:
             self._runs[run_id] = StoredRun(
                 summary=summary, plan=plan, nodes={}, attempts={}, result=None
@@ -164,8 +187,19 @@ class MemoryStore(RunStore):
         return [run.summary for run in runs[:limit]]
 
 
-def _spent(attempts: dict[str, list[Attempt]]) -> float:
-    return sum(a.cost_usd for node in attempts.values() for a in node)
+def _spent(attempts: dict[str, list[Attempt]]) -> Decimal:
+    return sum((spent_on(a) for node in attempts.values() for a in node), ZERO_USD)
+
+
+def spent_on(attempt: Attempt) -> Decimal:
+    """What an attempt counts as spent: its cost, and calls in flight at their worst case.
+
+    Calls count at their worst case while the attempt has not ended; after a crash that
+    is an upper bound of what was billed.
+    """
+    if attempt.finished_at is None:
+        return attempt.cost_usd + attempt.in_flight_usd
+    return attempt.cost_usd
 
 
 class StoreListener:
@@ -182,6 +216,10 @@ class StoreListener:
     async def __call__(self, event: Event) -> None:
         """Write the event's record; awaited by the engine before it moves on."""
         match event:
+            case PlanningStarted(run_id=run_id, goal=goal):
+                await self.store.start_planning(run_id, goal, datetime.now().astimezone())
+            case AttemptSpending(run_id=run_id, node_id=node_id, attempt=attempt):
+                await self.store.record_attempt(run_id, node_id, attempt)
             case RunStarted(run_id=run_id, plan=plan, planning=planning):
                 started = datetime.now().astimezone()
                 await self.store.start_run(run_id, plan, started)

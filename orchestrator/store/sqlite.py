@@ -36,6 +36,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,9 @@ import anyio
 
 from orchestrator.exceptions import UserError
 from orchestrator.plan import Plan
+from orchestrator.pricing import ZERO_USD, to_usd
 from orchestrator.results import Attempt, NodeResult, NodeStatus, RunResult
-from orchestrator.store.base import RunStore, RunSummary, StoredRun
+from orchestrator.store.base import RunStore, RunSummary, StoredRun, spent_on
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "StoreError"]
 
@@ -328,6 +330,10 @@ class SQLiteStore(RunStore):
         """Record a new run, or mark a resumed one running again."""
         await self._call(_START_RUN, run_id, plan, started_at)
 
+    async def start_planning(self, run_id: str, goal: str, started_at: datetime) -> None:
+        """Record a run that plans its goal first (no plan yet), or mark one planning again."""
+        await self._call(_START_PLANNING, run_id, goal, started_at)
+
     async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
         """Insert or update an attempt (serialised when written: do not change it meanwhile)."""
         await self._call(_PUT_ATTEMPT, run_id, node_id, attempt)
@@ -355,9 +361,19 @@ def _start_run_row(run_id: str, plan: Plan, started_at: datetime) -> tuple[Any, 
     return (run_id, plan.goal, "running", plan.model_dump_json(), started_at.isoformat())
 
 
+def _start_planning_row(run_id: str, goal: str, started_at: datetime) -> tuple[Any, ...]:
+    return (run_id, goal, "planning", _NO_PLAN, started_at.isoformat())
+
+
+_NO_PLAN = ""
+"""The ``plan`` column of a run whose goal is being planned (the column is NOT NULL)."""
+
+
 def _attempt_row(run_id: str, node_id: str, attempt: Attempt) -> tuple[Any, ...]:
+    # The cost column is what the attempt counts as spent: while it runs, the worst case of
+    # its calls in flight too (what ``runs`` sums; exact amounts are in the body).
     return (run_id, node_id, attempt.number, attempt.started_at.isoformat(),
-            attempt.cost_usd, attempt.model_dump_json())  # fmt: skip
+            float(spent_on(attempt)), attempt.model_dump_json())  # fmt: skip
 
 
 def _node_row(run_id: str, result: NodeResult) -> tuple[Any, ...]:
@@ -395,8 +411,14 @@ def _finish_run(db: sqlite3.Connection, result: RunResult) -> None:
 
 _START_RUN = _Write(
     "INSERT INTO runs (run_id, goal, status, plan, started_at) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT(run_id) DO UPDATE SET status='running', finished_at=NULL, result=NULL",
+    " ON CONFLICT(run_id) DO UPDATE SET status='running', finished_at=NULL, result=NULL,"
+    " plan=CASE WHEN runs.plan='' THEN excluded.plan ELSE runs.plan END",  # planned: its plan
     _start_run_row,
+)
+_START_PLANNING = _Write(
+    "INSERT INTO runs (run_id, goal, status, plan, started_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT(run_id) DO UPDATE SET status='planning', finished_at=NULL, result=NULL",
+    _start_planning_row,
 )
 _PUT_ATTEMPT = _Write(
     "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
@@ -506,10 +528,11 @@ def _load(db: sqlite3.Connection, run_id: str) -> StoredRun:
         for node_id, body in db.execute("SELECT node_id, body FROM nodes WHERE run_id=?", (run_id,))
     }
     summary = _summary(run_id, goal, status, started_at, finished_at, _cost(attempts))
-    stored_plan = Plan.model_validate_json(plan)
+    stored_plan = Plan.model_validate_json(plan) if plan != _NO_PLAN else None
     final = RunResult.model_validate_json(result) if result else None
     if final is not None and "nodes" not in final.model_fields_set:  # schema 2: in ``nodes``
-        final.nodes = [nodes[task.id] for task in stored_plan.tasks if task.id in nodes]
+        tasks = stored_plan.tasks if stored_plan is not None else []
+        final.nodes = [nodes[task.id] for task in tasks if task.id in nodes]
     return StoredRun(
         summary=summary, plan=stored_plan, nodes=nodes, attempts=attempts, result=final
     )
@@ -530,17 +553,23 @@ _READ_ONLY: frozenset[_Op] = frozenset({_load, _list})
 
 
 def _summary(  # noqa: PLR0917  (one positional argument per column of the row)
-    run_id: str, goal: str, status: str, started_at: str, finished_at: str | None, cost: float
+    run_id: str,
+    goal: str,
+    status: str,
+    started_at: str,
+    finished_at: str | None,
+    cost: Decimal | float,
 ) -> RunSummary:
     return RunSummary(
         run_id=run_id,
         goal=goal,
         status=status,
-        cost_usd=cost,
+        cost_usd=cost if isinstance(cost, Decimal) else to_usd(round(cost, 12)),
         started_at=datetime.fromisoformat(started_at),
         finished_at=datetime.fromisoformat(finished_at) if finished_at else None,
     )
 
 
-def _cost(attempts: dict[str, list[Attempt]]) -> float:
-    return sum(a.cost_usd for node in attempts.values() for a in node)
+def _cost(attempts: dict[str, list[Attempt]]) -> Decimal:
+    """Exact, from the records (the ``cost_usd`` column is a float, for listing)."""
+    return sum((spent_on(a) for node in attempts.values() for a in node), ZERO_USD)

@@ -452,8 +452,8 @@ class RunTelemetry:
         _log.info(
             "run finished",
             status=str(result.status),
-            cost_usd=result.cost_usd,
-            wasted_cost_usd=result.wasted_cost_usd,
+            cost_usd=float(result.cost_usd),
+            wasted_cost_usd=float(result.wasted_cost_usd),
             wall_s=result.wall_s,
             simulated=result.simulated,
         )
@@ -469,8 +469,8 @@ class RunTelemetry:
         run.attributes.update(
             {
                 NS.RUN_STATUS: str(result.status),
-                NS.COST: result.cost_usd,
-                NS.WASTED_COST: result.wasted_cost_usd,
+                NS.COST: float(result.cost_usd),
+                NS.WASTED_COST: float(result.wasted_cost_usd),
                 NS.SIMULATED: result.simulated,
             }
         )
@@ -512,7 +512,7 @@ class RunTelemetry:
                 "node finished",
                 status=str(result.status),
                 final_tier=result.final_tier,
-                cost_usd=result.cost_usd,
+                cost_usd=float(result.cost_usd),
                 reason=_short(result.reason) if result.reason else None,
             )
         if opened.span is not None:
@@ -559,7 +559,7 @@ class RunTelemetry:
     def _attempt_finished(self, node_id: str, attempt: Attempt) -> None:
         opened = self._attempts.pop((node_id, attempt.number), None)
         outcome = "passed" if attempt.passed else "failed"
-        self._t.cost.add(attempt.cost_usd, {NS.TIER: attempt.tier})
+        self._t.cost.add(float(attempt.cost_usd), {NS.TIER: attempt.tier})
         self._t.attempts.add(1, {NS.TIER: attempt.tier, "orchestrator.outcome": outcome})
         if opened is None:  # cancelled before it started: nothing was opened
             return
@@ -569,7 +569,7 @@ class RunTelemetry:
                 passed=attempt.passed,
                 verdict=_short(attempt.verdict.reason) if attempt.verdict else None,
                 error_type=attempt.error_type,
-                cost_usd=attempt.cost_usd,
+                cost_usd=float(attempt.cost_usd),
                 simulated=attempt.simulated,
             )
         if opened.span is not None:
@@ -580,8 +580,8 @@ class RunTelemetry:
 def _finish_node_span(span: Span, result: NodeResult, end_time: int | None = None) -> None:
     attributes: dict[str, Any] = {
         NS.NODE_STATUS: str(result.status),
-        NS.COST: result.cost_usd,
-        NS.WASTED_COST: result.wasted_cost_usd,
+        NS.COST: float(result.cost_usd),
+        NS.WASTED_COST: float(result.wasted_cost_usd),
         "orchestrator.node.attempts": len(result.attempts),
     }
     for name, level in result.needs.levels().items():
@@ -616,7 +616,7 @@ def _finish_attempt_span(span: Span, attempt: Attempt) -> None:
     )
     span.set_attributes(
         {
-            NS.COST: attempt.cost_usd,
+            NS.COST: float(attempt.cost_usd),
             NS.ATTEMPT_CALLS: attempt.calls,
             NS.ATTEMPT_PASSED: attempt.passed,
             NS.SIMULATED: attempt.simulated,

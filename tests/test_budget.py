@@ -269,3 +269,55 @@ async def test_meter_refuses_a_call_whose_worst_case_does_not_fit() -> None:
     assert budget.exhausted is True
     assert budget.spent_usd == 0.0
     assert meter.calls == 0
+
+
+# --- exact money: nothing left over, nothing waits for ever ------------------------------------
+
+
+@pytest.mark.anyio
+async def test_reservations_released_leave_exactly_nothing_reserved() -> None:
+    # In floats, 0.1 + 0.2 + 0.3 - 0.1 - 0.2 - 0.3 is 5.55e-17, not 0: a call that did not
+    # fit then waited for ever for "calls in flight" that did not exist.
+    budget = Budget(0.027826550000000002)
+    held = [budget.reserve(Decimal(amount)) for amount in ("0.001", "0.002", "0.003")]
+    for reservation, cost in zip(held, ("0.0001", "0.0002", "0.0003"), strict=True):
+        budget.settle(reservation, Decimal(cost))
+    assert budget.reserved_usd == 0
+    assert budget.spent_usd == Decimal("0.0006")
+    with anyio.fail_after(5), pytest.raises(BudgetExhausted):
+        await budget.acquire(Decimal("0.03"))
+
+
+@pytest.mark.anyio
+async def test_a_call_that_can_never_fit_fails_at_once_despite_calls_in_flight() -> None:
+    budget = Budget(Decimal("1.0"), spent_usd=Decimal("0.5"))
+    budget.reserve(Decimal("0.25"))  # in flight, and never settled in this test
+    with anyio.fail_after(5), pytest.raises(BudgetExhausted):
+        await budget.acquire(Decimal("0.6"))  # 0.6 > 0.5 unspent: settling cannot help
+    assert budget.exhausted is True
+
+
+def test_amounts_are_exact_decimals() -> None:
+    budget = Budget(0.3)
+    assert budget.limit_usd == Decimal("0.3")  # a float is read as its shortest form
+    reservation = budget.reserve(0.1)
+    assert reservation.amount_usd == Decimal("0.1")
+    budget.settle(reservation, 0.2)
+    assert budget.remaining_usd == Decimal("0.1")
+
+
+@pytest.mark.anyio
+async def test_the_meter_reports_a_calls_worst_case_before_it_is_sent() -> None:
+    budget = Budget(10.0)
+    seen: list[tuple[Decimal, Decimal]] = []
+
+    async def reserved(meter: Meter) -> None:
+        seen.append((meter.in_flight_usd, budget.reserved_usd))
+
+    meter = Meter(tier=SONNET, budget=budget, on_reserve=reserved)
+    worst = SONNET.worst_case_cost(1_000, 500)
+    async with meter.call(1_000, 500) as ticket:
+        assert seen == [(worst, worst)]  # recorded before the body runs (before the send)
+        ticket.usage = Usage(input_tokens=900, output_tokens=100)
+    assert meter.in_flight_usd == 0
+    assert meter.cost_usd == SONNET.cost(Usage(input_tokens=900, output_tokens=100))

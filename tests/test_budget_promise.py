@@ -72,7 +72,7 @@ def test_a_budget_below_planning_stops_before_spending_and_says_why(
 def test_a_budgeted_run_ends_within_its_budget(tmp_path: Path, goal: str, budget: str) -> None:
     command = [*CLI, "run", goal, "--offline", "--json", "--budget", budget]
     env = {**os.environ, "ORCHESTRATOR_HOME": str(tmp_path)}
-    done = subprocess.run(  # noqa: S603  (our own command)
+    done = subprocess.run(
         command, check=False, capture_output=True, text=True, timeout=120, env=env
     )
     assert done.returncode in (0, 1), done.stderr

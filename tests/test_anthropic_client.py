@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -27,6 +28,9 @@ from orchestrator import (
 from orchestrator.models.anthropic import AnthropicClient, RetryEvent
 from orchestrator.models.retry import RetryPolicy
 from orchestrator.sim import SimConfig, serve
+from orchestrator.sim.app import SimApp
+from orchestrator.sim.http import HttpRequest, HttpResponse, bound_port, listen, serve_listener
+from orchestrator.sim.reqlog import RequestLog
 
 pytestmark = pytest.mark.anyio
 
@@ -219,3 +223,125 @@ async def test_workflow_with_structured_output_end_to_end(sim: Any) -> None:
         result = await Engine(client).run(wf)
     assert result.node("summary").status is NodeStatus.SUCCEEDED
     assert isinstance(result.output, Summary)
+
+
+# -- response bodies that do not parse ----------------------------------------------------
+
+
+def _cut(response: HttpResponse, how: str) -> HttpResponse:
+    """The simulator's answer, damaged as a flaky network or proxy would damage it."""
+    if how == "half_body":  # a JSON body cut short (its content-length says so)
+        return HttpResponse(response.status, response.headers, response.body[:-40])
+    if how == "not_a_message":  # JSON, but not a message
+        return HttpResponse(response.status, response.headers, b"{}")
+    assert response.stream is not None
+    events = response.stream
+
+    async def damaged() -> AsyncGenerator[bytes, None]:
+        sent = 0
+        async for chunk in events:  # one chunk per event
+            if sent == 3:
+                if how == "cut_event":  # an event whose data is cut mid-JSON
+                    yield chunk[: len(chunk) // 2] + b"\n\n"
+                if how == "dropped":  # the connection closes mid-body
+                    raise anyio.BrokenResourceError
+                return  # "early_end": the body ends cleanly before message_stop
+            sent += 1
+            yield chunk
+
+    return HttpResponse(response.status, response.headers, stream=damaged())
+
+
+@asynccontextmanager
+async def damaging_sim(how: str, damaged: int) -> AsyncIterator[tuple[str, list[Any]]]:
+    """The simulator, with its first ``damaged`` answers to /v1/messages damaged by ``how``.
+
+    Yields its base URL and its request records.
+    """
+    log = RequestLog(None)
+    app = SimApp(SimConfig(time_scale=0), log)
+    left = [damaged]
+
+    async def handle(request: HttpRequest) -> HttpResponse:
+        response = await app.handle(request)
+        if request.path == "/v1/messages" and response.status == 200 and left[0] > 0:
+            left[0] -= 1
+            return _cut(response, how)
+        return response
+
+    listener = await listen("127.0.0.1", 0)
+    async with anyio.create_task_group() as tg:
+        await tg.start(
+            lambda task_status: serve_listener(
+                listener, handle, max_body_bytes=1 << 20, task_status=task_status
+            )
+        )
+        yield f"http://127.0.0.1:{bound_port(listener)}", log.records
+        tg.cancel_scope.cancel()
+
+
+DAMAGES = [
+    pytest.param(False, "half_body", "invalid_response", id="plain-half-body"),
+    pytest.param(False, "not_a_message", "invalid_response", id="plain-not-a-message"),
+    pytest.param(True, "early_end", "invalid_response", id="stream-ends-early"),
+    pytest.param(True, "cut_event", "invalid_response", id="stream-cut-event"),
+    pytest.param(True, "dropped", "connection_error", id="stream-dropped"),
+]
+
+
+@pytest.mark.parametrize(("stream", "how", "error_type"), DAMAGES)
+async def test_a_body_that_does_not_parse_is_retried_and_counted(
+    stream: bool, how: str, error_type: str
+) -> None:
+    retries: list[RetryEvent] = []
+    async with (
+        damaging_sim(how, damaged=2) as (base_url, records),
+        AnthropicClient(
+            base_url=base_url, api_key="t", retry=FAST_RETRY, stream=stream, on_retry=retries.append
+        ) as client,
+    ):
+        m = meter()
+        with anyio.fail_after(10):
+            response = await client.complete(request("Name three uses of a queue."), m)
+    assert response.text
+    assert response.stop_reason == "end_turn"
+    assert len(records) == 3  # the same request, on the same tier, until it came back whole
+    assert [(r.retry, r.error_type, r.tier) for r in retries] == [
+        (1, error_type, "haiku"),
+        (2, error_type, "haiku"),
+    ]
+    assert client.errors_seen == {error_type: 2}
+    assert m.calls == 3
+    assert m.usage.output_tokens == response.usage.output_tokens  # the damaged ones: $0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_bodies_that_never_parse_fail_as_a_retryable_api_error(stream: bool) -> None:
+    policy = RetryPolicy(max_retries=2, base_delay_s=0.001, max_delay_s=0.002)
+    how = "cut_event" if stream else "half_body"
+    async with (
+        damaging_sim(how, damaged=99) as (base_url, records),
+        AnthropicClient(base_url=base_url, api_key="t", retry=policy, stream=stream) as client,
+    ):
+        with anyio.fail_after(10), pytest.raises(ModelAPIError) as info:
+            await client.complete(request("hi"), meter())
+    assert type(info.value) is ModelAPIError  # not a user error: like a dropped connection
+    assert info.value.retryable
+    assert info.value.error_type == "invalid_response"
+    assert "haiku (claude-haiku-5-5): invalid response" in str(info.value)
+    assert client.errors_seen == {"invalid_response": 3}
+    assert len(records) == 3
+
+
+async def test_a_truncated_body_neither_escalates_nor_goes_uncounted() -> None:
+    plan = Plan(goal="g", tasks=[Task(id="t", instruction="Describe a queue.")])
+    async with (
+        damaging_sim("half_body", damaged=1) as (base_url, _records),
+        AnthropicClient(base_url=base_url, api_key="t", retry=FAST_RETRY) as client,
+    ):
+        with anyio.fail_after(20):
+            result = await Engine(client).run(plan)
+    node = result.node("t")
+    assert node.status is NodeStatus.SUCCEEDED
+    assert [attempt.tier for attempt in node.attempts] == ["haiku"]  # retried, not escalated
+    assert result.api_errors == {"invalid_response": 1}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.models.ratelimit import RateLimiter
+from orchestrator.models.ratelimit import Limiter, RateLimiter
 
 pytestmark = pytest.mark.anyio
 
@@ -70,3 +70,11 @@ async def test_no_limits_never_wait() -> None:
     for _ in range(1000):
         await limit.acquire(100_000)
     assert time.sleeps == []
+
+
+async def test_hold_is_the_protocols_name_for_a_pause() -> None:
+    time = FakeTime()
+    limit: Limiter = limiter(time)
+    await limit.hold(3)
+    await limit.acquire(1)
+    assert time.sleeps == [pytest.approx(3)]

@@ -13,7 +13,12 @@ What it does per request:
 * prompt caching on the system prompt and the tool catalogue;
 * its own retries (SDK retries off) so that each retry is visible and bounded by a deadline,
   honouring ``retry-after``; errors the caller caused are not retried and are reported in
-  plain words, never with the key.
+  plain words, never with the key;
+* a response that does not parse (a body cut short, a stream that ends before
+  ``message_stop``) is a transport error like a dropped connection: counted as
+  ``invalid_response`` and retried on the same tier;
+* per-tier rate limits, in this process or (``shared_rate_limits``) shared through a file
+  with every process using the same directory.
 """
 
 from __future__ import annotations
@@ -24,17 +29,20 @@ import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import anyio
+import httpx2
 from anthropic.types import Message as SDKMessage
 
 from orchestrator.budget import Meter
 from orchestrator.exceptions import ModelAPIError, ModelAPIUserError
 from orchestrator.models.base import ModelRequest, ModelResponse
-from orchestrator.models.ratelimit import RateLimiter
+from orchestrator.models.ratelimit import Limiter, RateLimiter
 from orchestrator.models.retry import RetryPolicy, parse_retry_after
+from orchestrator.models.shared_ratelimit import RateLimitFile, scope_key
 from orchestrator.pricing import Usage
 from orchestrator.telemetry.tracing import current_telemetry
 from orchestrator.tiers import Tier
@@ -53,6 +61,24 @@ _HINTS = {
 }
 
 
+class _InvalidResponse(Exception):
+    """A response that arrived but does not parse as a whole message (cut short, malformed)."""
+
+
+# What the SDK raises on a body that does not parse: json.JSONDecodeError and pydantic's
+# ValidationError are ValueErrors; a stream's events that do not fit together raise lookup,
+# type or attribute errors while the SDK accumulates the message.
+_UNPARSABLE = (ValueError, LookupError, TypeError, AttributeError)
+# Failures of one HTTP exchange, retried under the policy. httpx2 is the SDK's transport: a
+# stream cut mid-body raises its errors unwrapped (a plain call gets APIConnectionError).
+_TRANSPORT_ERRORS = (
+    anthropic.APIStatusError,
+    anthropic.APIConnectionError,
+    httpx2.TransportError,
+    _InvalidResponse,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryEvent:
     """A transient failure that will be retried (for logs and traces).
@@ -62,7 +88,8 @@ class RetryEvent:
         model: Model id.
         retry: Retry number (1-based).
         delay_s: Seconds until the retry.
-        error_type: Kind of failure (``rate_limit_error``, ``overloaded_error``...).
+        error_type: Kind of failure (``rate_limit_error``, ``overloaded_error``,
+            ``invalid_response``...).
         status_code: HTTP status, ``None`` for timeouts and dropped connections.
     """
 
@@ -87,6 +114,11 @@ class AnthropicClient:
         stream: Use server-sent events for every call (the final message is the same).
         seed: Seeds retry jitter, for reproducible runs.
         on_retry: Called before each retry sleep.
+        shared_rate_limits: A directory (the home) whose ``ratelimits.db`` holds each
+            tier's rate-limit buckets and ``retry-after`` pause, shared by every process
+            given the same directory; ``None`` keeps them in this client.
+        endpoint_label: Names the endpoint in shared rate-limit keys instead of its base
+            URL (for a local server that listens on a fresh port in every process).
     """
 
     def __init__(
@@ -99,6 +131,8 @@ class AnthropicClient:
         stream: bool = False,
         seed: int | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
+        shared_rate_limits: Path | None = None,
+        endpoint_label: str | None = None,
     ) -> None:
         self.base_url = base_url
         self._api_key = api_key
@@ -108,11 +142,20 @@ class AnthropicClient:
         self.on_retry = on_retry
         self._rng = random.Random(seed)
         self._sdks: dict[tuple[str | None, str], anthropic.AsyncAnthropic] = {}
-        self._limits: dict[str, RateLimiter] = {}
+        self._limit_file = RateLimitFile(shared_rate_limits) if shared_rate_limits else None
+        self._endpoint_label = endpoint_label
+        self._limits: dict[tuple[str, str, str], Limiter] = {}
         self.errors_seen: Counter[str] = Counter()
-        """Failed HTTP calls by error type (``rate_limit_error``, ``timeout``...)."""
+        """Failed HTTP calls by error type (``rate_limit_error``, ``invalid_response``...)."""
+
+    @property
+    def rate_limit_waits(self) -> int:
+        """How many calls of this client had to wait for a tier's rate limit."""
+        return sum(limiter.waits for limiter in self._limits.values())
 
     async def __aenter__(self) -> AnthropicClient:
+        if self._limit_file is not None:
+            await self._limit_file.open()  # an unusable file is reported before any call
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -163,11 +206,16 @@ class AnthropicClient:
             self._sdks[(base_url, key)] = sdk
         return sdk, key
 
-    def _limiter(self, tier: Tier) -> RateLimiter:
-        limiter = self._limits.get(tier.name)
+    def _limiter(self, tier: Tier, sdk: anthropic.AsyncAnthropic) -> Limiter:
+        key = (tier.name, tier.model, self._endpoint_label or str(sdk.base_url).rstrip("/"))
+        limiter = self._limits.get(key)
         if limiter is None:
-            limiter = RateLimiter(tier.requests_per_minute, tier.tokens_per_minute)
-            self._limits[tier.name] = limiter
+            rpm, tpm = tier.requests_per_minute, tier.tokens_per_minute
+            if self._limit_file is None:
+                limiter = RateLimiter(rpm, tpm)
+            else:
+                limiter = self._limit_file.limiter(scope_key(*key), rpm, tpm)
+            self._limits[key] = limiter
         return limiter
 
     def _key_for(self, tier: Tier) -> str:
@@ -195,7 +243,7 @@ class AnthropicClient:
         call: dict[str, Any],
     ) -> tuple[SDKMessage, bool]:
         prompt_tokens = _prompt_bytes(call)
-        limiter = self._limiter(request.tier)
+        limiter = self._limiter(request.tier, sdk)
         started = anyio.current_time()
         retry = 0
         while True:
@@ -221,13 +269,13 @@ class AnthropicClient:
                     simulated=simulated,
                 )
                 return message, simulated
-            except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
+            except _TRANSPORT_ERRORS as exc:
                 error = _classify(exc, request.tier, key)
                 self.errors_seen[error.error_type] += 1
                 retry += 1
                 retry_after = _retry_after(exc)
                 if retry_after is not None:
-                    limiter.pause(min(retry_after, self.retry.max_retry_after_s))  # whole tier
+                    await limiter.hold(min(retry_after, self.retry.max_retry_after_s))  # tier
                 delay = self.retry.delay(retry, retry_after, self._rng)
                 elapsed = anyio.current_time() - started
                 if not error.retryable or not self.retry.allows(retry, elapsed, delay):
@@ -251,11 +299,20 @@ class AnthropicClient:
     ) -> tuple[SDKMessage, bool]:
         if self.stream:
             async with sdk.messages.stream(**call) as stream:
-                message = await stream.get_final_message()
-                return message, _is_simulated(stream.response.headers)
+                try:
+                    seen = {event.type async for event in stream}
+                    if not {"message_start", "message_stop"} <= seen:
+                        raise _InvalidResponse("the event stream ended before message_stop")
+                    message: object = await stream.get_final_message()
+                except _UNPARSABLE as exc:
+                    raise _InvalidResponse(f"an event did not parse ({exc})") from None
+                return _whole(message), _is_simulated(stream.response.headers)
         raw = await sdk.messages.with_raw_response.create(**call)
-        parsed = await raw.parse()
-        return parsed, _is_simulated(raw.headers)
+        try:
+            parsed: object = await raw.parse()
+        except (*_UNPARSABLE, anthropic.APIResponseValidationError) as exc:
+            raise _InvalidResponse(f"the body did not parse ({exc})") from None
+        return _whole(parsed), _is_simulated(raw.headers)
 
     def _notify(self, tier: Tier, retry: int, delay: float, error: ModelAPIError) -> None:
         if self.on_retry is not None:
@@ -303,6 +360,22 @@ def _prompt_bytes(call: Mapping[str, Any]) -> int:
 
 
 # -- responses ----------------------------------------------------------------------------
+
+
+def _whole(message: object) -> SDKMessage:
+    """``message`` if it has what a complete message has (the SDK does not validate)."""
+    usage = getattr(message, "usage", None)
+    if (
+        not isinstance(message, SDKMessage)
+        or message.type != "message"
+        or not isinstance(message.id, str)
+        or not isinstance(message.content, list)
+        or message.stop_reason is None  # null only in a stream's first event
+        or not isinstance(getattr(usage, "input_tokens", None), int)
+        or not isinstance(getattr(usage, "output_tokens", None), int)
+    ):
+        raise _InvalidResponse("the body is not a whole message")
+    return message
 
 
 def _usage(message: SDKMessage) -> Usage:
@@ -397,7 +470,7 @@ async def _run_tool(
 # -- errors -------------------------------------------------------------------------------
 
 
-def _retry_after(exc: Exception) -> float | None:
+def _retry_after(exc: BaseException) -> float | None:
     if isinstance(exc, anthropic.APIStatusError):
         return parse_retry_after(exc.response.headers.get("retry-after"))
     return None
@@ -405,9 +478,11 @@ def _retry_after(exc: Exception) -> float | None:
 
 def _classify(exc: Exception, tier: Tier, key: str) -> ModelAPIError:
     where = f"{tier.name} ({tier.model})"
-    if isinstance(exc, anthropic.APITimeoutError):
+    if isinstance(exc, _InvalidResponse):
+        return ModelAPIError(f"{where}: invalid response: {exc}", error_type="invalid_response")
+    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
         return ModelAPIError(f"{where}: request timed out", error_type="timeout")
-    if isinstance(exc, anthropic.APIConnectionError):
+    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
         return ModelAPIError(f"{where}: connection failed ({exc})", error_type="connection_error")
     assert isinstance(exc, anthropic.APIStatusError)
     status = exc.status_code

@@ -5,16 +5,36 @@ providers count them). A token bucket per limit is refilled continuously; a call
 both buckets hold what it needs. A ``retry-after`` from the server pauses the whole tier,
 not just the call that saw it, so concurrent nodes stop hammering an endpoint that said
 "slow down".
+
+This module keeps the buckets in memory, for the calls of one process;
+:mod:`orchestrator.models.shared_ratelimit` keeps them in a file that every process using
+the same directory shares. Both satisfy :class:`Limiter`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
-__all__ = ["RateLimiter"]
+__all__ = ["Limiter", "RateLimiter"]
+
+
+class Limiter(Protocol):
+    """What the model client asks of a tier's rate limiter."""
+
+    waits: int
+    """How many times a call had to wait."""
+
+    async def acquire(self, tokens: int) -> None:
+        """Wait until one request of ``tokens`` input tokens may be sent, then take it."""
+        ...
+
+    async def hold(self, seconds: float) -> None:
+        """Hold every call on this tier for ``seconds`` (a server's ``retry-after``)."""
+        ...
 
 
 @dataclass
@@ -87,3 +107,7 @@ class RateLimiter:
     def pause(self, seconds: float) -> None:
         """Hold every call on this tier for ``seconds`` (a server's ``retry-after``)."""
         self.paused_until = max(self.paused_until, self.clock() + seconds)
+
+    async def hold(self, seconds: float) -> None:
+        """:meth:`pause`, as the :class:`Limiter` protocol spells it."""
+        self.pause(seconds)

@@ -346,8 +346,10 @@ async def _progress(args: argparse.Namespace) -> AsyncIterator[Listener | None]:
 async def _endpoint(
     args: argparse.Namespace, ladder: TierLadder
 ) -> AsyncIterator[tuple[AnthropicClient, TierLadder]]:
+    # Processes sharing a home share each tier's rate limits (`plan` has no --home flag).
+    home = store_path(argparse.Namespace(home=getattr(args, "home", None))).parent
     if not args.offline:
-        async with AnthropicClient() as client:
+        async with AnthropicClient(shared_rate_limits=home) as client:
             yield client, ladder
         return
     from orchestrator.sim import SimConfig, serve  # noqa: PLC0415  (only offline runs need it)
@@ -360,7 +362,14 @@ async def _endpoint(
     )
     async with serve(sim_config) as server:
         offline = ladder.with_endpoint(server.base_url)
-        client = AnthropicClient(api_key=OFFLINE_KEY, seed=args.seed, timeout_s=6.0)
+        # each offline run has its own simulator on a fresh port: one label for them all
+        client = AnthropicClient(
+            api_key=OFFLINE_KEY,
+            seed=args.seed,
+            timeout_s=6.0,
+            shared_rate_limits=home,
+            endpoint_label="offline-simulator",
+        )
         async with client:
             yield client, offline
 

@@ -207,7 +207,7 @@ class PlanningRecord(BaseModel):
     model: str
     """Its model id."""
     rounds: int
-    """Model calls made: 1 + repair rounds."""
+    """Rounds made: 1 + repair rounds + rounds the API failed."""
     input_tokens: int = 0
     """Input tokens of every round (cache reads and writes included)."""
     output_tokens: int = 0
@@ -219,7 +219,8 @@ class PlanningRecord(BaseModel):
     problems: list[list[str]] = Field(default_factory=list)
     """The problems of each rejected round, in order."""
     wall_s: float = 0.0
-    """How long planning took (not part of the run's ``wall_s``, which starts after it)."""
+    """How long planning took (part of the run's ``wall_s`` when the run planned its goal;
+    not when the plan was made before the run)."""
     simulated: bool = False
     """True when the planner's answers came from a simulator."""
     error: str | None = None

@@ -426,6 +426,8 @@ def _add_spend(attempt: Attempt, meters: Sequence[Meter]) -> None:
     attempt.cost_usd = sum((meter.cost_usd for meter in meters), ZERO_USD)
     attempt.in_flight_usd = ZERO_USD
     attempt.calls = sum(meter.calls for meter in meters)
+    if any(meter.cost_unknown for meter in meters):  # a call may have been billed unseen
+        attempt.cost_unknown = True
 
 
 def _settle(attempt: Attempt, meters: Sequence[Meter]) -> None:

@@ -144,7 +144,13 @@ class CallTicket:
     """Filled in by the model client with the usage the API reported for one call."""
 
     usage: Usage | None = None
-    """``None`` when the call failed before the API reported usage (nothing billed)."""
+    """``None`` when the call failed before the API reported usage."""
+    may_be_billed: bool = False
+    """Set by the client when a call without usage may still have been billed: the request
+    may have reached the server and its answer was not read (a timeout or a dropped
+    connection after sending, a body that did not parse, a cancelled call). It then counts
+    as its reserved worst case, an upper bound; otherwise (an error answer, a refused
+    connection) as nothing."""
 
 
 SpendHook = Callable[["Meter"], Awaitable[None]]
@@ -174,6 +180,9 @@ class Meter:
     calls: int = 0
     in_flight_usd: Decimal = ZERO_USD
     on_reserve: SpendHook | None = None
+    cost_unknown: bool = False
+    """Set once a call that may have been billed returned no usage: ``cost_usd`` counts its
+    worst case, so it is an upper bound."""
 
     @asynccontextmanager
     async def call(
@@ -199,13 +208,22 @@ class Meter:
             yield ticket
         finally:
             self.in_flight_usd -= reservation.amount_usd
-            self.record(reservation, ticket.usage)
+            self.record(reservation, ticket.usage, may_be_billed=ticket.may_be_billed)
 
-    def record(self, reservation: Reservation, usage: Usage | None) -> None:
-        """Settle ``reservation`` with ``usage`` and add it to this meter's tally."""
-        cost = ZERO_USD if usage is None else self.tier.cost(usage)
+    def record(
+        self, reservation: Reservation, usage: Usage | None, *, may_be_billed: bool = False
+    ) -> None:
+        """Settle ``reservation`` with ``usage`` and add it to this meter's tally.
+
+        Without usage, the call costs nothing, or its worst case if it ``may_be_billed``.
+        """
+        if usage is not None:
+            cost = self.tier.cost(usage)
+            self.usage = self.usage + usage
+        elif may_be_billed:
+            cost, self.cost_unknown = reservation.amount_usd, True
+        else:
+            cost = ZERO_USD
         self.budget.settle(reservation, cost)
         self.calls += 1
-        if usage is not None:
-            self.usage = self.usage + usage
-            self.cost_usd += cost
+        self.cost_usd += cost

@@ -67,9 +67,10 @@ class Attempt(BaseModel):
     """While it runs: the worst case of its calls in flight, which the budget holds and the
     store counts as spent until they settle (0 once the attempt ended)."""
     cost_unknown: bool = False
-    """True when the process died during the attempt: its exact cost is unknown, and
-    ``cost_usd`` is an upper bound (its settled calls plus the worst case of those that
-    were in flight, which may or may not have been billed)."""
+    """True when the exact cost is unknown and ``cost_usd`` is an upper bound: the process
+    died during the attempt (the calls in flight count at their worst case), or a call
+    may have been billed with no usage read back (a timeout or dropped connection after
+    sending, a body that did not parse, a cancelled call: counted at its worst case)."""
     calls: int = 0
     """Model calls made (tool-loop steps and judge calls included)."""
     verdict: Verdict | None = None

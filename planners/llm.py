@@ -266,6 +266,7 @@ class LLMPlanner:
             attempt.cache_write_tokens = meter.usage.cache_write_tokens
             attempt.cache_read_tokens = meter.usage.cache_read_tokens
             attempt.calls = meter.calls
+            attempt.cost_unknown = meter.cost_unknown
             report.rounds += 1
             report.usage = report.usage + meter.usage
             report.cost_usd += meter.cost_usd

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -345,3 +346,39 @@ async def test_a_truncated_body_neither_escalates_nor_goes_uncounted() -> None:
     assert node.status is NodeStatus.SUCCEEDED
     assert [attempt.tier for attempt in node.attempts] == ["haiku"]  # retried, not escalated
     assert result.api_errors == {"invalid_response": 1}
+
+
+async def test_a_call_whose_answer_was_not_read_counts_at_its_worst_case() -> None:
+    # The server answered (and bills) a call whose body did not parse: its usage is lost,
+    # so it counts as the worst case reserved for it, an upper bound, never as $0.
+    tier = default_ladder().get("haiku")
+    reserved: list[Decimal] = []
+
+    async def on_reserve(m: Meter) -> None:
+        reserved.append(m.in_flight_usd)
+
+    m = Meter(tier, Budget(1.0), on_reserve=on_reserve)
+    async with (
+        damaging_sim("half_body", damaged=1) as (base_url, records),
+        AnthropicClient(base_url=base_url, api_key="t", retry=FAST_RETRY) as client,
+    ):
+        with anyio.fail_after(10):
+            response = await client.complete(request("Name three uses of a queue."), m)
+    assert len(records) == 2
+    assert m.cost_unknown
+    assert m.cost_usd == reserved[0] + tier.cost(response.usage)
+    assert m.budget.spent_usd == m.cost_usd
+
+
+async def test_a_connection_never_made_costs_nothing() -> None:
+    listener = await listen("127.0.0.1", 0)
+    port = bound_port(listener)
+    await listener.aclose()  # nothing listens there now: every connection is refused
+    m = meter()
+    async with AnthropicClient(
+        base_url=f"http://127.0.0.1:{port}", api_key="t", retry=FAST_RETRY
+    ) as client:
+        with anyio.fail_after(10), pytest.raises(ModelAPIError):
+            await client.complete(request("hi"), m)
+    assert (m.cost_usd, m.cost_unknown) == (0, False)
+    assert client.errors_seen["connection_error"] >= 1

@@ -260,7 +260,11 @@ class AnthropicClient:
                     t.max_searches for t in request.tools if isinstance(t, ServerTool)
                 )
                 async with meter.call(prompt_tokens, call["max_tokens"], fees) as ticket:
-                    message, simulated = await self._post(sdk, call)
+                    try:
+                        message, simulated = await self._post(sdk, call)
+                    except BaseException as exc:
+                        ticket.may_be_billed = _may_be_billed(exc)
+                        raise
                     ticket.usage = usage = _usage(message)
                 span.succeeded(
                     response_id=message.id,
@@ -474,6 +478,21 @@ def _retry_after(exc: BaseException) -> float | None:
     if isinstance(exc, anthropic.APIStatusError):
         return parse_retry_after(exc.response.headers.get("retry-after"))
     return None
+
+
+def _may_be_billed(exc: BaseException) -> bool:
+    """Whether a call that failed this way may still have been billed.
+
+    The request may have reached the server and its answer was not read: a body that did
+    not parse, a timeout or a dropped connection once it was sent, a cancelled call. An
+    error answer (429, 529, 4xx...) is not billed, nor is a connection never made.
+    """
+    if isinstance(exc, _InvalidResponse | anyio.get_cancelled_exc_class()):
+        return True
+    cause = exc.__cause__ if isinstance(exc, anthropic.APIConnectionError) else exc
+    if isinstance(cause, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout):
+        return False
+    return isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError)
 
 
 def _classify(exc: Exception, tier: Tier, key: str) -> ModelAPIError:

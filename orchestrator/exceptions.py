@@ -6,6 +6,7 @@ The tree, by whose fault it is::
     ├── UserError                  what the user wrote is wrong; fix the input and retry
     │   ├── PlanValidationError    a plan failed validation (every problem listed)
     │   ├── TierConfigError        a tiers file is invalid (file, key and fix named)
+    │   ├── RunLeased              another process owns the run (holds its lease)
     │   └── WorkflowDefinitionError  a Python workflow is malformed
     └── RunError                   something went wrong while running
         ├── BudgetExhausted        the next model call cannot be paid for within the budget
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "PlanProblem",
     "PlanValidationError",
     "RunError",
+    "RunLeased",
     "TierConfigError",
     "TierLadderExhausted",
     "UserError",
@@ -112,6 +115,53 @@ class TierConfigError(UserError):
 
 class WorkflowDefinitionError(UserError):
     """A workflow defined in Python is malformed (unknown parameter, duplicate name...)."""
+
+
+class RunLeased(UserError):
+    """Another process owns the run: it holds the run's lease in the store.
+
+    Raised when a lease cannot be acquired (the holder is named), or when a lease this
+    process held was released or taken over meanwhile (no holder known: ``host is None``).
+
+    Attributes:
+        run_id: The run.
+        host: The holder's host name, or ``None`` if no holder is known.
+        pid: The holder's process id, or ``None``.
+        since: When the holder acquired the lease, or ``None``.
+        expires_at: When the lease expires unless renewed, or ``None``.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        host: str | None = None,
+        pid: int | None = None,
+        since: datetime | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.host = host
+        self.pid = pid
+        self.since = since
+        self.expires_at = expires_at
+        if host is None:
+            super().__init__(
+                f"run {run_id!r} is no longer leased to this process "
+                "(its lease was released, or taken over after it expired)"
+            )
+            return
+        when = f", since {_local(since)}" if since is not None else ""
+        until = f" (at {_local(expires_at)})" if expires_at is not None else ""
+        super().__init__(
+            f"run {run_id!r} is being run by another process (pid {pid} on {host}{when}); "
+            "resume it once that process has ended, which is noticed at once on the same "
+            f"host, or once its lease expires without renewal{until}"
+        )
+
+
+def _local(moment: datetime | None) -> str:
+    return moment.astimezone().isoformat(sep=" ", timespec="seconds") if moment else "?"
 
 
 class RunError(OrchestratorError):

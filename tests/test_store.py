@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import os
+import socket
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,8 +15,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from orchestrator import Engine, ModelRequest, NodeStatus, Plan, RunStatus, Task
+from orchestrator import Engine, ModelRequest, NodeStatus, Plan, RunStatus, Task, UserError
+from orchestrator.exceptions import RunLeased
 from orchestrator.store import MemoryStore, RunStore, SQLiteStore, StoreError, StoreListener
+from orchestrator.store import lease as lease_module
+from orchestrator.store.lease import LeaseOwner, hold_lease, process_started
 from orchestrator.store.sqlite import SCHEMA_VERSION
 from orchestrator.testing import FunctionModel, TestModel
 
@@ -376,3 +383,184 @@ async def test_a_schema_1_store_is_read_as_written_and_marked_2(tmp_path: Path) 
     finally:
         db.close()
     assert meta["schema_version"] == "2" == str(SCHEMA_VERSION)
+
+
+# -- leases: one owner of a run at a time --------------------------------------------------
+
+
+class Clock:
+    """The leases' wall clock, moved by hand (no sleeping until a lease expires)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(lease_module, "wall_clock", fake)
+    return fake
+
+
+async def test_a_leased_run_is_refused_to_another_owner_naming_the_holder(
+    store: RunStore, clock: Clock
+) -> None:
+    first, second = LeaseOwner.current(), LeaseOwner.current()
+    await store.acquire_lease("r", first, 30)
+    with pytest.raises(RunLeased) as refused:
+        await store.acquire_lease("r", second, 30)
+    error = refused.value
+    assert isinstance(error, UserError)  # the CLI exits 2
+    assert (error.run_id, error.host, error.pid) == ("r", first.host, first.pid)
+    assert error.since == clock.now
+    assert error.expires_at == clock.now + timedelta(seconds=30)
+    assert f"pid {first.pid} on {first.host}" in str(error)
+    with pytest.raises(RunLeased):
+        await store.renew_lease("r", second, 30)
+    await store.release_lease("r", second)  # not its lease: nothing happens
+    with pytest.raises(RunLeased):
+        await store.acquire_lease("r", second, 30)
+    await store.acquire_lease("r", first, 30)  # its own: renewed
+    await store.acquire_lease("other run", second, 30)  # leases are per run
+    await store.release_lease("r", first)
+    await store.acquire_lease("r", second, 30)
+    with pytest.raises(RunLeased) as lost:
+        await store.renew_lease("r", first, 30)
+    assert lost.value.pid == second.pid
+
+
+async def test_a_lease_expires_without_renewal_and_is_taken_over(
+    store: RunStore, clock: Clock
+) -> None:
+    away = LeaseOwner("another-host", 1, "t-away")  # its liveness cannot be checked here
+    here = LeaseOwner.current()
+    await store.acquire_lease("r", away, 30)
+    clock.now += timedelta(seconds=20)
+    await store.renew_lease("r", away, 30)  # now valid until +50 s
+    clock.now += timedelta(seconds=29)
+    with pytest.raises(RunLeased):
+        await store.acquire_lease("r", here, 30)
+    clock.now += timedelta(seconds=2)  # 31 s after the last renewal: expired
+    await store.acquire_lease("r", here, 30)
+    with pytest.raises(RunLeased) as lost:
+        await store.renew_lease("r", away, 30)
+    assert (lost.value.host, lost.value.pid) == (here.host, here.pid)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="liveness is not probed on Windows")
+async def test_the_lease_of_a_process_gone_from_this_host_is_taken_over_at_once(
+    store: RunStore, clock: Clock
+) -> None:
+    exited = await anyio.run_process([sys.executable, "-c", "import os; print(os.getpid())"])
+    dead = LeaseOwner(socket.gethostname(), int(exited.stdout), "t-dead")  # reaped: gone
+    await store.acquire_lease("dead", dead, 3600)
+    await store.acquire_lease("dead", LeaseOwner.current(), 30)
+    if process_started(os.getpid()) is not None:  # Linux: a reused pid is not the holder
+        reused = LeaseOwner(socket.gethostname(), os.getpid(), "t-old", "another boot:1")
+        await store.acquire_lease("reused", reused, 3600)
+        await store.acquire_lease("reused", LeaseOwner.current(), 30)
+    elsewhere = LeaseOwner("another-host", int(exited.stdout), "t-far")  # cannot tell
+    await store.acquire_lease("far", elsewhere, 3600)
+    with pytest.raises(RunLeased):
+        await store.acquire_lease("far", LeaseOwner.current(), 30)
+
+
+@pytest.mark.parametrize("ttl_s", [0, -1, math.inf, math.nan])
+async def test_a_lease_needs_a_positive_ttl(store: RunStore, ttl_s: float) -> None:
+    with pytest.raises(ValueError, match="ttl_s"):
+        await store.acquire_lease("r", LeaseOwner.current(), ttl_s)
+
+
+async def test_hold_lease_holds_it_for_the_body_and_releases_it(store: RunStore) -> None:
+    other = LeaseOwner.current()
+    with anyio.fail_after(10):
+        async with hold_lease(store, "r", ttl_s=30) as lease:
+            assert lease.owner.pid == os.getpid()
+            with pytest.raises(RunLeased):
+                await store.acquire_lease("r", other, 30)
+            with pytest.raises(RunLeased):
+                async with hold_lease(store, "r"):
+                    pytest.fail("a second holder entered")
+        assert not lease.lost.is_set()
+        await store.acquire_lease("r", other, 30)  # released on exit
+        with pytest.raises(RuntimeError, match="boom"):  # released when the body fails too
+            async with hold_lease(store, "r2"):
+                raise RuntimeError("boom")
+        await store.acquire_lease("r2", other, 30)
+
+
+async def test_hold_lease_reports_a_lease_taken_over_and_can_cancel_the_run(
+    store: RunStore, clock: Clock
+) -> None:
+    # The holder's clock jumps past its ttl (a suspended laptop, say): another process takes
+    # the run over, and the holder's next renewal finds it taken and cancels the body.
+    thief = LeaseOwner("another-host", 7, "t-thief")
+    reasons: list[RunLeased] = []
+    with anyio.fail_after(10):
+        with anyio.CancelScope() as scope:
+
+            def stop(reason: RunLeased) -> None:
+                reasons.append(reason)
+                scope.cancel()
+
+            async with hold_lease(store, "r", ttl_s=0.3, on_lost=stop) as lease:
+                clock.now += timedelta(seconds=1)
+                await store.acquire_lease("r", thief, 60)
+                await anyio.sleep_forever()  # the run: cancelled once the lease is lost
+        assert scope.cancelled_caught
+    assert lease.lost.is_set()
+    assert reasons == [lease.lost_to]
+    assert lease.lost_to is not None
+    assert (lease.lost_to.host, lease.lost_to.pid) == ("another-host", 7)
+    with pytest.raises(RunLeased):  # the thief's lease was left alone on exit
+        await store.acquire_lease("r", LeaseOwner.current(), 30)
+
+
+async def test_hold_lease_renews_in_the_background(clock: Clock) -> None:
+    class Renewals(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.renewed = anyio.Event()
+            self.count = 0
+
+        async def renew_lease(self, run_id: str, owner: LeaseOwner, ttl_s: float) -> None:
+            await super().renew_lease(run_id, owner, ttl_s)
+            self.count += 1
+            if self.count == 3:
+                self.renewed.set()
+
+    store = Renewals()
+    started = clock.now
+    with anyio.fail_after(10):
+        async with hold_lease(store, "r", ttl_s=0.15) as lease:
+            clock.now += timedelta(seconds=0.1)  # each renewal dates it from the clock
+            await store.renewed.wait()
+            expires = store._leases["r"].expires_at
+    assert expires == started + timedelta(seconds=0.25)
+    assert not lease.lost.is_set()
+    assert "r" not in store._leases
+
+
+async def test_an_older_store_file_gets_the_leases_table_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    await (await SQLiteStore.open(path)).aclose()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE leases")  # as a store written before leases existed
+    db.commit()
+    db.close()
+    store = await SQLiteStore.open(path)
+    try:
+        await store.acquire_lease("r", LeaseOwner.current(), 30)
+        with pytest.raises(RunLeased):
+            await store.acquire_lease("r", LeaseOwner.current(), 30)
+    finally:
+        await store.aclose()
+    db = sqlite3.connect(path)
+    try:
+        version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    finally:
+        db.close()
+    assert version == (str(SCHEMA_VERSION),)  # unchanged: older versions ignore the table

@@ -101,7 +101,7 @@ async def test_a_new_store_is_whole_from_its_first_byte(tmp_path: Path) -> None:
     finally:
         db.close()
     assert meta["schema_version"] == str(SCHEMA_VERSION)
-    assert tables == {"meta", "runs", "attempts", "nodes"}
+    assert tables == {"meta", "runs", "attempts", "nodes", "leases"}
     assert mode == "wal"
 
 

@@ -33,6 +33,7 @@ from orchestrator.results import (
     RunResult,
     planning_attempt,
 )
+from orchestrator.store.lease import Lease, LeaseOwner, claim, extend
 
 __all__ = ["MemoryStore", "RunStore", "RunSummary", "StoreListener", "StoredRun", "spent_on"]
 
@@ -109,6 +110,32 @@ class RunStore(abc.ABC):
     async def list_runs(self, limit: int = 50) -> list[RunSummary]:
         """Return the newest runs first."""
 
+    # -- leases: one owner of a run at a time (see orchestrator.store.lease) -------------
+
+    @abc.abstractmethod
+    async def acquire_lease(self, run_id: str, owner: LeaseOwner, ttl_s: float) -> None:
+        """Make ``owner`` the holder of ``run_id``'s lease for ``ttl_s`` seconds.
+
+        The lease may be free, stale (expired, or its holder's process is gone from this
+        host) or already ``owner``'s (then it is renewed); checked and taken atomically.
+
+        Raises:
+            RunLeased: Another owner holds it and it is not stale (the holder is named).
+            ValueError: If ``ttl_s`` is not a positive number.
+        """
+
+    @abc.abstractmethod
+    async def renew_lease(self, run_id: str, owner: LeaseOwner, ttl_s: float) -> None:
+        """Extend ``owner``'s lease to ``ttl_s`` seconds from now.
+
+        Raises:
+            RunLeased: It is not ``owner``'s any more (released, or taken over).
+        """
+
+    @abc.abstractmethod
+    async def release_lease(self, run_id: str, owner: LeaseOwner) -> None:
+        """Give up ``owner``'s lease; nothing happens if it is not ``owner``'s."""
+
     async def aclose(self) -> None:  # noqa: B027  (optional hook)
         """Release resources."""
 
@@ -123,6 +150,7 @@ class MemoryStore(RunStore):
 
     def __init__(self) -> None:
         self._runs: dict[str, StoredRun] = {}
+        self._leases: dict[str, Lease] = {}  # by run id
 
     async def start_run(self, run_id: str, plan: Plan, started_at: datetime) -> None:
         """Record a new run (a planned one gets its plan; a resumed one keeps its plan)."""
@@ -185,6 +213,22 @@ class MemoryStore(RunStore):
         """Newest first."""
         runs = sorted(self._runs.values(), key=lambda r: r.summary.started_at, reverse=True)
         return [run.summary for run in runs[:limit]]
+
+    # -- leases ------------------------------------------------------------------------
+
+    async def acquire_lease(self, run_id: str, owner: LeaseOwner, ttl_s: float) -> None:
+        """Take the lease if it is free, stale or ``owner``'s (``RunLeased`` otherwise)."""
+        self._leases[run_id] = claim(self._leases.get(run_id), run_id, owner, ttl_s)
+
+    async def renew_lease(self, run_id: str, owner: LeaseOwner, ttl_s: float) -> None:
+        """Extend ``owner``'s lease (``RunLeased`` if it is not ``owner``'s)."""
+        self._leases[run_id] = extend(self._leases.get(run_id), run_id, owner, ttl_s)
+
+    async def release_lease(self, run_id: str, owner: LeaseOwner) -> None:
+        """Give up ``owner``'s lease, if it holds it."""
+        lease = self._leases.get(run_id)
+        if lease is not None and lease.owner.token == owner.token:
+            del self._leases[run_id]
 
 
 def _spent(attempts: dict[str, list[Attempt]]) -> Decimal:

@@ -28,6 +28,17 @@ the file is left untouched: those checks read it through a read-only connection,
 nothing is written before they pass. A new store gets its tables and marker in one
 transaction, before it is switched to WAL, so a process killed while creating it leaves
 either no store or a whole one.
+
+Run leases (:mod:`orchestrator.store.lease`) are rows of ``leases``, one per leased run.
+Each lease operation is a write: it runs in a batch that takes the write lock first
+(``BEGIN IMMEDIATE``), so the holder it reads is still the holder when it writes, and of
+two processes racing for a stale lease exactly one takes it. The table is created with a
+new store, and on opening an older file that lacks it (a file that cannot be written is
+still opened, for reading; its lease operations fail). The schema version stays 2: older
+versions never read ``meta`` beyond their checks nor any table they do not know, so they
+still read and write such a file correctly (only without leases, as before), and nothing
+an older version writes makes a lease wrong. Raising the version would lock them out of
+their own runs for a table that changes nothing they store.
 """
 
 from __future__ import annotations
@@ -35,7 +46,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import chain
 from pathlib import Path
@@ -48,6 +59,7 @@ from orchestrator.plan import Plan
 from orchestrator.pricing import ZERO_USD, to_usd
 from orchestrator.results import Attempt, NodeResult, NodeStatus, RunResult
 from orchestrator.store.base import RunStore, RunSummary, StoredRun, spent_on
+from orchestrator.store.lease import Lease, LeaseOwner, claim, extend
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "StoreError"]
 
@@ -140,6 +152,10 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE TABLE IF NOT EXISTS nodes (
     run_id TEXT NOT NULL REFERENCES runs(run_id), node_id TEXT NOT NULL,
     status TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (run_id, node_id)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    run_id TEXT PRIMARY KEY, token TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    process_started TEXT, since REAL NOT NULL, expires_at REAL NOT NULL
 );
 """
 
@@ -356,6 +372,20 @@ class SQLiteStore(RunStore):
         runs: list[RunSummary] = await self._call(_list, limit)
         return runs
 
+    # -- leases: each a write, under the write lock (see the module) ------------------
+
+    async def acquire_lease(self, run_id: str, owner: LeaseOwner, ttl_s: float) -> None:
+        """Take the lease if it is free, stale or ``owner``'s (``RunLeased`` otherwise)."""
+        await self._call(_acquire_lease, run_id, owner, ttl_s)
+
+    async def renew_lease(self, run_id: str, owner: LeaseOwner, ttl_s: float) -> None:
+        """Extend ``owner``'s lease (``RunLeased`` if it is not ``owner``'s any more)."""
+        await self._call(_renew_lease, run_id, owner, ttl_s)
+
+    async def release_lease(self, run_id: str, owner: LeaseOwner) -> None:
+        """Give up ``owner``'s lease, if it holds it."""
+        await self._call(_RELEASE_LEASE, run_id, owner)
+
 
 def _start_run_row(run_id: str, plan: Plan, started_at: datetime) -> tuple[Any, ...]:
     return (run_id, plan.goal, "running", plan.model_dump_json(), started_at.isoformat())
@@ -434,6 +464,61 @@ _PUT_NODE = _Write(
 )
 
 
+# -- leases ----------------------------------------------------------------------------
+
+
+def _read_lease(db: sqlite3.Connection, run_id: str) -> Lease | None:
+    row = db.execute(
+        "SELECT token, host, pid, process_started, since, expires_at FROM leases WHERE run_id=?",
+        (run_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    token, host, pid, started, since, expires_at = row
+    return Lease(
+        run_id, LeaseOwner(host, pid, token, started),
+        datetime.fromtimestamp(since, UTC), datetime.fromtimestamp(expires_at, UTC),
+    )  # fmt: skip
+
+
+def _put_lease(db: sqlite3.Connection, lease: Lease) -> None:
+    owner = lease.owner
+    db.execute(
+        "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (lease.run_id, owner.token, owner.host, owner.pid, owner.started,
+         lease.since.timestamp(), lease.expires_at.timestamp()),
+    )  # fmt: skip
+
+
+def _acquire_lease(db: sqlite3.Connection, run_id: str, owner: LeaseOwner, ttl_s: float) -> None:
+    """Read the holder and take the lease in one transaction (the batch's write lock)."""
+    _put_lease(db, claim(_read_lease(db, run_id), run_id, owner, ttl_s))
+
+
+def _renew_lease(db: sqlite3.Connection, run_id: str, owner: LeaseOwner, ttl_s: float) -> None:
+    _put_lease(db, extend(_read_lease(db, run_id), run_id, owner, ttl_s))
+
+
+_RELEASE_LEASE = _Write(
+    "DELETE FROM leases WHERE run_id=? AND token=?",
+    lambda run_id, owner: (run_id, owner.token),
+)
+
+
+def _add_leases(db: sqlite3.Connection) -> None:
+    """Create ``leases`` in a file written before it existed (see the module)."""
+    known = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='leases'")
+    if known.fetchone() is not None:
+        return
+    leases = next(part for part in _SCHEMA.split(";") if "TABLE IF NOT EXISTS leases" in part)
+    try:
+        with db:
+            db.execute(leases)
+    except sqlite3.OperationalError as exc:
+        if "readonly" not in str(exc):
+            raise  # a read-only file stays readable; anything else is an error
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     existed = path.exists() and path.stat().st_size > 0
     version = _check_existing(path) if existed else SCHEMA_VERSION
@@ -446,6 +531,8 @@ def _connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
+        if existed:
+            _add_leases(db)
         if version < SCHEMA_VERSION:  # what it holds reads as it is; what is added is newer
             with db:
                 db.execute(

@@ -112,6 +112,12 @@ class TierRecord(BaseModel):
     """Of those, nodes that ended with a verified answer, on any tier (decayed)."""
     cost_usd: float = Field(default=0.0, ge=0.0)
     """What those nodes cost in all, escalations included (decayed)."""
+    escalated: float = Field(default=0.0, ge=0.0)
+    """Nodes that started on another tier and escalated to this one (decayed)."""
+    escalated_verified: float = Field(default=0.0, ge=0.0)
+    """Of those, nodes that ended with a verified answer, here or above (decayed)."""
+    escalated_cost_usd: float = Field(default=0.0, ge=0.0)
+    """What those nodes cost from their first attempt on this tier on (decayed)."""
 
     @property
     def success_rate(self) -> float:
@@ -127,6 +133,19 @@ class TierRecord(BaseModel):
     def cost_per_verified_usd(self) -> float:
         """What one verified answer costs, failures paid for included (inf: none yet)."""
         return self.cost_usd / self.verified if self.verified else math.inf
+
+    def with_escalations(self) -> TierRecord:
+        """This tier as a start, counting the nodes that escalated to it as if started here.
+
+        They count from their first attempt here on. A cautious estimate: those are the
+        nodes a cheaper tier failed, harder than most.
+        """
+        return TierRecord(
+            model=self.model,
+            nodes=self.nodes + self.escalated,
+            verified=self.verified + self.escalated_verified,
+            cost_usd=self.cost_usd + self.escalated_cost_usd,
+        )
 
     def success_upper_bound(self, z: float = _Z95) -> float:
         """Wilson upper bound of the success rate (1 when nothing observed)."""
@@ -170,6 +189,15 @@ class CalibratedRouter:
     and escalated, and what that cost is what the router learns from. What it cannot see is
     a wrong answer a verifier accepted; a start with more attempts gets more such chances,
     which is why the rule ranks by cost and does not chase the highest verified rate.
+
+    Two rules keep it from staying where nothing verifies. When every tier a bucket's nodes
+    have started on (``min_samples`` times) has never ended verified, the next node starts
+    on a tier not yet tried as a start: the cheapest above those tried (preferring one where
+    escalations from below ended verified), else the nearest below within ``max_below``.
+    And a tier with too few starts of its own borrows the evidence of the escalations that
+    reached it (counted from their first attempt there on), so that when starts below it
+    mostly end up verified on it, starting on it directly competes on cost; ``prior``'s own
+    tier is judged on its starts only (its rate is the floor).
 
     Until ``min_samples`` nodes of a bucket have been seen on a tier, that tier is only
     explored: a share ``warmup_explore`` of the bucket's nodes goes to its least-observed
@@ -282,19 +310,37 @@ class CalibratedRouter:
         arms: list[int],
         records: list[TierRecord],
     ) -> RouteDecision:
-        ready = [i for i in arms if records[i].nodes >= self.min_samples]
-        if prior.index not in ready:
+        started = [i for i in arms if records[i].nodes >= self.min_samples]
+        if prior.index not in started:
             return prior
+        untried = _untried(arms, started, records)
+        if untried is not None and not any(records[i].verified for i in started):
+            tried = ", ".join(f"{ladder[i].name}: 0 of {records[i].nodes:.0f}" for i in started)
+            return RouteDecision(
+                untried,
+                _covers(needs, ladder, untried),
+                f"calibrated: starting on {ladder[untried].name}, not yet tried as a start: "
+                f"nodes with these needs that started elsewhere never ended verified "
+                f"({tried} verified; rules: {ladder[prior.index].name})",
+            )
+        evidence = [r if r.nodes >= self.min_samples else r.with_escalations() for r in records]
+        ready = [i for i in arms if evidence[i].nodes >= self.min_samples]
         floor = records[prior.index].success_rate - self.tolerance
-        eligible = [i for i in ready if records[i].success_upper_bound() >= floor]
-        index = min(eligible, key=lambda i: (records[i].cost_per_verified_usd, i))
-        chosen = records[index]
+        eligible = [i for i in ready if evidence[i].success_upper_bound() >= floor]
+        index = min(eligible, key=lambda i: (evidence[i].cost_per_verified_usd, i))
+        chosen = evidence[index]
+        borrowed = (
+            f", {records[index].escalated:.0f} of them escalated to it"
+            if chosen is not records[index]
+            else ""
+        )
         return RouteDecision(
             index,
             _covers(needs, ladder, index),
             f"calibrated: starting on {ladder[index].name}, ${chosen.cost_per_verified_usd:.4g} "
             f"per verified answer, {chosen.success_rate:.1%} verified, over "
-            f"{chosen.nodes:.0f} nodes with these needs (rules: {ladder[prior.index].name})",
+            f"{chosen.nodes:.0f} nodes with these needs{borrowed} "
+            f"(rules: {ladder[prior.index].name})",
         )
 
     def _arms(self, needs: Needs, ladder: TierLadder, rules: int) -> list[int]:
@@ -331,19 +377,28 @@ class CalibratedRouter:
         if result.id == PLANNING_NODE:
             return False
         attempts = result.attempts
-        if not attempts or attempts[0].model is None:
+        first = attempts[0] if attempts else None
+        if first is None or first.model is None:
             return False
         if any(a.error is not None or a.verdict is None for a in attempts):
             return False
-        first = attempts[0]
         bucket = self.calibration.entries.setdefault(needs_key(result.needs), {})
-        record = bucket.get(first.tier)
-        if record is None or record.model != first.model:
-            record = bucket[first.tier] = TierRecord(model=first.model)
+        verified = result.status is NodeStatus.SUCCEEDED
+        record = _record(bucket, first.tier, first.model)
         keep = self.decay
         record.nodes = record.nodes * keep + 1.0
-        record.verified = record.verified * keep + (result.status is NodeStatus.SUCCEEDED)
+        record.verified = record.verified * keep + verified
         record.cost_usd = record.cost_usd * keep + float(result.cost_usd)
+        reached = {first.tier}
+        for index, attempt in enumerate(attempts):  # each tier it escalated to: evidence
+            if attempt.tier in reached or attempt.model is None:
+                continue
+            reached.add(attempt.tier)
+            record = _record(bucket, attempt.tier, attempt.model)
+            from_here = sum(float(a.cost_usd) for a in attempts[index:])
+            record.escalated = record.escalated * keep + 1.0
+            record.escalated_verified = record.escalated_verified * keep + verified
+            record.escalated_cost_usd = record.escalated_cost_usd * keep + from_here
         return True
 
     def observe_many(self, results: Iterable[NodeResult]) -> int:
@@ -366,22 +421,26 @@ class CalibratedRouter:
     def table(self, ladder: TierLadder) -> list[dict[str, object]]:
         """What the router has learned, one row per (needs bucket, tier) observed.
 
-        ``start`` marks the tier :meth:`decide` picks for the bucket (context size aside);
+        ``start`` marks the tier :meth:`decide` picks for the bucket (context size aside),
+        which has a row even if nothing started there yet when it is not ``prior``'s pick
+        (``verified`` is then ``None``);
         ``cost_per_verified_usd`` is ``None`` while nothing started there was verified.
         """
         rows: list[dict[str, object]] = []
         for key in sorted(self.calibration.entries):
             records = self._records(key, ladder)
             levels = dict(part.split("=") for part in key.split(","))
-            start = self.decide(Needs(**{k: int(v) for k, v in levels.items()}), ladder).index
+            needs = Needs(**{k: int(v) for k, v in levels.items()})
+            start = self.decide(needs, ladder).index
+            untried = start if start != self.prior.route(needs, ladder).index else None
             for index, (tier, record) in enumerate(zip(ladder.tiers, records, strict=True)):
-                if record.nodes:
+                if record.nodes or index == untried:  # calibration may pick an untried start
                     rows.append(
                         {
                             "needs": key,
                             "tier": tier.name,
                             "nodes": round(record.nodes, 1),
-                            "verified": round(record.success_rate, 4),
+                            "verified": round(record.success_rate, 4) if record.nodes else None,
                             "mean_cost_usd": record.mean_cost_usd,
                             "cost_per_verified_usd": (
                                 record.cost_per_verified_usd if record.verified else None
@@ -390,6 +449,28 @@ class CalibratedRouter:
                         }
                     )
         return rows
+
+
+def _record(bucket: dict[str, TierRecord], tier: str, model: str) -> TierRecord:
+    """The bucket's record of ``tier``, afresh if it was of another model."""
+    record = bucket.get(tier)
+    if record is None or record.model != model:
+        record = bucket[tier] = TierRecord(model=model)
+    return record
+
+
+def _untried(arms: list[int], started: list[int], records: list[TierRecord]) -> int | None:
+    """Where to start when no tier started on ever verified; ``None``: all were tried.
+
+    A tier not yet tried as a start: the cheapest above those tried (one where escalations
+    from below ended verified first), else the nearest below.
+    """
+    fresh = [i for i in arms if i not in started]
+    above = [i for i in fresh if i > max(started)]
+    proven = [i for i in above if records[i].escalated_verified]
+    if proven or above:
+        return (proven or above)[0]
+    return max(fresh, default=None)
 
 
 def _covers(needs: Needs, ladder: TierLadder, index: int) -> bool:

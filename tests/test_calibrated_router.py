@@ -290,3 +290,88 @@ def test_a_tier_with_nothing_verified_shows_no_cost_per_verified_answer() -> Non
     (row,) = router.table(LADDER)
     assert row["cost_per_verified_usd"] is None
     json.dumps(row, allow_nan=False)  # valid JSON for `orchestrator routing --json`
+
+
+def test_where_every_start_tried_never_verified_it_tries_the_next_tier_up() -> None:
+    """Issue 14, 10b: six runs of six nodes each, every Sonnet start escalated to Opus and
+    none verified; the router kept starting on Sonnet ("$inf per verified answer")."""
+    router = CalibratedRouter(explore=0.0, warmup_explore=0.0, decay=1.0)  # min_samples 30
+    for _run in range(6):
+        teach(router, 6, [SONNET, OPUS], passed_last=False)
+    decision = router.decide(STRONG, LADDER)
+    assert LADDER[decision.index].name == OPUS
+    assert "not yet tried as a start" in decision.reason
+    assert "sonnet: 0 of 36" in decision.reason
+    assert "inf" not in decision.reason
+    assert decision.covered
+    starts = [row for row in router.table(LADDER) if row["start"]]
+    assert [(row["tier"], row["verified"]) for row in starts] == [(OPUS, None)]
+    # once Opus has been tried as often and verifies, it is the calibrated start
+    teach(router, 30, [OPUS])
+    decision = router.decide(STRONG, LADDER)
+    assert decision.reason.startswith("calibrated: starting on opus, $")
+
+
+def test_when_nothing_above_is_untried_it_tries_below_within_max_below() -> None:
+    hard = Needs(reasoning=3)  # the rules start these on Opus, the top tier
+    router = CalibratedRouter(explore=0.0, warmup_explore=0.0, min_samples=10, decay=1.0)
+    teach(router, 10, [OPUS], passed_last=False, needs=hard)
+    assert LADDER[router.decide(hard, LADDER).index].name == SONNET  # one under the rules
+    teach(router, 10, [SONNET, OPUS], passed_last=False, needs=hard)
+    # every tier it may start on was tried and none verified: the cheaper start, and not
+    # Haiku, two under the rules (max_below=1)
+    assert LADDER[router.decide(hard, LADDER).index].name == SONNET
+    some = CalibratedRouter(explore=0.0, warmup_explore=0.0, min_samples=10, decay=1.0)
+    teach(some, 9, [SONNET, OPUS], passed_last=False)
+    teach(some, 1, [SONNET])  # one verified: the usual rule, not a jump
+    assert LADDER[some.decide(STRONG, LADDER).index].name == SONNET
+
+
+def test_escalations_that_verify_above_are_evidence_for_starting_there() -> None:
+    """Every Sonnet start is rejected and then verified on Opus: Sonnet's record says 100%
+    verified, at the price of both attempts. Opus was never a start, but the escalations
+    that reached it show a start there verifies for the Opus attempt alone."""
+    router = CalibratedRouter(explore=0.0, warmup_explore=0.0, decay=1.0)
+    teach(router, 40, [SONNET, OPUS], cost=0.01)
+    decision = router.decide(STRONG, LADDER)
+    assert LADDER[decision.index].name == OPUS
+    assert "$0.01 per verified answer" in decision.reason
+    assert "40 of them escalated to it" in decision.reason
+    records = router.calibration.entries[needs_key(STRONG)]
+    assert (records[OPUS].nodes, records[OPUS].escalated) == (0.0, 40.0)
+    assert records[OPUS].escalated_cost_usd == pytest.approx(0.4)  # from Opus on
+
+
+async def test_the_engine_moves_a_start_where_nothing_verified_up_a_tier() -> None:
+    """The 6-runs scenario through the engine: Sonnet's and Opus's answers are rejected."""
+    router = CalibratedRouter(explore=0.0, warmup_explore=0.0)
+    engine = Engine(TestModel(""), LADDER, router=router)
+    plan = Plan(
+        goal="tasks nothing gets right",
+        tasks=[Task(id=f"t{i}", instruction=f"t {i}", needs=STRONG) for i in range(6)],
+    )
+    starts: list[str] = []
+    with anyio.fail_after(30):
+        for _run in range(6):
+            ran = await engine.run(plan, max_concurrency=1)
+            starts += [node.attempts[0].tier for node in ran.nodes]
+        seventh = await engine.run(plan, max_concurrency=1)
+    assert starts[:30] == [SONNET] * 30  # the rules, until Sonnet has its 30 samples
+    assert SONNET not in starts[starts.index(OPUS) :]  # then Opus, and it stays tried
+    assert [node.attempts[0].tier for node in seventh.nodes] == [OPUS] * 6
+
+
+async def test_the_engine_learns_to_start_where_escalations_verify() -> None:
+    router = CalibratedRouter(min_samples=10, explore=0.0, warmup_explore=0.0)
+    engine = Engine(TestModel("a sound answer", by_tier={SONNET: ""}), LADDER, router=router)
+    plan = Plan(
+        goal="tasks only Opus gets right",
+        tasks=[Task(id=f"t{i}", instruction=f"t {i}", needs=STRONG) for i in range(12)],
+    )
+    with anyio.fail_after(30):
+        first = await engine.run(plan, max_concurrency=1)
+        second = await engine.run(plan, max_concurrency=1)
+    assert [node.attempts[0].tier for node in first.nodes][:10] == [SONNET] * 10
+    assert [node.attempts[0].tier for node in second.nodes] == [OPUS] * 12
+    assert second.status == "succeeded"
+    assert second.cost_usd < first.cost_usd

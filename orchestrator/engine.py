@@ -61,7 +61,16 @@ from orchestrator.telemetry.tracing import Telemetry, current_telemetry, current
 from orchestrator.tiers import TierLadder, default_ladder
 from orchestrator.tool import Tool
 
-__all__ = ["Engine", "Goal", "GoalPlanner", "Run", "RunConfig", "Workload", "stored_result"]
+__all__ = [
+    "Engine",
+    "Goal",
+    "GoalPlanner",
+    "Run",
+    "RunConfig",
+    "Workload",
+    "new_run_id",
+    "stored_result",
+]
 
 
 class RunConfig(BaseModel):
@@ -201,7 +210,7 @@ class Engine:
             run_id = run_id or resume.summary.run_id
         run = Run(
             engine=self, config=config, inputs=dict(inputs or {}),
-            run_id=run_id or _new_run_id(), planning=planning,
+            run_id=run_id or new_run_id(), planning=planning,
             goal=work if isinstance(work, Goal) else None,
         )  # fmt: skip
         if not isinstance(work, Goal):
@@ -642,5 +651,6 @@ def _errors_seen(client: ModelClient) -> Counter[str]:
     return Counter(seen) if isinstance(seen, Mapping) else Counter()
 
 
-def _new_run_id() -> str:
+def new_run_id() -> str:
+    """A new run id: the UTC time it was made and 8 random hex digits."""
     return f"run_{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"

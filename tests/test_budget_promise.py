@@ -184,3 +184,71 @@ async def test_the_live_table_counts_planning_as_the_summary_does() -> None:
     total = sum((row.cost_usd for row in live.rows.values()), Decimal(0))
     assert total == result.cost_usd
     assert live.rows[PLANNING_NODE].cost_usd == result.planning.cost_usd
+
+
+class _CountingBrain:
+    """The default brain; ``arrived`` is set at each request (replaced after each wait)."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self._inner = DefaultBrain(config)
+        self.arrived = anyio.Event()
+        self.requests = 0
+
+    def respond(self, request: BrainRequest) -> BrainReply:
+        self.requests += 1
+        self.arrived.set()
+        return self._inner.respond(request)
+
+    async def next_request(self) -> None:
+        with anyio.fail_after(60):
+            await self.arrived.wait()
+        self.arrived = anyio.Event()
+
+
+@pytest.mark.anyio
+async def test_a_run_has_one_owner_and_a_dead_owners_lease_is_taken_over(
+    tmp_path: Path,
+) -> None:
+    # Two resumes of one run both ran it: 12 requests instead of 6, paid twice.
+    plan_file = tmp_path / "plan.json"
+    tasks = [{"id": f"t{i}", "instruction": f"Name {i + 2} uses of a queue."} for i in range(3)]
+    plan_file.write_text(json.dumps({"goal": "queues", "tasks": tasks}))
+    home = ["--home", str(tmp_path)]
+    slow = SimConfig(seed=2, time_scale=20)  # an answer takes far longer than the test
+    brain = _CountingBrain(slow)
+    async with serve(slow, brain=brain) as sim:
+        env = _env(sim.base_url)
+        first = await anyio.open_process(
+            [*CLI, "run", "--plan", str(plan_file), "--json", *home],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            await brain.next_request()  # the run is under way: it holds the lease
+            run_id = (await _only_run_id(tmp_path))[0]
+            with anyio.fail_after(60):  # refused at once, not run beside the first
+                second = await anyio.run_process(
+                    [*CLI, "resume", run_id, "--json", *home], env=env, check=False
+                )
+        finally:
+            first.kill()  # SIGKILL: its lease stays behind, held by a dead process
+            await first.wait()
+    assert second.returncode == 2
+    message = second.stderr.decode()
+    assert f"pid {first.pid}" in message, message
+    assert second.stdout == b""  # it ran nothing
+
+    async with serve(SimConfig(seed=2, time_scale=0)) as sim:
+        resumed = await anyio.run_process(
+            [*CLI, "resume", run_id, "--json", *home], env=_env(sim.base_url), check=False
+        )
+    assert resumed.returncode == 0, resumed.stderr.decode()  # the dead owner's lease: taken
+    assert json.loads(resumed.stdout)["status"] == "succeeded"
+
+
+async def _only_run_id(home: Path) -> list[str]:
+    store = await SQLiteStore.open(home / "runs.db")
+    try:
+        return [summary.run_id for summary in await store.list_runs()]
+    finally:
+        await store.aclose()

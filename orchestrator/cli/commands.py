@@ -24,16 +24,22 @@ from orchestrator.cli.render import (
     render_summary,
     render_tree,
 )
-from orchestrator.engine import Engine, Run, RunConfig, stored_result
+from orchestrator.engine import Engine, Run, RunConfig, new_run_id, stored_result
 from orchestrator.events import Listener
-from orchestrator.exceptions import BudgetExhausted, ModelAPIError, PlanValidationError, UserError
+from orchestrator.exceptions import (
+    BudgetExhausted,
+    ModelAPIError,
+    PlanValidationError,
+    RunLeased,
+    UserError,
+)
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.node import render_value
 from orchestrator.plan import Plan
 from orchestrator.research import ResearchAgent, render_report
 from orchestrator.results import RunResult, RunStatus
 from orchestrator.routing import CalibratedRouter, Router
-from orchestrator.store import RunSummary, SQLiteStore, StoredRun, StoreListener
+from orchestrator.store import RunSummary, SQLiteStore, StoredRun, StoreListener, hold_lease
 from orchestrator.telemetry import current_telemetry, write_timeline
 from orchestrator.tiers import TierLadder, load_ladder
 from planners.llm import PlanningReport
@@ -134,10 +140,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     ladder = load_ladder(args.tiers)
     if not args.offline and not _has_key(ladder):
         raise UserError(NO_KEY_HELP)
-    stored = anyio.run(_load_stored, store_path(args), args.run_id)
+    stored = anyio.run(_load_stored, store_path(args), args.run_id)  # it exists (else exit 2)
     config = _run_config(args)
-    with session(args):
-        outcome = anyio.run(_run, args, stored.plan, ladder, config, stored)
+    with session(args):  # the run is loaded again once this process holds its lease
+        outcome = anyio.run(_run, args, stored.plan, ladder, config, stored.summary.run_id)
     if outcome is None:
         return 1
     _report(args, *outcome)
@@ -213,47 +219,79 @@ async def _run(
     plan: Plan | None,
     ladder: TierLadder,
     config: RunConfig,
-    resume: StoredRun | None,
+    resume_id: str | None,
 ) -> tuple[RunResult, Corpus | None] | None:
-    """Plan (when ``plan`` is None: research mode, planning inside the run) and execute."""
+    """Plan (when ``plan`` is None: research mode, planning inside the run) and execute.
+
+    The process holds the run's lease throughout (a second ``resume`` of it exits 2 naming
+    this process); a resumed run is read from the store once the lease is held, so it
+    starts from what its previous owner left, never from an older copy.
+    """
     store = await SQLiteStore.open(store_path(args))
+    runs: list[Run] = []  # the run, once prepared: stopped if the lease is lost
+
+    def lost(_: RunLeased) -> None:
+        for run in runs:
+            run.cancel()
+
     try:
-        async with (
-            _endpoint(args, ladder) as (client, run_ladder),
-            _progress(args) as progress,
-            current_telemetry().run_trace(),  # planning and the run: one trace
-        ):
-            listeners: list[Listener] = [StoreListener(store)]
-            if progress is not None:
-                listeners.append(progress)
-            router = await _router(args, store)
-            corpus = None
-            if plan is None or _uses_corpus(plan):
-                corpus = await _load_corpus(args)
-            if plan is None:  # the run is recorded before the planner's first call
-                assert corpus is not None
-                agent = ResearchAgent(
-                    client, corpus, run_ladder, config=config, listeners=listeners,
-                    planner_tier=getattr(args, "planner_tier", None),
-                    judge=getattr(args, "judge", False), web=getattr(args, "web", False),
-                    router=router,
-                )  # fmt: skip
-                goal = resume.summary.goal if resume is not None else args.goal
-                run = agent.start(goal, resume=resume)
-            else:
-                tools = corpus_tools(corpus) if corpus is not None else []
-                engine = Engine(
-                    client, run_ladder, listeners=listeners, config=config, tools=tools,
-                    passages=corpus, router=router,
-                )  # fmt: skip
-                run = engine.prepare(plan, resume=resume)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_cancel_on_sigint, run)
-                result = await run.execute()
-                tg.cancel_scope.cancel()
-            return result, corpus
+        async with hold_lease(store, resume_id or new_run_id(), on_lost=lost) as lease:
+            outcome = await _run_held(args, plan, ladder, config, store, lease.run_id, runs)
+        if lease.lost_to is not None:
+            raise lease.lost_to  # stopped: another process owns the run now (exit 2)
+        return outcome
     finally:
         await store.aclose()
+
+
+async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opened)
+    args: argparse.Namespace,
+    plan: Plan | None,
+    ladder: TierLadder,
+    config: RunConfig,
+    store: SQLiteStore,
+    run_id: str,
+    runs: list[Run],
+) -> tuple[RunResult, Corpus | None]:
+    resume = None
+    if args.command == "resume":  # read now that this process owns it
+        resume = await store.load_run(run_id)
+        plan = resume.plan
+    async with (
+        _endpoint(args, ladder) as (client, run_ladder),
+        _progress(args) as progress,
+        current_telemetry().run_trace(),  # planning and the run: one trace
+    ):
+        listeners: list[Listener] = [StoreListener(store)]
+        if progress is not None:
+            listeners.append(progress)
+        router = await _router(args, store)
+        corpus = None
+        if plan is None or _uses_corpus(plan):
+            corpus = await _load_corpus(args)
+        if plan is None:  # the run is recorded before the planner's first call
+            assert corpus is not None
+            agent = ResearchAgent(
+                client, corpus, run_ladder, config=config, listeners=listeners,
+                planner_tier=getattr(args, "planner_tier", None),
+                judge=getattr(args, "judge", False), web=getattr(args, "web", False),
+                router=router,
+            )  # fmt: skip
+            goal = resume.summary.goal if resume is not None else args.goal
+            run = agent.start(goal, resume=resume, run_id=run_id)
+        else:
+            tools = corpus_tools(corpus) if corpus is not None else []
+            engine = Engine(
+                client, run_ladder, listeners=listeners, config=config, tools=tools,
+                passages=corpus, router=router,
+            )  # fmt: skip
+            run = engine.prepare(plan, resume=resume, run_id=run_id)
+        runs.append(run)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_on_sigint, run)
+            result = await run.execute()
+            tg.cancel_scope.cancel()
+        return result, corpus
 
 
 async def _router(args: argparse.Namespace, store: SQLiteStore) -> Router | None:

@@ -170,7 +170,7 @@ def _loads_or_empty(text: str | bytes) -> Mapping[str, Any]:
 
     try:
         loaded = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep: pydantic has said so already
         return {}
     return loaded if isinstance(loaded, Mapping) else {}
 

@@ -232,16 +232,38 @@ def load_ladder(path: str | Path | None = None) -> TierLadder:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        raw = path.read_bytes()
     except FileNotFoundError:
-        raise TierConfigError(
-            str(path), [ConfigIssue("(file)", "no such file", "check the path given to --tiers")]
+        raise _file_error(path, "no such file", "check the path given to --tiers") from None
+    except IsADirectoryError:
+        raise _file_error(path, "is a directory", "give the tiers file (TOML) itself") from None
+    except OSError as exc:
+        raise _file_error(
+            path, f"cannot be read ({exc.strerror})", "check the path given to --tiers"
         ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _file_error(
+            path,
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            "save the tiers file as UTF-8",
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TierConfigError(
             str(path), [ConfigIssue("(syntax)", str(exc), "fix the TOML syntax at that place")]
         ) from None
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise TierConfigError(
+            str(path),
+            [ConfigIssue("(syntax)", "arrays or inline tables nested too deep", "nest less")],
+        ) from None
+
+
+def _file_error(path: Path, problem: str, fix: str) -> TierConfigError:
+    return TierConfigError(str(path), [ConfigIssue("(file)", problem, fix)])
 
 
 def _merge(

@@ -7,8 +7,11 @@ with a message naming what is wrong.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from orchestrator.cli.commands import (
@@ -21,6 +24,7 @@ from orchestrator.cli.commands import (
     cmd_sim_serve,
     cmd_tiers,
     cmd_validate,
+    store_path,
 )
 from orchestrator.cli.otel import add_flags as _telemetry_flags
 from orchestrator.exceptions import UserError
@@ -100,10 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     sim_commands = sim.add_subparsers(dest="sim_command", required=True, metavar="SUBCOMMAND")
     serve = sim_commands.add_parser("serve", help="serve the Messages API on loopback")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--port", type=_port, default=8765, help="1 to 65535")
     serve.add_argument("--seed", type=int, default=0)
-    serve.add_argument("--time-scale", type=float, default=1.0, help="0 answers instantly")
-    serve.add_argument("--fault-rate", type=float, default=0.0)
+    serve.add_argument("--time-scale", type=_non_negative, default=1.0, help="0 answers instantly")
+    serve.add_argument(
+        "--fault-rate", type=_fraction, default=0.0, help="share of requests faulted, 0 to 1"
+    )
     serve.add_argument("--request-log", metavar="FILE", help="append one JSON line per request")
     serve.set_defaults(handler=cmd_sim_serve)
     return parser
@@ -112,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
 def _execution_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline", action="store_true", help="run against the local simulator")
     parser.add_argument("--tiers", metavar="FILE", help="tiers file (TOML) over the default ladder")
-    parser.add_argument("--budget", type=float, metavar="USD", help="most the run may spend")
+    parser.add_argument("--budget", type=_usd, metavar="USD", help="most the run may spend")
     parser.add_argument(
         "--max-concurrency", type=int, default=16, metavar="N", help="nodes running at once"
     )
@@ -129,7 +135,9 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--home", metavar="DIR", help="data directory (default $ORCHESTRATOR_HOME)")
     parser.add_argument("--seed", type=int, default=0, help="simulator seed (offline)")
-    parser.add_argument("--fault-rate", type=float, default=0.0, help="simulator faults (offline)")
+    parser.add_argument(
+        "--fault-rate", type=_fraction, default=0.0, help="simulator faults, 0 to 1 (offline)"
+    )
     _telemetry_flags(parser)
 
 
@@ -140,7 +148,9 @@ def _add_plan_command(commands: Any) -> None:
     plan.add_argument("--offline", action="store_true", help="plan with the local simulator")
     plan.add_argument("--tiers", metavar="FILE", help="tiers file (TOML) over the default ladder")
     plan.add_argument("--seed", type=int, default=0, help="simulator seed (offline)")
-    plan.add_argument("--fault-rate", type=float, default=0.0, help="simulator faults (offline)")
+    plan.add_argument(
+        "--fault-rate", type=_fraction, default=0.0, help="simulator faults, 0 to 1 (offline)"
+    )
     plan.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     _planning_flags(plan)
     plan.set_defaults(handler=cmd_plan)
@@ -157,10 +167,84 @@ def _planning_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """A share between 0 and 1 (``--fault-rate``)."""
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    """A finite number of 0 or more (``--time-scale``)."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    """A TCP port to listen on, 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, not {text}")
+    return port
+
+
+def _usd(text: str) -> Decimal:
+    """An amount of US dollars, exact (``--budget``): finite and not negative."""
+    try:
+        amount = Decimal(text.strip())
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not an amount of dollars: {text!r}") from None
+    if not amount.is_finite():
+        raise argparse.ArgumentTypeError(f"not a finite amount of dollars: {text!r}")
+    if amount < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return amount
+
+
+_HOME_COMMANDS = frozenset({"run", "plan", "resume", "runs", "show", "routing"})
+"""The commands that keep data in the home (runs, shared rate limits)."""
+
+
+def _check_home(args: argparse.Namespace) -> None:
+    """Refuse a data directory that is not a directory or cannot be created, by name."""
+    if args.command not in _HOME_COMMANDS:
+        return
+    home = store_path(argparse.Namespace(home=getattr(args, "home", None))).parent
+    if getattr(args, "home", None):
+        label = f"--home {args.home}"
+    elif os.environ.get("ORCHESTRATOR_HOME"):
+        label = f"ORCHESTRATOR_HOME={os.environ['ORCHESTRATOR_HOME']}"
+    else:
+        label = f"data directory {home}"
+    if home.exists() and not home.is_dir():
+        raise UserError(f"{label}: not a directory (the data directory holds runs.db)")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{label}: cannot create the data directory ({exc.strerror})") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
+        _check_home(args)
         code: int = args.handler(args)
     except UserError as exc:
         print(f"orchestrator: error: {exc}", file=sys.stderr)

@@ -121,7 +121,8 @@ class SimConfig(BaseModel):
         max_tool_calls: Tool calls the brain makes in one conversation before answering
             (unless ``tool_choice`` forces another).
         cache_entries: Prompt-cache prefixes remembered (least recently used dropped).
-        max_body_bytes: Largest request body accepted (HTTP 413 above).
+        max_body_bytes: Largest request body accepted: the real Messages API's 32 MB
+            (32,000,000 bytes); above it, HTTP 413 ``request_too_large``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -143,7 +144,7 @@ class SimConfig(BaseModel):
     judge_false_reject: ByCapability = (0.06, 0.03, 0.01)
     max_tool_calls: Annotated[int, Field(ge=1)] = 2
     cache_entries: Annotated[int, Field(gt=0)] = 512
-    max_body_bytes: Annotated[int, Field(gt=0)] = 32 * 1024 * 1024
+    max_body_bytes: Annotated[int, Field(gt=0)] = 32_000_000
 
     @model_validator(mode="after")
     def _faults_drawable(self) -> SimConfig:

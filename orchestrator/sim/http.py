@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import http
-from collections.abc import AsyncGenerator, Awaitable, Callable
+import json
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -21,6 +22,10 @@ __all__ = ["Handler", "HttpRequest", "HttpResponse", "bound_port", "listen", "se
 
 _READ_SIZE = 64 * 1024
 _IDLE_TIMEOUT_S = 120.0
+_LINGER_S = 30.0
+"""After an error answer, how long the rest of the request is read and dropped."""
+_LINGER_BYTES = 1 << 30
+"""...and at most how much of it."""
 _REASONS = {529: b"Overloaded"}
 _GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
 
@@ -67,7 +72,10 @@ Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
 class _BodyTooLarge(Exception):
-    """The request body exceeds the configured limit."""
+    """The request body exceeds the configured limit (declared, or as it arrives)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request exceeds the maximum allowed number of bytes ({limit}).")
 
 
 async def listen(host: str, port: int) -> Listener[SocketStream]:
@@ -85,19 +93,32 @@ async def serve_listener(
     handler: Handler,
     *,
     max_body_bytes: int,
+    error_headers: Sequence[tuple[str, str]] = (),
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Accept connections on ``listener`` and serve each with ``handler`` until cancelled."""
+    """Accept connections on ``listener`` and serve each with ``handler`` until cancelled.
+
+    A request the server cannot hand to ``handler`` gets its error here: a body over
+    ``max_body_bytes`` a 413 ``request_too_large`` (as soon as its ``content-length``
+    says so), malformed HTTP a 400, each with ``error_headers``. The rest of such a
+    request is then read and dropped before the connection closes, so that the client,
+    still sending, reads the answer instead of a reset connection.
+    """
 
     async def serve_one(stream: ByteStream) -> None:
-        await _serve_connection(stream, handler, max_body_bytes)
+        await _serve_connection(stream, handler, max_body_bytes, error_headers)
 
     async with listener:
         task_status.started()
         await listener.serve(serve_one)
 
 
-async def _serve_connection(stream: ByteStream, handler: Handler, max_body_bytes: int) -> None:
+async def _serve_connection(
+    stream: ByteStream,
+    handler: Handler,
+    max_body_bytes: int,
+    error_headers: Sequence[tuple[str, str]],
+) -> None:
     conn = h11.Connection(h11.SERVER)
     async with stream:
         with contextlib.suppress(*_GONE):
@@ -105,7 +126,8 @@ async def _serve_connection(stream: ByteStream, handler: Handler, max_body_bytes
                 try:
                     request = await _read_request(conn, stream, max_body_bytes)
                 except (h11.RemoteProtocolError, _BodyTooLarge) as exc:
-                    await _send_plain_error(conn, stream, exc)
+                    await _send_plain_error(conn, stream, exc, error_headers)
+                    await _linger(stream)
                     return
                 if request is None:
                     return
@@ -129,14 +151,23 @@ async def _read_request(
             await _receive_into(conn, stream, idle=head is None)
         elif isinstance(event, h11.Request):
             head = event
+            if _declared_length(event) > max_body_bytes:
+                raise _BodyTooLarge(max_body_bytes)  # before a byte of the body is read
         elif isinstance(event, h11.Data):
             body += event.data
             if len(body) > max_body_bytes:
-                raise _BodyTooLarge
+                raise _BodyTooLarge(max_body_bytes)
         elif isinstance(event, h11.EndOfMessage) and head is not None:
             return _request_from(head, bytes(body))
         else:  # ConnectionClosed (or PAUSED): nothing more to serve
             return None
+
+
+def _declared_length(head: h11.Request) -> int:
+    for name, value in head.headers:
+        if name == b"content-length":
+            return int(value)  # h11 has checked it is a number
+    return 0
 
 
 async def _receive_into(conn: h11.Connection, stream: ByteStream, *, idle: bool) -> None:
@@ -185,19 +216,38 @@ async def _send_response(conn: h11.Connection, stream: ByteStream, response: Htt
     await stream.send(conn.send(h11.EndOfMessage()) or b"")
 
 
-async def _send_plain_error(conn: h11.Connection, stream: ByteStream, exc: Exception) -> None:
+async def _send_plain_error(
+    conn: h11.Connection,
+    stream: ByteStream,
+    exc: Exception,
+    headers: Sequence[tuple[str, str]],
+) -> None:
     if conn.our_state not in {h11.IDLE, h11.SEND_RESPONSE}:
         return
-    status = 413 if isinstance(exc, _BodyTooLarge) else 400
-    kind = "request_too_large" if status == 413 else "invalid_request_error"
-    body = (
-        b'{"type":"error","error":{"type":"' + kind.encode() + b'","message":"'
-        + http.HTTPStatus(status).phrase.encode() + b'"}}'
-    )  # fmt: skip
+    if isinstance(exc, _BodyTooLarge):
+        status, kind, message = 413, "request_too_large", str(exc)
+    else:
+        status, kind, message = 400, "invalid_request_error", f"Malformed HTTP request: {exc}"
+    document = {"type": "error", "error": {"type": kind, "message": message}}
     response = HttpResponse(
         status,
-        [("content-type", "application/json"), ("connection", "close")],
-        body,
+        [("content-type", "application/json"), ("connection", "close"), *headers],
+        json.dumps(document).encode(),
     )
     with contextlib.suppress(h11.LocalProtocolError):
         await _send_response(conn, stream, response)
+
+
+async def _linger(stream: ByteStream) -> None:
+    """Read and drop what the client still sends, until it closes (bounded), then close.
+
+    Closing a socket with unread data makes the kernel reset the connection, and a reset
+    can destroy the answer before the client reads it: the client would see a dropped
+    connection (and retry, uploading the body again) instead of the error.
+    """
+    with contextlib.suppress(*_GONE, OSError):
+        await stream.send_eof()  # the answer is complete: the client may read it now
+    dropped = 0
+    with anyio.move_on_after(_LINGER_S), contextlib.suppress(*_GONE, OSError):
+        while dropped < _LINGER_BYTES:
+            dropped += len(await stream.receive(_READ_SIZE))

@@ -17,7 +17,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from orchestrator.sim.app import SimApp
+from orchestrator.sim.app import SIMULATED_HEADER, SimApp
 from orchestrator.sim.brain import Brain
 from orchestrator.sim.config import SimConfig
 from orchestrator.sim.http import bound_port, listen, serve_listener
@@ -98,7 +98,11 @@ async def serve(
 
 async def _serve(listener: Any, app: SimApp, task_status: Any) -> None:
     await serve_listener(
-        listener, app.handle, max_body_bytes=app.config.max_body_bytes, task_status=task_status
+        listener,
+        app.handle,
+        max_body_bytes=app.config.max_body_bytes,
+        error_headers=[(SIMULATED_HEADER, "true")],
+        task_status=task_status,
     )
 
 

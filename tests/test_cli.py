@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,25 @@ def test_corrupt_store_exits_2_and_is_untouched(
     assert main(["runs", "--home", str(home)]) == 2
     assert "is not an orchestrator run store" in capsys.readouterr().err
     assert (home / "runs.db").read_bytes() == b"garbage" * 50
+
+
+def test_bad_run_settings_are_one_line_naming_the_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "--offline", "--plan", str(PLAN), "--max-concurrency", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "orchestrator: error: bad run settings: --max-concurrency (max_concurrency): "
+        "Input should be greater than 0"
+    )
+
+
+def test_sim_serve_on_a_port_in_use_exits_2_naming_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["sim", "serve", "--port", str(port)]) == 2
+    assert f"--port {port}: cannot listen" in capsys.readouterr().err

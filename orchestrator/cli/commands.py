@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from pydantic import ValidationError
 
 from orchestrator.cli.otel import session
 from orchestrator.cli.render import (
@@ -202,11 +203,18 @@ async def _list_runs(path: Path, limit: int) -> list[RunSummary]:
         await store.aclose()
 
 
+_FLAGS = {"max_concurrency": "--max-concurrency", "budget_usd": "--budget"}
+
+
 def _run_config(args: argparse.Namespace) -> RunConfig:
     try:
         return RunConfig(max_concurrency=args.max_concurrency, budget_usd=args.budget)
-    except ValueError as exc:
-        raise UserError(f"bad run settings: {exc}") from None
+    except ValidationError as exc:  # one line per setting, named as the flag is
+        problems = "; ".join(
+            f"{_FLAGS.get(str(e['loc'][0]), e['loc'][0])} ({e['loc'][0]}): {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise UserError(f"bad run settings: {problems}") from None
 
 
 def _has_key(ladder: TierLadder) -> bool:
@@ -466,5 +474,10 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
         f"{args.host}:{args.port} ANTHROPIC_API_KEY=anything orchestrator run ...",
         flush=True,
     )
-    run_forever(config, args.host, args.port)
+    try:
+        run_forever(config, args.host, args.port)
+    except OSError as exc:  # the port is taken, or the host is not this machine's
+        raise UserError(
+            f"--host {args.host} --port {args.port}: cannot listen ({exc.strerror or exc})"
+        ) from None
     return 0

@@ -58,6 +58,8 @@ _HINTS = {
     401: "check the API key (ANTHROPIC_API_KEY, or the tier's api_key_env)",
     403: "the key may not use this model or endpoint",
     404: "check the tier's model id in your tiers file",
+    413: "the request is over the API's size limit (32 MB): shorten the task's inputs, "
+    "its output_schema or its tools' results",
 }
 
 

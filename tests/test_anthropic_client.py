@@ -157,6 +157,7 @@ async def test_missing_key_says_how_to_fix_it(monkeypatch: pytest.MonkeyPatch) -
         ("overloaded", "overloaded_error"),
         ("server_error", "api_error"),
         ("drop_connection", "connection_error"),
+        ("truncated_body", "invalid_response"),
     ],
 )
 async def test_each_fault_is_retried_then_reported(kind: str, error_type: str) -> None:

@@ -565,7 +565,11 @@ def fifty_node_plan() -> Plan:
 def _error_type(record: Any) -> str | None:
     """The error type the client names a faulted request by (see docs/sim.md, Faults)."""
     by_status = {429: "rate_limit_error", 529: "overloaded_error", 500: "api_error"}
-    by_fault = {"drop_connection": "connection_error", "slow": "timeout"}
+    by_fault = {
+        "drop_connection": "connection_error",
+        "slow": "timeout",
+        "truncated_body": "invalid_response",
+    }
     return by_status.get(record.status) or by_fault.get(record.fault or "")
 
 

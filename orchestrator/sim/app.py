@@ -151,19 +151,23 @@ class SimApp:
         await self.log.write(record)
         if fault == "drop_connection":
             return HttpResponse(200, drop=True)
+        cut = fault == "truncated_body"
         if stream:
             await anyio.sleep(slow)
             headers = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
-            return HttpResponse(200, headers, stream=self._events(message, model, ttft))
+            return HttpResponse(200, headers, stream=self._events(message, model, ttft, cut=cut))
         await anyio.sleep(record.latency_s)
-        return HttpResponse(200, _json_headers(), json.dumps(message).encode("utf-8"))
+        body = json.dumps(message).encode("utf-8")
+        return HttpResponse(200, _json_headers(), body[: len(body) // 2] if cut else body)
 
     async def _events(
-        self, message: Mapping[str, Any], model: SimModel, ttft: float
+        self, message: Mapping[str, Any], model: SimModel, ttft: float, *, cut: bool = False
     ) -> AsyncGenerator[bytes, None]:
         per_token = self.config.scaled(1.0 / model.tokens_per_s)
         await anyio.sleep(ttft)
         for name, data, tokens in sse_events(message):
+            if cut and name in ("message_delta", "message_stop"):
+                return  # the stream ends cleanly, before the message does
             if tokens:
                 await anyio.sleep(per_token * tokens)
             yield encode_sse(name, data)

@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["FAULT_KINDS", "FaultKind", "SimConfig", "SimModel", "default_models"]
 
-FaultKind = Literal["rate_limit", "overloaded", "server_error", "drop_connection", "slow"]
+FaultKind = Literal[
+    "rate_limit", "overloaded", "server_error", "drop_connection", "slow", "truncated_body"
+]
 """What an injected fault does:
 
 * ``rate_limit``: HTTP 429 ``rate_limit_error`` with a ``retry-after`` header;
@@ -22,7 +24,10 @@ FaultKind = Literal["rate_limit", "overloaded", "server_error", "drop_connection
 * ``server_error``: HTTP 500 ``api_error``;
 * ``drop_connection``: the connection is closed without a response (streaming requests:
   after the first events);
-* ``slow``: the answer comes only after ``SimConfig.slow_response_s``, past a client timeout.
+* ``slow``: the answer comes only after ``SimConfig.slow_response_s``, past a client timeout;
+* ``truncated_body``: a 200 whose body is cut short, as a flaky proxy cuts it (its
+  ``content-length`` matches what is sent, so only parsing finds out); a streamed answer
+  ends cleanly before ``message_stop``. The request is billed (its usage is logged).
 """
 
 FAULT_KINDS: tuple[FaultKind, ...] = (
@@ -31,6 +36,7 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     "server_error",
     "drop_connection",
     "slow",
+    "truncated_body",
 )
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -97,6 +103,7 @@ def _default_fault_kinds() -> dict[FaultKind, float]:
         "server_error": 1.0,
         "drop_connection": 1.0,
         "slow": 1.0,
+        "truncated_body": 1.0,
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import anthropic
 import anyio
 import pytest
@@ -85,6 +87,32 @@ async def test_dropped_connection_is_a_connection_error(make_client, stream) -> 
                 await send(client, stream=stream)
     assert not isinstance(caught.value, anthropic.APITimeoutError)
     assert server.requests[0].fault == "drop_connection"
+
+
+async def test_a_truncated_body_is_cut_mid_json_and_still_billed(make_client) -> None:
+    with anyio.fail_after(10):
+        async with serve(only("truncated_body")) as server, make_client(server) as client:
+            raw = await client.messages.with_raw_response.create(**ask())
+            body = await raw.http_response.aread()
+            with pytest.raises(json.JSONDecodeError):  # cut short; its length looks right
+                json.loads(body)
+            assert int(raw.headers["content-length"]) == len(body)
+    (record,) = server.requests
+    assert (record.fault, record.status) == ("truncated_body", 200)
+    assert record.usage is not None  # answered, so billed
+
+
+async def test_a_truncated_stream_ends_before_message_stop(make_client) -> None:
+    with anyio.fail_after(10):
+        async with (
+            serve(only("truncated_body")) as server,
+            make_client(server) as client,
+            client.messages.stream(**ask()) as events,
+        ):
+            seen = [event.type async for event in events]
+    assert "message_start" in seen
+    assert "message_stop" not in seen
+    assert server.requests[0].fault == "truncated_body"
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -405,7 +405,6 @@ class Run:
         goal = self._goal
         assert goal is not None, "a run without a plan has a goal"
         await self._bus.emit(PlanningStarted(self.run_id, goal.text))
-        earlier = list(self._planning_attempts)
         started = anyio.current_time()
         error: str | None = None
         plan: Plan | None = None
@@ -420,9 +419,7 @@ class Run:
             if record is None and error is not None:
                 record = PlanningRecord(tier="", model="", rounds=0, error=error)
             if record is not None:
-                record.wall_s = anyio.current_time() - started
-                if earlier and self.planning is not None:
-                    record.wall_s += self.planning.wall_s
+                record.wall_s = anyio.current_time() - started  # this process's planning
             self.planning = record
             self._planning_stored = True  # every round was recorded as it went
 

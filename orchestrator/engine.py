@@ -627,17 +627,26 @@ def _feeder(router: LearningRouter) -> Listener:
 
 
 def _interrupted(attempt: Attempt) -> Attempt:
-    """An attempt the process died in: what it may have been billed counts as spent."""
+    """An attempt the process died in: what it may have been billed counts as spent.
+
+    Its cost is an upper bound (``cost_unknown``) only if a call was in flight; an
+    attempt that died before sending anything (waiting for a slot) cost what it had.
+    """
     if attempt.finished_at is not None:
         return attempt
+    in_flight = attempt.in_flight_usd > 0
     return attempt.model_copy(
         update={
-            "error": "interrupted: the process ended during this attempt; its cost counts "
-            "the worst case of the calls it had in flight (an upper bound)",
+            "error": "interrupted: the process ended during this attempt"
+            + (
+                "; its cost counts the worst case of the calls it had in flight (an upper bound)"
+                if in_flight
+                else " before it had a call in flight"
+            ),
             "error_type": "interrupted",
             "cost_usd": attempt.cost_usd + attempt.in_flight_usd,
             "in_flight_usd": ZERO_USD,
-            "cost_unknown": True,
+            "cost_unknown": attempt.cost_unknown or in_flight,
         }
     )
 

@@ -10,6 +10,7 @@ import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import anyio
@@ -203,15 +204,33 @@ async def test_attempt_in_flight_at_a_crash_is_marked_interrupted() -> None:
     from orchestrator import Attempt
 
     in_flight = Attempt(
-        number=1, tier="haiku", model="m", started_at=datetime(2026, 1, 1, tzinfo=UTC)
-    )
+        number=1, tier="haiku", model="m", started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        cost_usd=Decimal("0.001"), in_flight_usd=Decimal("0.002"),
+    )  # fmt: skip
     await store.record_attempt("dead", "t", in_flight)  # the process died before it finished
     stored = await store.load_run("dead")
     result = await Engine(TestModel("ok")).run(stored.plan, resume=stored)
     first, second = result.node("t").attempts
     assert first.error_type == "interrupted"
-    assert first.cost_unknown is True
+    assert (first.cost_usd, first.cost_unknown) == (Decimal("0.003"), True)  # an upper bound
     assert second.passed
+
+
+async def test_attempt_that_died_before_sending_anything_cost_what_it_had() -> None:
+    store = MemoryStore()
+    plan = Plan(goal="g", tasks=[Task(id="t", instruction="x")])
+    await store.start_run("dead", plan, datetime(2026, 1, 1, tzinfo=UTC))
+    from orchestrator import Attempt
+
+    waiting = Attempt(
+        number=1, tier="haiku", model="m", started_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    await store.record_attempt("dead", "t", waiting)  # started, killed before its first call
+    stored = await store.load_run("dead")
+    result = await Engine(TestModel("ok")).run(stored.plan, resume=stored)
+    first = result.node("t").attempts[0]
+    assert first.error_type == "interrupted"
+    assert (first.cost_usd, first.cost_unknown) == (0, False)  # nothing sent: known exactly
 
 
 async def test_resume_does_not_pay_again_for_a_tier_that_already_failed() -> None:

@@ -36,9 +36,9 @@ from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.plan import Plan
 from orchestrator.research import ResearchAgent
 from orchestrator.results import RunResult
-from orchestrator.sim import SimConfig, serve
 from orchestrator.tiers import default_ladder
-from tools.corpus import Corpus
+from orchestrator.tools.corpus import Corpus
+from orchestrator_sim import SimConfig, serve
 
 GOALS = (
     "How do Python context managers and the with statement handle exceptions?",

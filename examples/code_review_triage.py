@@ -55,7 +55,7 @@ from orchestrator import (
 from orchestrator.cli.render import SIMULATED_NOTE
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.pricing import USD, ZERO_USD
-from orchestrator.sim import SimConfig, serve
+from orchestrator_sim import SimConfig, serve
 
 DEFAULT_DIFF = Path(__file__).parent / "diffs" / "regional_pricing.diff"
 FIRST_PASS_NEEDS = Needs(reasoning=1, coding=1)

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from orchestrator import Engine, Needs, Predicate, RunResult, Workflow
 from orchestrator.cli.render import render_summary
 from orchestrator.models.anthropic import AnthropicClient
-from orchestrator.sim import SimConfig, serve
+from orchestrator_sim import SimConfig, serve
 
 
 class Decision(BaseModel):

@@ -16,9 +16,9 @@ import anyio
 
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.research import ResearchAgent, render_report
-from orchestrator.sim import SimConfig, serve
 from orchestrator.tiers import default_ladder
-from tools.corpus import Corpus
+from orchestrator.tools.corpus import Corpus
+from orchestrator_sim import SimConfig, serve
 
 DEFAULT_GOAL = "How do Python context managers and the with statement handle exceptions?"
 

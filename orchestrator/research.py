@@ -1,9 +1,10 @@
 """The research-synthesis agent: a goal becomes a cited Markdown report.
 
-Goal -> :class:`~planners.llm.LLMPlanner` (with the corpus tools in its catalogue) -> a plan
-of independent sub-questions, a synthesis and a check -> each node on the cheapest adequate
-tier, researching with ``search_corpus`` / ``read_passage`` -> verification -> a report
-whose claims cite passages as ``[path#n]``, with a references section.
+Goal -> :class:`~orchestrator.planners.llm.LLMPlanner` (with the corpus tools in its
+catalogue) -> a plan of independent sub-questions, a synthesis and a check -> each node on
+the cheapest adequate tier, researching with ``search_corpus`` / ``read_passage`` ->
+verification -> a report whose claims cite passages as ``[path#n]``, with a references
+section.
 
 What is verified (added to the planned tasks by :func:`research_checks`):
 
@@ -32,15 +33,15 @@ from orchestrator.events import Listener
 from orchestrator.models.base import ModelClient
 from orchestrator.node import render_value
 from orchestrator.plan import CitationsSpec, JudgeSpec, Plan, VerifierSpec
+from orchestrator.planners.llm import AttemptHook, LLMPlanner, PlanningReport
 from orchestrator.results import RunResult
 from orchestrator.routing import Router
 from orchestrator.store.base import StoredRun
 from orchestrator.telemetry.tracing import Telemetry, current_telemetry
 from orchestrator.tiers import TierLadder, default_ladder
 from orchestrator.tool import ServerTool, Tool
-from planners.llm import AttemptHook, LLMPlanner, PlanningReport
-from tools.corpus import Corpus, corpus_tools
-from tools.web import web_tools
+from orchestrator.tools.corpus import Corpus, corpus_tools
+from orchestrator.tools.web import web_tools
 
 __all__ = ["RESEARCH_CONTEXT", "ResearchAgent", "render_report", "research_checks"]
 
@@ -210,7 +211,7 @@ def render_report(result: RunResult, corpus: Corpus, *, title: str | None = None
     if result.simulated:
         lines += [
             "> **Simulated.** This report was written by the local Messages-API simulator "
-            "(`orchestrator.sim`), not by a model: its wording is templated and carries no "
+            "(`orchestrator_sim`), not by a model: its wording is templated and carries no "
             "knowledge. The citations are real passages of the corpus.",
             "",
         ]

@@ -28,10 +28,10 @@ from orchestrator import (
 )
 from orchestrator.models.anthropic import AnthropicClient, RetryEvent
 from orchestrator.models.retry import RetryPolicy
-from orchestrator.sim import SimConfig, serve
-from orchestrator.sim.app import SimApp
-from orchestrator.sim.http import HttpRequest, HttpResponse, bound_port, listen, serve_listener
-from orchestrator.sim.reqlog import RequestLog
+from orchestrator_sim import SimConfig, serve
+from orchestrator_sim.app import SimApp
+from orchestrator_sim.http import HttpRequest, HttpResponse, bound_port, listen, serve_listener
+from orchestrator_sim.reqlog import RequestLog
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import planners.static
+import orchestrator.planners.static
 from orchestrator import PlanValidationError, parse_plan
 from orchestrator.cli import main
 
@@ -127,7 +127,7 @@ def test_a_plan_file_that_is_a_directory(
 def test_a_plan_file_over_the_size_limit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(planners.static, "MAX_PLAN_BYTES", 2**20)
+    monkeypatch.setattr(orchestrator.planners.static, "MAX_PLAN_BYTES", 2**20)
     plan = write(tmp_path / "big.json", PLAN.read_text() + " " * 2**20)
     assert main(["validate", str(plan)]) == 2
     assert f"{plan}: plan file larger than 1 MiB" in one_error_line(capsys)
@@ -182,7 +182,7 @@ def test_yaml_aliases_that_share_a_value_are_fine(tmp_path: Path) -> None:
         f"- id: t{i}\n  instruction: Step {i}.\n  verify: *checks\n" for i in range(1, 200)
     )
     path = write(tmp_path / "shared.yml", "goal: g\ntasks:\n" + first + rest)
-    plan = planners.static.load_plan_file(path)
+    plan = orchestrator.planners.static.load_plan_file(path)
     assert len(plan.tasks) == 200
     assert all(len(task.verify) == 2 for task in plan.tasks)
 
@@ -227,7 +227,7 @@ def _never_serve(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("sim serve accepted its flags and started serving")
 
-    monkeypatch.setattr("orchestrator.sim.run_forever", refuse)
+    monkeypatch.setattr("orchestrator_sim.run_forever", refuse)
 
 
 @pytest.mark.parametrize("command", [RUN, PLAN_CMD, SERVE, ["resume", "run_x"]])

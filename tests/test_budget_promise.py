@@ -27,9 +27,9 @@ from orchestrator.cli.render import LiveProgress
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.research import ResearchAgent
 from orchestrator.results import PLANNING_NODE
-from orchestrator.sim import BrainReply, BrainRequest, DefaultBrain, SimConfig, serve
 from orchestrator.store import SQLiteStore
-from tools.corpus import Corpus
+from orchestrator.tools.corpus import Corpus
+from orchestrator_sim import BrainReply, BrainRequest, DefaultBrain, SimConfig, serve
 
 GOAL = "How do Python context managers and the with statement handle exceptions?"
 CLI = [sys.executable, "-c", "import sys; from orchestrator.cli import main; sys.exit(main())"]

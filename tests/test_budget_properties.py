@@ -24,11 +24,11 @@ from orchestrator import Budget, Engine, Goal, NodeStatus, Plan, RunResult, RunS
 from orchestrator.engine import AttemptHook
 from orchestrator.exceptions import ModelAPIError
 from orchestrator.models.base import ModelRequest
+from orchestrator.planners.llm import LLMPlanner
 from orchestrator.results import PLANNING_NODE
 from orchestrator.store import MemoryStore, StoreListener
 from orchestrator.testing import FunctionModel
 from orchestrator.tiers import default_ladder
-from planners.llm import LLMPlanner
 
 EXAMPLES = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

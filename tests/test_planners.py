@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator import ModelRequest, PlanValidationError, UserError, default_ladder
+from orchestrator.planners import LLMPlanner, StaticPlanner, load_plan_file
 from orchestrator.testing import FunctionModel
-from planners import LLMPlanner, StaticPlanner, load_plan_file
 
 pytestmark = pytest.mark.anyio
 

@@ -20,14 +20,14 @@ from orchestrator.cli import main
 from orchestrator.exceptions import PlanValidationError
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.plan import CitationsSpec, JudgeSpec, Plan, Task
+from orchestrator.planners.llm import LLMPlanner
 from orchestrator.research import ResearchAgent, render_report, research_checks
 from orchestrator.results import NodeStatus, RunResult, RunStatus
-from orchestrator.sim import SimConfig, serve
 from orchestrator.store import MemoryStore, StoreListener
 from orchestrator.telemetry import Telemetry, use_telemetry
 from orchestrator.tiers import TierLadder, default_ladder
-from planners.llm import LLMPlanner
-from tools.corpus import Corpus, corpus_tools
+from orchestrator.tools.corpus import Corpus, corpus_tools
+from orchestrator_sim import SimConfig, serve
 
 pytestmark = pytest.mark.anyio
 

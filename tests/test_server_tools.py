@@ -11,10 +11,10 @@ import pytest
 from orchestrator import Budget, BudgetExhausted, Message, Meter, ModelRequest, default_ladder
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.pricing import Usage
-from orchestrator.sim import serve
-from orchestrator.sim.brain import BrainReply, BrainRequest
 from orchestrator.tool import ServerTool
-from tools.web import WEB_SEARCH_TYPE, web_fetch, web_search, web_tools
+from orchestrator.tools.web import WEB_SEARCH_TYPE, web_fetch, web_search, web_tools
+from orchestrator_sim import serve
+from orchestrator_sim.brain import BrainReply, BrainRequest
 
 pytestmark = pytest.mark.anyio
 

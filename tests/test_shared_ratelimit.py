@@ -31,7 +31,7 @@ from orchestrator.models.shared_ratelimit import (
     SharedRateLimiter,
     scope_key,
 )
-from orchestrator.sim import SimConfig, serve
+from orchestrator_sim import SimConfig, serve
 
 pytestmark = pytest.mark.anyio
 

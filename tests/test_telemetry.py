@@ -30,9 +30,9 @@ from orchestrator import Engine, RunResult, Verdict, Workflow
 from orchestrator.cli import main
 from orchestrator.cli.otel import session
 from orchestrator.models.anthropic import AnthropicClient
-from orchestrator.sim import SimConfig, serve
+from orchestrator.tools import Corpus, corpus_tools
 from orchestrator.verify import VerificationContext
-from tools import Corpus, corpus_tools
+from orchestrator_sim import SimConfig, serve
 
 PROMPT_MARKER = "QUOKKA-PROMPT-7731"
 

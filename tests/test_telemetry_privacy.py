@@ -24,7 +24,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from orchestrator import Engine, RunResult, Workflow
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.models.retry import RetryPolicy
-from orchestrator.sim import SimConfig, serve
 from orchestrator.telemetry import (
     Telemetry,
     configure_logging,
@@ -33,7 +32,8 @@ from orchestrator.telemetry import (
     uninstrument_anthropic,
     use_telemetry,
 )
-from tools import Corpus, corpus_tools
+from orchestrator.tools import Corpus, corpus_tools
+from orchestrator_sim import SimConfig, serve
 
 API_KEY = "sk-ant-api03-NEVER-IN-A-TRACE-5f0c2e"
 MARKER = "WOMBAT-PROMPT-4412"

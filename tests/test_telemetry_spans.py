@@ -146,8 +146,8 @@ async def test_sampled_out_runs_record_nothing_below_the_root(
 
 async def test_a_failing_tool_is_an_error_span_and_the_attempt_goes_on(recorder: Recorder) -> None:
     from orchestrator.models.anthropic import AnthropicClient
-    from orchestrator.sim import SimConfig, serve
-    from tools import tool
+    from orchestrator.tools import tool
+    from orchestrator_sim import SimConfig, serve
 
     @tool(description="Look a term up in the team's notes.")
     def lookup(term: str) -> str:

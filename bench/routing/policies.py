@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from draws import TIERS, NodeDraw
 
 from orchestrator.pricing import Usage
-from orchestrator.sim.config import default_models
 from orchestrator.tiers import TierLadder, default_ladder
+from orchestrator_sim.config import default_models
 
 ESCALATION_OVERHEAD = 60
 PREVIOUS_ANSWER_CAP = 1000

@@ -42,9 +42,9 @@ from orchestrator.node import Node
 from orchestrator.pricing import Usage
 from orchestrator.results import RunResult, Verdict
 from orchestrator.routing import Router
-from orchestrator.sim.brain import BrainReply, BrainRequest
-from orchestrator.sim.prompts import last_user_text
 from orchestrator.verify import VerificationContext, Verifier
+from orchestrator_sim.brain import BrainReply, BrainRequest
+from orchestrator_sim.prompts import last_user_text
 
 _MARKER = re.compile(r"\[bench dag=(\d+) node=(\d+)\]")
 _AUTHOR = re.compile(r"<answer>\s*answer tier=(\w+)")
@@ -230,7 +230,7 @@ async def run_over_http(
     Returns each DAG's node runs and the number of HTTP requests the server answered.
     """
     from orchestrator.models.anthropic import AnthropicClient  # noqa: PLC0415
-    from orchestrator.sim import SimConfig, serve  # noqa: PLC0415
+    from orchestrator_sim import SimConfig, serve  # noqa: PLC0415
 
     out = []
     config = SimConfig(seed=seed, time_scale=0)

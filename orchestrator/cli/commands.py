@@ -37,15 +37,15 @@ from orchestrator.exceptions import (
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.node import render_value
 from orchestrator.plan import Plan
+from orchestrator.planners.llm import PlanningReport
+from orchestrator.planners.static import load_plan_file
 from orchestrator.research import ResearchAgent, render_report
 from orchestrator.results import RunResult, RunStatus
 from orchestrator.routing import CalibratedRouter, Router
 from orchestrator.store import RunSummary, SQLiteStore, StoredRun, StoreListener, hold_lease
 from orchestrator.telemetry import current_telemetry, write_timeline
 from orchestrator.tiers import TierLadder, load_ladder
-from planners.llm import PlanningReport
-from planners.static import load_plan_file
-from tools.corpus import CORPUS_TOOL_NAMES, Corpus, corpus_tools
+from orchestrator.tools.corpus import CORPUS_TOOL_NAMES, Corpus, corpus_tools
 
 __all__ = [
     "cmd_plan",
@@ -398,7 +398,7 @@ async def _endpoint(
         async with AnthropicClient(shared_rate_limits=home) as client:
             yield client, ladder
         return
-    from orchestrator.sim import SimConfig, serve  # noqa: PLC0415  (only offline runs need it)
+    from orchestrator_sim import SimConfig, serve  # noqa: PLC0415  (only offline runs need it)
 
     # Latency at 5% of the modelled speed; an injected "slow" answer takes 8 s, past the
     # client's 6 s timeout (the longest honest offline answer takes under 5 s), so a slow
@@ -460,7 +460,7 @@ def _write_outputs(
 
 def cmd_sim_serve(args: argparse.Namespace) -> int:
     """Serve the simulated Messages API until interrupted."""
-    from orchestrator.sim import SimConfig, run_forever  # noqa: PLC0415
+    from orchestrator_sim import SimConfig, run_forever  # noqa: PLC0415
 
     config = SimConfig(
         seed=args.seed,

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 SIMULATED_NOTE = (
-    "SIMULATED: these answers came from the local Messages-API simulator (orchestrator.sim), "
+    "SIMULATED: these answers came from the local Messages-API simulator (orchestrator_sim), "
     "not from a model. See docs/sim.md."
 )
 

@@ -1,7 +1,7 @@
 """The Anthropic model client: the only module that imports the ``anthropic`` SDK.
 
 It serves production and the offline path alike: offline, a tier's ``base_url`` (or
-``ANTHROPIC_BASE_URL``) points at the local Messages-API server in :mod:`orchestrator.sim`
+``ANTHROPIC_BASE_URL``) points at the local Messages-API server in :mod:`orchestrator_sim`
 and everything else is the same code.
 
 What it does per request:

@@ -6,7 +6,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from orchestrator.sim import SimServer
+from orchestrator_sim import SimServer
 
 
 @pytest.fixture

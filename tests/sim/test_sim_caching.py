@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from orchestrator.sim import SimConfig, serve
+from orchestrator_sim import SimConfig, serve
 
 pytestmark = pytest.mark.anyio
 

@@ -8,8 +8,8 @@ import random
 import anyio
 import pytest
 
-from orchestrator.sim import SimConfig, serve
-from orchestrator.sim.diffs import diff_anchors, misplace_one_citation
+from orchestrator_sim import SimConfig, serve
+from orchestrator_sim.diffs import diff_anchors, misplace_one_citation
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ import anyio
 import httpx2
 import pytest
 
-from orchestrator.sim import SimConfig, serve
+from orchestrator_sim import SimConfig, serve
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ import anthropic
 import anyio
 import pytest
 
-from orchestrator.sim import SimConfig, serve
+from orchestrator_sim import SimConfig, serve
 
 pytestmark = pytest.mark.anyio
 

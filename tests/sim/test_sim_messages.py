@@ -8,7 +8,7 @@ import anyio
 import pytest
 from pydantic import BaseModel
 
-from orchestrator.sim import SIMULATED_HEADER, SimConfig, serve
+from orchestrator_sim import SIMULATED_HEADER, SimConfig, serve
 
 pytestmark = pytest.mark.anyio
 

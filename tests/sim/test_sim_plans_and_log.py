@@ -9,7 +9,7 @@ import anyio
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.sim import SimConfig, serve
+from orchestrator_sim import SimConfig, serve
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ import pytest
 
 from orchestrator import Budget, Message, Meter, ModelAPIUserError, ModelRequest, default_ladder
 from orchestrator.models.anthropic import AnthropicClient, RetryEvent
-from orchestrator.sim import SimConfig, serve
+from orchestrator_sim import SimConfig, serve
 
 pytestmark = pytest.mark.anyio
 

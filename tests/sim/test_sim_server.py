@@ -6,8 +6,8 @@ import anthropic
 import anyio
 import pytest
 
-from orchestrator.sim import SimConfig, run_forever, serve, start_in_thread
-from orchestrator.sim import server as server_module
+from orchestrator_sim import SimConfig, run_forever, serve, start_in_thread
+from orchestrator_sim import server as server_module
 
 INSTANT = SimConfig(time_scale=0)
 REQUEST = (

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.sim import SimConfig, serve
+from orchestrator_sim import SimConfig, serve
 
 pytestmark = pytest.mark.anyio
 

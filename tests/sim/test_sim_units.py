@@ -8,12 +8,12 @@ import random
 import jsonschema
 import pytest
 
-from orchestrator.sim import SimConfig
-from orchestrator.sim.brain import BrainRequest, DefaultBrain
-from orchestrator.sim.faults import FaultInjector
-from orchestrator.sim.judge import FlawRegistry, answer_key
-from orchestrator.sim.plans import plan_text
-from orchestrator.sim.prompts import (
+from orchestrator_sim import SimConfig
+from orchestrator_sim.brain import BrainRequest, DefaultBrain
+from orchestrator_sim.faults import FaultInjector
+from orchestrator_sim.judge import FlawRegistry, answer_key
+from orchestrator_sim.plans import plan_text
+from orchestrator_sim.prompts import (
     ToolResult,
     difficulty,
     instruction,
@@ -22,10 +22,10 @@ from orchestrator.sim.prompts import (
     required_sections,
     result_ids,
 )
-from orchestrator.sim.schema_fill import FillContext, empty_one_field, fill, twist_one_field
-from orchestrator.sim.tool_use import evidence_from
-from orchestrator.sim.usage import PromptCache, Segment
-from orchestrator.sim.writer import Flaw
+from orchestrator_sim.schema_fill import FillContext, empty_one_field, fill, twist_one_field
+from orchestrator_sim.tool_use import evidence_from
+from orchestrator_sim.usage import PromptCache, Segment
+from orchestrator_sim.writer import Flaw
 
 
 def ctx(schema: dict[str, object], terms: tuple[str, ...] = ("glacier", "melt")) -> FillContext:

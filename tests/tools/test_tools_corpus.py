@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from orchestrator.models.anthropic import _run_tool
-from tools import (
+from orchestrator.tools import (
     Corpus,
     FunctionTool,
     PassageNotFoundError,
@@ -19,7 +19,7 @@ from tools import (
     ToolArgumentError,
     corpus_tools,
 )
-from tools._text import html_to_text, split_passages, tokenize
+from orchestrator.tools._text import html_to_text, split_passages, tokenize
 
 SECRET = "TOPSECRET launch codes for the zeppelin"
 

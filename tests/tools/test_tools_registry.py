@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from orchestrator.models.anthropic import _run_tool
 from orchestrator.tool import Tool
-from tools import (
+from orchestrator.tools import (
     FunctionTool,
     ToolArgumentError,
     ToolDefinitionError,
@@ -24,7 +24,7 @@ from tools import (
     to_text,
     tool,
 )
-from tools._docstrings import parse_docstring
+from orchestrator.tools._docstrings import parse_docstring
 
 
 class Point(BaseModel):

@@ -17,10 +17,10 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from orchestrator.sim.config import SimConfig
-from orchestrator.sim.prompts import key_terms, normalise, required_sections
-from orchestrator.sim.seeding import digest, unit
-from orchestrator.sim.writer import Flaw
+from orchestrator_sim.config import SimConfig
+from orchestrator_sim.prompts import key_terms, normalise, required_sections
+from orchestrator_sim.seeding import digest, unit
+from orchestrator_sim.writer import Flaw
 
 __all__ = ["FlawRegistry", "JudgeVerdict", "answer_key", "judge_answer", "visible_flaw"]
 

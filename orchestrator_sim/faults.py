@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from orchestrator.sim.config import FaultKind, SimConfig
-from orchestrator.sim.seeding import digest, unit
+from orchestrator_sim.config import FaultKind, SimConfig
+from orchestrator_sim.seeding import digest, unit
 
 __all__ = ["FaultInjector"]
 

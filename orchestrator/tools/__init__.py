@@ -8,8 +8,8 @@
 * :mod:`tools.errors`: what tools and the registry raise.
 """
 
-from tools.corpus import Corpus, Passage, SearchHit, SkippedFile, corpus_tools
-from tools.errors import (
+from orchestrator.tools.corpus import Corpus, Passage, SearchHit, SkippedFile, corpus_tools
+from orchestrator.tools.errors import (
     PassageNotFoundError,
     PassagePathError,
     ToolArgumentError,
@@ -18,7 +18,7 @@ from tools.errors import (
     ToolTimeoutError,
     UnknownToolError,
 )
-from tools.registry import FunctionTool, ToolRegistry, to_text, tool
+from orchestrator.tools.registry import FunctionTool, ToolRegistry, to_text, tool
 
 __all__ = [
     "Corpus",

@@ -29,8 +29,8 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from orchestrator.tool import Tool
-from tools._docstrings import parse_docstring
-from tools.errors import (
+from orchestrator.tools._docstrings import parse_docstring
+from orchestrator.tools.errors import (
     ToolArgumentError,
     ToolDefinitionError,
     ToolTimeoutError,

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.sim.usage import CacheUsage, estimate_tokens
+from orchestrator_sim.usage import CacheUsage, estimate_tokens
 
 __all__ = ["encode_sse", "message_json", "sse_events", "usage_json"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from orchestrator.sim.api import (
+from orchestrator_sim.api import (
     ApiError,
     MessagesParams,
     check_headers,
@@ -25,15 +25,15 @@ from orchestrator.sim.api import (
     parse_count_tokens,
     parse_messages,
 )
-from orchestrator.sim.brain import Brain, BrainReply, BrainRequest, DefaultBrain
-from orchestrator.sim.config import FaultKind, SimConfig, SimModel
-from orchestrator.sim.faults import FaultInjector
-from orchestrator.sim.http import HttpRequest, HttpResponse
-from orchestrator.sim.prompts import system_text
-from orchestrator.sim.reqlog import RequestLog, RequestRecord
-from orchestrator.sim.seeding import short_id
-from orchestrator.sim.shapes import encode_sse, message_json, sse_events, usage_json
-from orchestrator.sim.usage import PromptCache, block_tokens, prompt_segments, prompt_tokens
+from orchestrator_sim.brain import Brain, BrainReply, BrainRequest, DefaultBrain
+from orchestrator_sim.config import FaultKind, SimConfig, SimModel
+from orchestrator_sim.faults import FaultInjector
+from orchestrator_sim.http import HttpRequest, HttpResponse
+from orchestrator_sim.prompts import system_text
+from orchestrator_sim.reqlog import RequestLog, RequestRecord
+from orchestrator_sim.seeding import short_id
+from orchestrator_sim.shapes import encode_sse, message_json, sse_events, usage_json
+from orchestrator_sim.usage import PromptCache, block_tokens, prompt_segments, prompt_tokens
 
 __all__ = ["SIMULATED_HEADER", "SimApp"]
 
@@ -53,7 +53,7 @@ class SimApp:
     Args:
         config: Server configuration.
         log: Where each request's record goes.
-        brain: What answers; default :class:`~orchestrator.sim.brain.DefaultBrain`.
+        brain: What answers; default :class:`~orchestrator_sim.brain.DefaultBrain`.
     """
 
     def __init__(self, config: SimConfig, log: RequestLog, brain: Brain | None = None) -> None:
@@ -65,7 +65,7 @@ class SimApp:
         self._requests = 0
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
-        """Answer one HTTP request (the :data:`~orchestrator.sim.http.Handler`)."""
+        """Answer one HTTP request (the :data:`~orchestrator_sim.http.Handler`)."""
         self._requests += 1
         request_id = short_id("req_", self.config.seed, "request", self._requests)
         record = RequestRecord(request_id=request_id, method=request.method, path=request.path)

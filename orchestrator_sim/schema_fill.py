@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.sim.diffs import Anchor, anchor_fields
+from orchestrator_sim.diffs import Anchor, anchor_fields
 
 __all__ = ["FillContext", "empty_one_field", "fill", "resolve", "twist_one_field"]
 

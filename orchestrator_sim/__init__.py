@@ -8,18 +8,18 @@ Entry points: :func:`serve` (async context manager), :func:`start_in_thread` (sy
 :func:`run_forever` (for ``orchestrator sim serve``).
 """
 
-from orchestrator.sim.app import SIMULATED_HEADER
-from orchestrator.sim.brain import Brain, BrainReply, BrainRequest, DefaultBrain
-from orchestrator.sim.config import FAULT_KINDS, FaultKind, SimConfig, SimModel, default_models
-from orchestrator.sim.reqlog import RequestRecord
-from orchestrator.sim.server import (
+from orchestrator_sim.app import SIMULATED_HEADER
+from orchestrator_sim.brain import Brain, BrainReply, BrainRequest, DefaultBrain
+from orchestrator_sim.config import FAULT_KINDS, FaultKind, SimConfig, SimModel, default_models
+from orchestrator_sim.reqlog import RequestRecord
+from orchestrator_sim.server import (
     SimServer,
     ThreadedSimServer,
     run_forever,
     serve,
     start_in_thread,
 )
-from orchestrator.sim.writer import Flaw
+from orchestrator_sim.writer import Flaw
 
 __all__ = [
     "FAULT_KINDS",

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.sim.seeding import unit
+from orchestrator_sim.seeding import unit
 
 __all__ = [
     "CITATION",

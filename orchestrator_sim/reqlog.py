@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, Field
 
-from orchestrator.sim.config import FaultKind
+from orchestrator_sim.config import FaultKind
 
 __all__ = ["RequestLog", "RequestRecord"]
 

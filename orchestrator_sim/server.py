@@ -17,11 +17,11 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from orchestrator.sim.app import SIMULATED_HEADER, SimApp
-from orchestrator.sim.brain import Brain
-from orchestrator.sim.config import SimConfig
-from orchestrator.sim.http import bound_port, listen, serve_listener
-from orchestrator.sim.reqlog import RequestLog, RequestRecord
+from orchestrator_sim.app import SIMULATED_HEADER, SimApp
+from orchestrator_sim.brain import Brain
+from orchestrator_sim.config import SimConfig
+from orchestrator_sim.http import bound_port, listen, serve_listener
+from orchestrator_sim.reqlog import RequestLog, RequestRecord
 
 __all__ = ["SimServer", "ThreadedSimServer", "run_forever", "serve", "start_in_thread"]
 

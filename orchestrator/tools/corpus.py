@@ -33,9 +33,9 @@ import bm25s  # type: ignore[import-untyped]
 from pydantic import Field
 from pypdf.errors import PyPdfError
 
-from tools._text import SUFFIXES, read_document, split_passages, tokenize
-from tools.errors import PassageNotFoundError, PassagePathError
-from tools.registry import FunctionTool, tool
+from orchestrator.tools._text import SUFFIXES, read_document, split_passages, tokenize
+from orchestrator.tools.errors import PassageNotFoundError, PassagePathError
+from orchestrator.tools.registry import FunctionTool, tool
 
 __all__ = [
     "CORPUS_TOOL_NAMES",

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.sim.prompts import ToolResult, result_ids
-from orchestrator.sim.schema_fill import FillContext, fill
-from orchestrator.sim.writer import Evidence
+from orchestrator_sim.prompts import ToolResult, result_ids
+from orchestrator_sim.schema_fill import FillContext, fill
+from orchestrator_sim.writer import Evidence
 
 __all__ = ["ToolCall", "evidence_from", "first_call", "follow_up"]
 

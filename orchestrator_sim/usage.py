@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.sim.api import CountTokensParams, output_schema
-from orchestrator.sim.seeding import digest
+from orchestrator_sim.api import CountTokensParams, output_schema
+from orchestrator_sim.seeding import digest
 
 __all__ = [
     "CacheUsage",

@@ -9,7 +9,7 @@ default one, :class:`DefaultBrain`, classifies the request and answers from temp
 * ``tool_turn``: tools are given (:mod:`.tool_use`);
 * ``task``: anything else.
 
-Tasks have a true difficulty (1..3, :func:`~orchestrator.sim.prompts.difficulty`); a model
+Tasks have a true difficulty (1..3, :func:`~orchestrator_sim.prompts.difficulty`); a model
 whose capability is below it answers *flawed* (:mod:`.writer`, :mod:`.schema_fill`), and
 the flaw is recorded as ground truth. Feedback about a previous attempt does not help: the
 answer depends on the current model's capability only.
@@ -23,11 +23,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from orchestrator.sim.config import SimConfig
-from orchestrator.sim.diffs import Anchor, citable, diff_anchors, misplace_one_citation
-from orchestrator.sim.judge import FlawRegistry, judge_answer
-from orchestrator.sim.plans import BROKEN_KINDS, catalogue_tools, plan_text
-from orchestrator.sim.prompts import (
+from orchestrator_sim.config import SimConfig
+from orchestrator_sim.diffs import Anchor, citable, diff_anchors, misplace_one_citation
+from orchestrator_sim.judge import FlawRegistry, judge_answer
+from orchestrator_sim.plans import BROKEN_KINDS, catalogue_tools, plan_text
+from orchestrator_sim.prompts import (
     citation_ids,
     difficulty,
     input_task_ids,
@@ -40,16 +40,16 @@ from orchestrator.sim.prompts import (
     required_sections,
     tool_results,
 )
-from orchestrator.sim.schema_fill import (
+from orchestrator_sim.schema_fill import (
     FillContext,
     empty_one_field,
     fill,
     resolve,
     twist_one_field,
 )
-from orchestrator.sim.seeding import digest, seeded_random, short_id, unit
-from orchestrator.sim.tool_use import ToolCall, evidence_from, first_call, follow_up
-from orchestrator.sim.writer import Brief, Evidence, Flaw, write_answer
+from orchestrator_sim.seeding import digest, seeded_random, short_id, unit
+from orchestrator_sim.tool_use import ToolCall, evidence_from, first_call, follow_up
+from orchestrator_sim.writer import Brief, Evidence, Flaw, write_answer
 
 __all__ = ["Brain", "BrainReply", "BrainRequest", "DefaultBrain", "Kind"]
 

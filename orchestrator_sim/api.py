@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.sim.config import SimModel
+from orchestrator_sim.config import SimModel
 
 __all__ = [
     "ApiError",

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.sim.schema_fill import FillContext, fill, resolve
+from orchestrator_sim.schema_fill import FillContext, fill, resolve
 
 __all__ = ["BROKEN_KINDS", "catalogue_tools", "plan_text"]
 

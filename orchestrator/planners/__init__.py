@@ -5,8 +5,8 @@ Python workflow API (:class:`orchestrator.Workflow`) is the third way. All three
 same scheduler.
 """
 
-from planners.llm import DraftTask, LLMPlanner, PlanDraft, PlanningReport
-from planners.static import StaticPlanner, load_plan_file
+from orchestrator.planners.llm import DraftTask, LLMPlanner, PlanDraft, PlanningReport
+from orchestrator.planners.static import StaticPlanner, load_plan_file
 
 __all__ = [
     "DraftTask",

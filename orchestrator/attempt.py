@@ -35,21 +35,14 @@ from orchestrator.routing import Router
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tool import Tool
 from orchestrator.verify import JudgeVerdict, SchemaVerifier, VerificationContext
-
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "NodeRunner", "RunPolicy"]
-
-DEFAULT_SYSTEM_PROMPT = (
-    "You carry out one task of a larger plan. Do exactly what the task asks, completely and "
-    "accurately, using the inputs from earlier tasks where they are given. Do not ask "
-    "questions back; if something is uncertain, say so in the answer."
+from orchestrator.wire import (
+    DEFAULT_SYSTEM_PROMPT,
+    JUDGE_SYSTEM_PROMPT,
+    feedback_prompt,
+    judge_prompt,
 )
 
-JUDGE_SYSTEM_PROMPT = (
-    "You are a strict verifier. Judge whether the answer satisfies the task and the "
-    "criteria. Look for factual errors, missing parts, unsupported claims, claims the "
-    "task's inputs or the cited passages do not support, and answers that only look "
-    "complete. Reply with the verdict as JSON."
-)
+__all__ = ["NodeRunner", "RunPolicy"]
 
 _PREVIOUS_ANSWER_CHARS = 4000
 
@@ -273,12 +266,7 @@ class NodeRunner:
         else:
             judge_tier = self.ladder.get(tier_name)
         meter = meters.meter(judge_tier)
-        content = (
-            f"Task:\n{task}\n\nCriteria:\n{criteria}\n\n"
-            f"Answer to judge:\n<answer>\n{answer}\n</answer>"
-        )
-        if evidence:
-            content += f"\n\nThe passages the answer cites, from the corpus:\n{evidence}"
+        content = judge_prompt(task, criteria, answer, evidence)
         request = ModelRequest(
             tier=judge_tier,
             system=JUDGE_SYSTEM_PROMPT,
@@ -378,12 +366,7 @@ def _messages(prompt: str, previous: Attempt | None, previous_text: str) -> list
         return [Message(role="user", content=prompt)]
     why = previous.error or (previous.verdict.reason if previous.verdict else "rejected")
     answer = previous_text[:_PREVIOUS_ANSWER_CHARS] or "(no answer was produced)"
-    feedback = (
-        f"{prompt}\n\n<previous_attempt tier={previous.tier!r}>\n{answer}\n</previous_attempt>\n"
-        f"That attempt was rejected: {why}\n"
-        "Give a corrected, complete answer to the task."
-    )
-    return [Message(role="user", content=feedback)]
+    return [Message(role="user", content=feedback_prompt(prompt, previous.tier, answer, why))]
 
 
 class _Spend(list[Meter]):

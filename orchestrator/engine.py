@@ -24,7 +24,7 @@ import networkx as nx
 from networkx.classes.reportviews import OutDegreeView
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.attempt import DEFAULT_SYSTEM_PROMPT, NodeRunner, RunPolicy
+from orchestrator.attempt import NodeRunner, RunPolicy
 from orchestrator.budget import Budget
 from orchestrator.citations import PassageLookup
 from orchestrator.dag import validate_plan
@@ -60,6 +60,7 @@ from orchestrator.store.base import StoredRun
 from orchestrator.telemetry.tracing import Telemetry, current_telemetry, current_trace_id
 from orchestrator.tiers import TierLadder, default_ladder
 from orchestrator.tool import Tool
+from orchestrator.wire import DEFAULT_SYSTEM_PROMPT
 
 __all__ = [
     "Engine",

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from orchestrator.citations import PassageLookup
 from orchestrator.plan import Task
 from orchestrator.verify import Verifier, verifiers_from_specs
+from orchestrator.wire import inputs_prompt
 
 __all__ = ["Node", "default_prompt", "node_from_task", "render_value"]
 
@@ -89,10 +90,7 @@ def default_prompt(task: Task, arguments: Mapping[str, Any]) -> str:
     """The instruction, then each dependency's output under its task id."""
     if not arguments:
         return task.instruction
-    parts = [task.instruction, "", "Inputs from earlier tasks:"]
-    for name, value in arguments.items():
-        parts += ["", f"<input task={name!r}>", render_value(value), "</input>"]
-    return "\n".join(parts)
+    return inputs_prompt(task.instruction, ((n, render_value(v)) for n, v in arguments.items()))
 
 
 def render_value(value: Any) -> str:

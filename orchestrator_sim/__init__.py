@@ -8,7 +8,7 @@ Entry points: :func:`serve` (async context manager), :func:`start_in_thread` (sy
 :func:`run_forever` (for ``orchestrator sim serve``).
 """
 
-from orchestrator_sim.app import SIMULATED_HEADER
+from orchestrator.wire import SIMULATED_HEADER
 from orchestrator_sim.brain import Brain, BrainReply, BrainRequest, DefaultBrain
 from orchestrator_sim.config import FAULT_KINDS, FaultKind, SimConfig, SimModel, default_models
 from orchestrator_sim.reqlog import RequestRecord

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 
+from orchestrator.wire import SIMULATED_HEADER
 from orchestrator_sim.api import (
     ApiError,
     MessagesParams,
@@ -35,10 +36,8 @@ from orchestrator_sim.seeding import short_id
 from orchestrator_sim.shapes import encode_sse, message_json, sse_events, usage_json
 from orchestrator_sim.usage import PromptCache, block_tokens, prompt_segments, prompt_tokens
 
-__all__ = ["SIMULATED_HEADER", "SimApp"]
+__all__ = ["SimApp"]
 
-SIMULATED_HEADER = "x-orchestrator-simulated"
-"""Every response carries ``x-orchestrator-simulated: true``."""
 
 _MODELS_CREATED = "2025-01-01T00:00:00Z"
 

@@ -20,6 +20,8 @@ from typing import Any
 from unidiff.errors import UnidiffParseError
 from unidiff.patch import PatchSet
 
+from orchestrator.wire import FEEDBACK_MARK as _FEEDBACK_MARK
+
 __all__ = [
     "FILE_FIELDS",
     "LINE_FIELDS",
@@ -34,7 +36,6 @@ __all__ = [
 FILE_FIELDS = ("file", "path", "filename", "file_path")
 LINE_FIELDS = ("line", "line_number", "lineno", "line_no")
 QUOTE_FIELDS = ("quote", "snippet", "code", "excerpt")
-_FEEDBACK_MARK = "<previous_attempt"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.wire import (
+    FEEDBACK_MARK as _FEEDBACK_MARK,
+)
+from orchestrator.wire import (
+    INPUTS_MARK as _INPUTS_MARK,
+)
+from orchestrator.wire import (
+    JUDGE_ANSWER_MARK,
+    JUDGE_CRITERIA_MARK,
+    JUDGE_TASK_MARK,
+)
 from orchestrator_sim.seeding import unit
 
 __all__ = [
@@ -45,8 +56,6 @@ _FORCED = re.compile(r"\[difficulty\s*=\s*([123])\]", re.IGNORECASE)
 _SECTIONS = re.compile(r"required sections?\s*:\s*([^\n]+)", re.IGNORECASE)
 _INPUT_TASK = re.compile(r"<input task=['\"]([^'\"]+)['\"]>")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]*[A-Za-z0-9]")
-_INPUTS_MARK = "Inputs from earlier tasks:"
-_FEEDBACK_MARK = "<previous_attempt"
 _CUES = tuple(
     re.compile(pattern, re.IGNORECASE)
     for pattern in (
@@ -74,6 +83,11 @@ _STOPWORD_TEXT = """
     tell facts information details
     """
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+_CRITERIA, _ANSWER = re.escape(JUDGE_CRITERIA_MARK), re.escape(JUDGE_ANSWER_MARK)
+_JUDGE_TASK = re.compile(
+    rf"{re.escape(JUDGE_TASK_MARK)}\s*\n(.*?)(?:\n\s*{_CRITERIA}|\n\s*{_ANSWER}|$)", re.DOTALL
+)
+_JUDGE_CRITERIA = re.compile(rf"{_CRITERIA}\s*\n(.*?)(?:\n\s*{_ANSWER}|$)", re.DOTALL)
 
 
 def normalise(text: str) -> str:
@@ -245,10 +259,8 @@ def judge_parts(text: str) -> tuple[str, str, str]:
     """
     answer_matches = re.findall(r"<answer>\n?(.*?)\n?</answer>", text, re.DOTALL)
     answer = answer_matches[-1] if answer_matches else text
-    task_match = re.search(
-        r"Task:\s*\n(.*?)(?:\n\s*Criteria:|\n\s*Answer to judge:|$)", text, re.DOTALL
-    )
-    criteria_match = re.search(r"Criteria:\s*\n(.*?)(?:\n\s*Answer to judge:|$)", text, re.DOTALL)
+    task_match = _JUDGE_TASK.search(text)
+    criteria_match = _JUDGE_CRITERIA.search(text)
     task = instruction(task_match.group(1)) if task_match else ""
     criteria = criteria_match.group(1).strip() if criteria_match else ""
     return task, criteria, answer

@@ -17,7 +17,8 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from orchestrator_sim.app import SIMULATED_HEADER, SimApp
+from orchestrator.wire import SIMULATED_HEADER
+from orchestrator_sim.app import SimApp
 from orchestrator_sim.brain import Brain
 from orchestrator_sim.config import SimConfig
 from orchestrator_sim.http import bound_port, listen, serve_listener

@@ -316,3 +316,12 @@ def test_orchestrator_home_that_is_a_file(
     assert f"ORCHESTRATOR_HOME={home}: not a directory" in one_error_line(capsys)
     assert main(PLAN_CMD) == 2  # plan keeps shared rate limits in the home
     assert f"ORCHESTRATOR_HOME={home}: not a directory" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("argv", [[*RUN_WITH, str(PLAN)], ["sim", "serve", "--port", "8999"]])
+def test_offline_without_the_simulator_installed_names_the_extra(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "orchestrator_sim", None)  # not importable
+    assert main(argv) == 2
+    assert "pip install 'tiered-orchestrator[sim]'" in one_error_line(capsys)

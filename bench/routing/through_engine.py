@@ -35,7 +35,6 @@ from policies import (
 )
 
 from orchestrator import Engine, LLMJudge, Needs, Plan, RunConfig, SelfCheck, Task
-from orchestrator.attempt import DEFAULT_SYSTEM_PROMPT
 from orchestrator.models.base import ModelRequest, ModelResponse
 from orchestrator.models.test import FunctionModel
 from orchestrator.node import Node
@@ -43,6 +42,7 @@ from orchestrator.pricing import Usage
 from orchestrator.results import RunResult, Verdict
 from orchestrator.routing import Router
 from orchestrator.verify import VerificationContext, Verifier
+from orchestrator.wire import DEFAULT_SYSTEM_PROMPT
 from orchestrator_sim.brain import BrainReply, BrainRequest
 from orchestrator_sim.prompts import last_user_text
 

@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import anyio
@@ -398,15 +399,15 @@ async def _endpoint(
         async with AnthropicClient(shared_rate_limits=home) as client:
             yield client, ladder
         return
-    from orchestrator_sim import SimConfig, serve  # noqa: PLC0415  (only offline runs need it)
+    sim = _simulator()
 
     # Latency at 5% of the modelled speed; an injected "slow" answer takes 8 s, past the
     # client's 6 s timeout (the longest honest offline answer takes under 5 s), so a slow
     # fault costs seconds, not the 30 s and 600 s of the real defaults.
-    sim_config = SimConfig(
+    sim_config = sim.SimConfig(
         seed=args.seed, time_scale=0.05, fault_rate=args.fault_rate, slow_response_s=8.0
     )
-    async with serve(sim_config) as server:
+    async with sim.serve(sim_config) as server:
         offline = ladder.with_endpoint(server.base_url)
         # each offline run has its own simulator on a fresh port: one label for them all
         client = AnthropicClient(
@@ -460,9 +461,8 @@ def _write_outputs(
 
 def cmd_sim_serve(args: argparse.Namespace) -> int:
     """Serve the simulated Messages API until interrupted."""
-    from orchestrator_sim import SimConfig, run_forever  # noqa: PLC0415
-
-    config = SimConfig(
+    sim = _simulator()
+    config = sim.SimConfig(
         seed=args.seed,
         time_scale=args.time_scale,
         fault_rate=args.fault_rate,
@@ -475,9 +475,21 @@ def cmd_sim_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        run_forever(config, args.host, args.port)
+        sim.run_forever(config, args.host, args.port)
     except OSError as exc:  # the port is taken, or the host is not this machine's
         raise UserError(
             f"--host {args.host} --port {args.port}: cannot listen ({exc.strerror or exc})"
         ) from None
     return 0
+
+
+def _simulator() -> ModuleType:
+    """The simulator package (``--offline``, ``sim serve``), or a message naming the extra."""
+    try:
+        import orchestrator_sim  # noqa: PLC0415  (only offline runs need it)
+    except ImportError as exc:
+        raise UserError(
+            f"the local simulator is not installed ({exc.msg}): "
+            "pip install 'tiered-orchestrator[sim]'"
+        ) from None
+    return orchestrator_sim

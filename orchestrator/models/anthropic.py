@@ -47,11 +47,9 @@ from orchestrator.pricing import Usage
 from orchestrator.telemetry.tracing import current_telemetry
 from orchestrator.tiers import Tier
 from orchestrator.tool import ServerTool, Tool
+from orchestrator.wire import SIMULATED_HEADER, is_simulated
 
-__all__ = ["SIMULATED_HEADER", "AnthropicClient", "RetryEvent"]
-
-SIMULATED_HEADER = "x-orchestrator-simulated"
-"""Response header by which the local server marks its answers as simulated."""
+__all__ = ["AnthropicClient", "RetryEvent"]
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 _HINTS = {
@@ -428,7 +426,7 @@ def _replayable(message: SDKMessage) -> list[dict[str, Any]]:
 
 
 def _is_simulated(headers: Mapping[str, str]) -> bool:
-    return headers.get(SIMULATED_HEADER, "").lower() in {"1", "true", "yes"}
+    return is_simulated(headers.get(SIMULATED_HEADER))
 
 
 # -- tools --------------------------------------------------------------------------------

@@ -1,0 +1,87 @@
+"""The wire conventions: how the engine words its requests, in one place.
+
+The engine writes these texts (system prompts, dependency inputs, escalation feedback,
+judge requests) and the simulator (:mod:`orchestrator_sim`) reads them to answer like a
+model would; both import them from here, so neither can drift from the other. This module
+imports nothing of the library: it is the floor both stand on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "CITED_PASSAGES_MARK",
+    "DEFAULT_SYSTEM_PROMPT",
+    "FEEDBACK_MARK",
+    "INPUTS_MARK",
+    "JUDGE_ANSWER_MARK",
+    "JUDGE_CRITERIA_MARK",
+    "JUDGE_SYSTEM_PROMPT",
+    "JUDGE_TASK_MARK",
+    "SIMULATED_HEADER",
+    "feedback_prompt",
+    "inputs_prompt",
+    "is_simulated",
+    "judge_prompt",
+]
+
+SIMULATED_HEADER = "x-orchestrator-simulated"
+"""Response header by which the local server marks its answers as simulated."""
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You carry out one task of a larger plan. Do exactly what the task asks, completely and "
+    "accurately, using the inputs from earlier tasks where they are given. Do not ask "
+    "questions back; if something is uncertain, say so in the answer."
+)
+"""The system prompt of a task's attempts (``RunConfig.system_prompt`` overrides it)."""
+
+JUDGE_SYSTEM_PROMPT = (
+    "You are a strict verifier. Judge whether the answer satisfies the task and the "
+    "criteria. Look for factual errors, missing parts, unsupported claims, claims the "
+    "task's inputs or the cited passages do not support, and answers that only look "
+    "complete. Reply with the verdict as JSON."
+)
+"""The system prompt of a judge call."""
+
+INPUTS_MARK = "Inputs from earlier tasks:"
+"""Starts the dependencies' outputs after a task's instruction."""
+FEEDBACK_MARK = "<previous_attempt"
+"""Starts the rejected answer an escalated attempt is shown."""
+JUDGE_TASK_MARK = "Task:"
+JUDGE_CRITERIA_MARK = "Criteria:"
+JUDGE_ANSWER_MARK = "Answer to judge:"
+CITED_PASSAGES_MARK = "The passages the answer cites, from the corpus:"
+
+
+def inputs_prompt(instruction: str, inputs: Iterable[tuple[str, str]]) -> str:
+    """The instruction, then each ``(task id, output text)`` in an ``<input>`` block."""
+    parts = [instruction, "", INPUTS_MARK]
+    for name, text in inputs:
+        parts += ["", f"<input task={name!r}>", text, "</input>"]
+    return "\n".join(parts)
+
+
+def feedback_prompt(prompt: str, tier: str, answer: str, why: str) -> str:
+    """The prompt of an attempt after ``tier``'s ``answer`` was rejected for ``why``."""
+    return (
+        f"{prompt}\n\n{FEEDBACK_MARK} tier={tier!r}>\n{answer}\n</previous_attempt>\n"
+        f"That attempt was rejected: {why}\n"
+        "Give a corrected, complete answer to the task."
+    )
+
+
+def judge_prompt(task: str, criteria: str, answer: str, evidence: str = "") -> str:
+    """The user turn of a judge call: the task, the criteria, the answer, any evidence."""
+    content = (
+        f"{JUDGE_TASK_MARK}\n{task}\n\n{JUDGE_CRITERIA_MARK}\n{criteria}\n\n"
+        f"{JUDGE_ANSWER_MARK}\n<answer>\n{answer}\n</answer>"
+    )
+    if evidence:
+        content += f"\n\n{CITED_PASSAGES_MARK}\n{evidence}"
+    return content
+
+
+def is_simulated(header_value: str | None) -> bool:
+    """Whether a :data:`SIMULATED_HEADER` value marks the answer as simulated."""
+    return (header_value or "").lower() in {"1", "true", "yes"}

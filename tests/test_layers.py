@@ -42,7 +42,10 @@ def _imports(name: str, path: Path) -> Iterator[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            # ``from package import submodule`` imports the submodule; any other name
+            # comes from the package itself
+            targets = [f"{base}.{alias.name}" for alias in node.names]
+            targets = [t for t in targets if t in MODULES] or [base]
         else:
             continue
         for dotted in targets:

@@ -21,6 +21,7 @@ from orchestrator.budget import Budget, Meter
 from orchestrator.events import AttemptFinished, AttemptSpending, AttemptStarted, EventBus
 from orchestrator.exceptions import BudgetExhausted, ModelAPIError
 from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelResponse
+from orchestrator.models.instrumented import instrumented
 from orchestrator.node import Node, render_value
 from orchestrator.pricing import ZERO_USD, Usage
 from orchestrator.results import (
@@ -34,6 +35,7 @@ from orchestrator.results import (
 from orchestrator.routing import Router
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tool import Tool
+from orchestrator.turns import run_turns
 from orchestrator.verify import JudgeVerdict, SchemaVerifier, VerificationContext
 from orchestrator.wire import (
     DEFAULT_SYSTEM_PROMPT,
@@ -90,7 +92,7 @@ class NodeRunner:
     ) -> None:
         self.run_id = run_id
         self.ladder = ladder
-        self.client = client
+        self.client = instrumented(client)  # a chat span per turn
         self.router = router
         self.budget = budget
         self.policy = policy
@@ -200,7 +202,7 @@ class NodeRunner:
             max_tool_steps=self.policy.max_tool_steps,
             tool_timeout_s=self.policy.tool_timeout_s,
         )
-        return await self.client.complete(request, meter)
+        return await run_turns(self.client, request, meter)
 
     # -- verification -----------------------------------------------------------------
 

@@ -33,6 +33,7 @@ __all__ = [
     "OrchestratorError",
     "PlanProblem",
     "PlanValidationError",
+    "RetryEvent",
     "RunError",
     "RunLeased",
     "TierConfigError",
@@ -193,6 +194,32 @@ class TierLadderExhausted(RunError):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """A transient failure of a model call that was retried (for logs and traces).
+
+    Attributes:
+        tier: Tier name.
+        model: Model id.
+        retry: Retry number (1-based).
+        delay_s: Seconds until the retry.
+        error_type: Kind of failure (``rate_limit_error``, ``overloaded_error``,
+            ``invalid_response``...).
+        status_code: HTTP status, ``None`` for timeouts and dropped connections.
+        message: What went wrong, free of secrets.
+        at_ns: When it failed (Unix time in nanoseconds), to place it on a trace.
+    """
+
+    tier: str
+    model: str
+    retry: int
+    delay_s: float
+    error_type: str
+    status_code: int | None
+    message: str = ""
+    at_ns: int = 0
+
+
 class ModelAPIError(RunError):
     """A model call failed and the client's retries could not fix it.
 
@@ -200,6 +227,7 @@ class ModelAPIError(RunError):
         status_code: The HTTP status, or ``None`` for a connection failure or timeout.
         error_type: A short machine-readable kind (``rate_limit_error``, ``timeout``...).
         retryable: Whether trying again (perhaps on another tier) may succeed.
+        retries: The failures retried before this one, oldest first.
     """
 
     def __init__(
@@ -213,6 +241,7 @@ class ModelAPIError(RunError):
         self.status_code = status_code
         self.error_type = error_type
         self.retryable = retryable
+        self.retries: tuple[RetryEvent, ...] = ()
         super().__init__(message)
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from orchestrator.events import Event
-from orchestrator.models.test import FunctionModel, ModelFunction, TestModel
+from orchestrator.models.base import ToolCall
+from orchestrator.models.test import FunctionModel, ModelFunction, TestModel, tool_results
 from orchestrator.plan import Task
 from orchestrator.verify import JudgeFunction, JudgeVerdict, VerificationContext
 
@@ -30,7 +31,9 @@ __all__ = [
     "ModelFunction",
     "RecordingJudge",
     "TestModel",
+    "ToolCall",
     "no_judge",
+    "tool_results",
     "verification_context",
 ]
 

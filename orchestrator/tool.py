@@ -1,7 +1,7 @@
 """The tool interface the engine and model clients see.
 
-Concrete tools (typed functions, the corpus tools) live in the top-level ``tools`` package;
-the engine only needs this protocol.
+Concrete tools (typed functions, the corpus tools) live in :mod:`orchestrator.tools`; the
+engine's tool loop (:mod:`orchestrator.turns`) only needs this protocol.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from orchestrator import (
 )
 from orchestrator.models.anthropic import AnthropicClient, RetryEvent
 from orchestrator.models.retry import RetryPolicy
+from orchestrator.turns import run_turns
 from orchestrator_sim import SimConfig, serve
 from orchestrator_sim.app import SimApp
 from orchestrator_sim.http import HttpRequest, HttpResponse, bound_port, listen, serve_listener
@@ -115,17 +116,20 @@ class Lookup:
         return "[notes/queues.md#0] Queues decouple producers from consumers."
 
 
-async def test_tool_loop_runs_the_tool_and_returns_the_final_answer(sim: Any) -> None:
+async def test_one_turn_returns_tool_calls_and_the_loop_runs_them(sim: Any) -> None:
     tool = Lookup()
+    req = request("What do our notes say about queues?", tools=[tool])
     async with AnthropicClient(base_url=sim.base_url, api_key="test") as client:
+        first = await client.complete(req, meter())
+        assert first.stop_reason == "tool_use"  # one turn: the client runs no tool
+        assert first.tool_calls
+        assert not tool.calls
         m = meter()
-        response = await client.complete(
-            request("What do our notes say about queues?", tools=[tool]), m
-        )
+        response = await run_turns(client, req, m)
     assert tool.calls
     assert "query" in tool.calls[0]
-    assert response.tool_calls >= 1
     assert m.calls >= 2  # the tool_use turn and the final answer
+    assert response.stop_reason == "end_turn"
     assert response.text.strip()
 
 

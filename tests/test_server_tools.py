@@ -13,6 +13,7 @@ from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.pricing import Usage
 from orchestrator.tool import ServerTool
 from orchestrator.tools.web import WEB_SEARCH_TYPE, web_fetch, web_search, web_tools
+from orchestrator.turns import run_turns
 from orchestrator_sim import serve
 from orchestrator_sim.brain import BrainReply, BrainRequest
 
@@ -51,8 +52,10 @@ async def test_server_tools_are_sent_as_defined_and_pause_turn_is_continued() ->
         AnthropicClient(base_url=server.base_url, api_key="k") as client,
     ):
         with anyio.fail_after(20):
-            response = await client.complete(
-                _request(web_tools(max_uses=3)), Meter(default_ladder().get("sonnet"), Budget())
+            response = await run_turns(
+                client,
+                _request(web_tools(max_uses=3)),
+                Meter(default_ladder().get("sonnet"), Budget()),
             )
     assert response.text == "The answer, from the web."
     assert len(brain.requests) == 2
@@ -64,7 +67,7 @@ async def test_server_tools_are_sent_as_defined_and_pause_turn_is_continued() ->
     # the paused assistant turn went back as is, so the model could continue it
     second = brain.requests[1].messages
     assert second[-1]["role"] == "assistant"
-    assert response.tool_calls == 0  # nothing ran locally
+    assert response.tool_calls == ()  # nothing to run locally
 
 
 async def test_web_search_fees_are_reserved_before_the_call() -> None:

@@ -179,13 +179,14 @@ def test_no_key_and_no_prompt_text_in_spans_or_logs(
     result = anyio.run(run, Telemetry(provider), 0.4)
     spans = exporter.get_finished_spans()
 
-    # the faults happened and are visible: failed calls, with a retry event each
+    # the faults happened and are visible: a retry event, with its error type, on the
+    # chat span of the turn that was retried
     retried = [s for s in spans if any(e.name == "orchestrator.retry" for e in s.events)]
     assert retried, "expected injected faults to be retried"
     for span in retried:
         assert span.name.startswith("chat ")
-        assert span.status.status_code is trace.StatusCode.ERROR
-        assert span.attributes["error.type"] in {
+        event = next(e for e in span.events if e.name == "orchestrator.retry")
+        assert event.attributes["error.type"] in {
             "rate_limit_error",
             "overloaded_error",
             "api_error",

@@ -1,4 +1,4 @@
-"""The Anthropic model client: the only module that imports the ``anthropic`` SDK.
+r"""The Anthropic model client: the only module that imports the ``anthropic`` SDK.
 
 It serves production and the offline path alike: offline, a tier's ``base_url`` (or
 ``ANTHROPIC_BASE_URL``) points at the local Messages-API server in :mod:`orchestrator_sim`
@@ -7,9 +7,10 @@ and everything else is the same code.
 What it does per request:
 
 * one ``AsyncAnthropic`` per distinct (base_url, API key), reused across calls;
-* plain text, structured output through ``output_config`` (never forced ``tool_choice``,
-  which the newest Sonnet and Opus reject), and the tool-use loop with per-call timeouts
-  and the node's allowlist, errors returned to the model as ``is_error`` results;
+* one model turn per :meth:`AnthropicClient.complete`: plain text, structured output
+  through ``output_config`` (never forced ``tool_choice``, which the newest Sonnet and Opus
+  reject), ``tool_use`` blocks returned as :class:`~orchestrator.models.base.ToolCall`\ s
+  for the engine's tool loop (:mod:`orchestrator.turns`) to run;
 * prompt caching on the system prompt and the tool catalogue;
 * its own retries (SDK retries off) so that each retry is visible and bounded by a deadline,
   honouring ``retry-after``; errors the caller caused are not retried and are reported in
@@ -19,6 +20,9 @@ What it does per request:
   ``invalid_response`` and retried on the same tier;
 * per-tier rate limits, in this process or (``shared_rate_limits``) shared through a file
   with every process using the same directory.
+
+It opens no spans: :class:`~orchestrator.models.instrumented.InstrumentedModel` traces any
+client, this one included, from the retries it reports on each response and error.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +42,26 @@ import httpx2
 from anthropic.types import Message as SDKMessage
 
 from orchestrator.budget import Meter
-from orchestrator.exceptions import ModelAPIError, ModelAPIUserError
-from orchestrator.models.base import ModelRequest, ModelResponse
+from orchestrator.exceptions import ModelAPIError, ModelAPIUserError, RetryEvent
+from orchestrator.models.base import (
+    Block,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ProviderBlock,
+    TextBlock,
+    ToolCall,
+    ToolResult,
+)
 from orchestrator.models.ratelimit import Limiter, RateLimiter
 from orchestrator.models.retry import RetryPolicy, parse_retry_after
 from orchestrator.models.shared_ratelimit import RateLimitFile, scope_key
 from orchestrator.pricing import Usage
-from orchestrator.telemetry.tracing import current_telemetry
 from orchestrator.tiers import Tier
 from orchestrator.tool import ServerTool, Tool
 from orchestrator.wire import SIMULATED_HEADER, is_simulated
 
-__all__ = ["AnthropicClient", "RetryEvent"]
+__all__ = ["AnthropicClient", "RetryEvent"]  # RetryEvent: from orchestrator.exceptions
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 _HINTS = {
@@ -77,28 +89,6 @@ _TRANSPORT_ERRORS = (
     httpx2.TransportError,
     _InvalidResponse,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class RetryEvent:
-    """A transient failure that will be retried (for logs and traces).
-
-    Attributes:
-        tier: Tier name.
-        model: Model id.
-        retry: Retry number (1-based).
-        delay_s: Seconds until the retry.
-        error_type: Kind of failure (``rate_limit_error``, ``overloaded_error``,
-            ``invalid_response``...).
-        status_code: HTTP status, ``None`` for timeouts and dropped connections.
-    """
-
-    tier: str
-    model: str
-    retry: int
-    delay_s: float
-    error_type: str
-    status_code: int | None
 
 
 class AnthropicClient:
@@ -168,30 +158,16 @@ class AnthropicClient:
             await sdk.close()
 
     async def complete(self, request: ModelRequest, meter: Meter) -> ModelResponse:
-        """Run the request, including its tool loop, and return the final answer."""
+        """Send the conversation and return the model's turn (tool calls not run)."""
         sdk, key = self._sdk_for(request.tier)
-        params = _base_params(request)
-        messages: list[dict[str, Any]] = [m.model_dump() for m in request.messages]
-        tools = {t.name: t for t in request.tools if not isinstance(t, ServerTool)}
-        usage, tool_calls = Usage(), 0
-        for step in range(request.max_tool_steps):
-            last_step = step == request.max_tool_steps - 1
-            call = {**params, "messages": messages}
-            if request.tools and last_step:
-                call["tool_choice"] = {"type": "none"}  # out of steps: answer now
-            message, simulated = await self._send(sdk, key, request, meter, call)
-            usage = usage + _usage(message)
-            if message.stop_reason == "pause_turn" and not last_step:
-                # a long server-side tool turn: send it back as is and let the model go on
-                messages.append({"role": "assistant", "content": _replayable(message)})
-                continue
-            if message.stop_reason != "tool_use" or not tools:
-                return _response(message, usage, tool_calls, simulated, request)
-            messages.append({"role": "assistant", "content": _replayable(message)})
-            results = await _run_tools(message, tools, request.tool_timeout_s)
-            tool_calls += len(results)
-            messages.append({"role": "user", "content": results})
-        raise AssertionError("unreachable: the last step forbids tool use")  # pragma: no cover
+        call = _params(request)
+        retries: list[RetryEvent] = []
+        try:
+            message, simulated = await self._send(sdk, key, request, meter, call, retries=retries)
+        except ModelAPIError as error:
+            error.retries = tuple(retries)
+            raise
+        return _response(message, simulated, request, tuple(retries))
 
     # -- transport ----------------------------------------------------------------------
 
@@ -241,62 +217,45 @@ class AnthropicClient:
         request: ModelRequest,
         meter: Meter,
         call: dict[str, Any],
+        *,
+        retries: list[RetryEvent],
     ) -> tuple[SDKMessage, bool]:
         prompt_tokens = _prompt_bytes(call)
         limiter = self._limiter(request.tier, sdk)
+        fees = request.tier.web_search_usd * sum(
+            t.max_searches for t in request.tools if isinstance(t, ServerTool)
+        )
         started = anyio.current_time()
-        retry = 0
         while True:
             await limiter.acquire(prompt_tokens // 4)  # ~4 bytes a token: the limit's estimate
-            span = current_telemetry().model_call(
-                tier=request.tier.name,
-                model=call["model"],
-                purpose=request.purpose,
-                task_id=request.task_id,
-                max_tokens=call["max_tokens"],
-            )
             try:
-                fees = request.tier.web_search_usd * sum(
-                    t.max_searches for t in request.tools if isinstance(t, ServerTool)
-                )
                 async with meter.call(prompt_tokens, call["max_tokens"], fees) as ticket:
                     try:
                         message, simulated = await self._post(sdk, call)
                     except BaseException as exc:
                         ticket.may_be_billed = _may_be_billed(exc)
                         raise
-                    ticket.usage = usage = _usage(message)
-                span.succeeded(
-                    response_id=message.id,
-                    response_model=message.model,
-                    usage=usage,
-                    simulated=simulated,
-                )
+                    ticket.usage = _usage(message)
                 return message, simulated
             except _TRANSPORT_ERRORS as exc:
                 error = _classify(exc, request.tier, key)
                 self.errors_seen[error.error_type] += 1
-                retry += 1
+                retry = len(retries) + 1
                 retry_after = _retry_after(exc)
                 if retry_after is not None:
                     await limiter.hold(min(retry_after, self.retry.max_retry_after_s))  # tier
                 delay = self.retry.delay(retry, retry_after, self._rng)
                 elapsed = anyio.current_time() - started
                 if not error.retryable or not self.retry.allows(retry, elapsed, delay):
-                    span.failed(error.error_type, str(error), status_code=error.status_code)
                     raise error from None
-                span.failed(
-                    error.error_type,
-                    str(error),
-                    status_code=error.status_code,
-                    retry=retry,
-                    delay_s=delay,
-                )
-                self._notify(request.tier, retry, delay, error)
+                event = RetryEvent(
+                    request.tier.name, request.tier.model, retry, delay, error.error_type,
+                    error.status_code, str(error), time.time_ns(),
+                )  # fmt: skip
+                retries.append(event)
+                if self.on_retry is not None:
+                    self.on_retry(event)
                 await anyio.sleep(delay)
-            except BaseException as exc:  # budget exhausted, cancelled: the span says so
-                span.failed(type(exc).__name__, str(exc))
-                raise
 
     async def _post(
         self, sdk: anthropic.AsyncAnthropic, call: dict[str, Any]
@@ -318,18 +277,16 @@ class AnthropicClient:
             raise _InvalidResponse(f"the body did not parse ({exc})") from None
         return _whole(parsed), _is_simulated(raw.headers)
 
-    def _notify(self, tier: Tier, retry: int, delay: float, error: ModelAPIError) -> None:
-        if self.on_retry is not None:
-            self.on_retry(
-                RetryEvent(tier.name, tier.model, retry, delay, error.error_type, error.status_code)
-            )
-
 
 # -- request building ---------------------------------------------------------------------
 
 
-def _base_params(request: ModelRequest) -> dict[str, Any]:
-    params: dict[str, Any] = {"model": request.tier.model, "max_tokens": request.max_output_tokens}
+def _params(request: ModelRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "model": request.tier.model,
+        "max_tokens": request.max_output_tokens,
+        "messages": [_message(message) for message in request.messages],
+    }
     if request.system:
         params["system"] = [
             {"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}
@@ -338,10 +295,37 @@ def _base_params(request: ModelRequest) -> dict[str, Any]:
     server = [tool.definition for tool in request.tools if isinstance(tool, ServerTool)]
     if local or server:
         params["tools"] = (_tool_specs(local) if local else []) + server
+        if request.tool_choice == "none":
+            params["tool_choice"] = {"type": "none"}  # out of turns: answer now
     if request.output_schema is not None:
         schema = anthropic.transform_schema(request.output_schema)
         params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
     return params
+
+
+def _message(message: Message) -> dict[str, Any]:
+    if isinstance(message.content, str):
+        return {"role": message.role, "content": message.content}
+    return {"role": message.role, "content": [_block(block) for block in message.content]}
+
+
+def _block(block: Block) -> dict[str, Any]:
+    if block.provider_data is not None:  # as the API sent it, within the same conversation
+        return block.provider_data
+    match block:
+        case TextBlock(text=text):
+            return {"type": "text", "text": text}
+        case ToolCall(id=call_id, name=name, arguments=arguments):
+            return {"type": "tool_use", "id": call_id, "name": name, "input": arguments}
+        case ToolResult(tool_call_id=call_id, content=content, is_error=is_error):
+            result: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": call_id,
+                "content": content,
+            }
+            return {**result, "is_error": True} if is_error else result
+        case ProviderBlock():
+            raise ValueError("a provider block without its provider_data cannot be sent")
 
 
 def _tool_specs(tools: Sequence[Tool]) -> list[dict[str, Any]]:
@@ -399,7 +383,7 @@ def _text(message: SDKMessage) -> str:
 
 
 def _response(
-    message: SDKMessage, usage: Usage, tool_calls: int, simulated: bool, request: ModelRequest
+    message: SDKMessage, simulated: bool, request: ModelRequest, retries: tuple[RetryEvent, ...]
 ) -> ModelResponse:
     text = _text(message)
     data: Any = None
@@ -411,64 +395,34 @@ def _response(
     return ModelResponse(
         text=text,
         data=data,
-        usage=usage,
+        usage=_usage(message),
         model=message.model,
         response_id=message.id,
         stop_reason=message.stop_reason,
-        tool_calls=tool_calls,
+        content=tuple(_content(message)),
+        retries=retries,
         simulated=simulated,
     )
 
 
-def _replayable(message: SDKMessage) -> list[dict[str, Any]]:
-    """The assistant turn as sent back within the same conversation (same model)."""
-    return [block.model_dump(mode="json", exclude_none=True) for block in message.content]
+def _content(message: SDKMessage) -> list[Block]:
+    """The turn's blocks, each keeping the API's own form to be sent back as is."""
+    blocks: list[Block] = []
+    for block in message.content:
+        data = block.model_dump(mode="json", exclude_none=True)
+        if block.type == "text":
+            blocks.append(TextBlock(text=block.text, provider_data=data))
+        elif block.type == "tool_use":
+            blocks.append(
+                ToolCall(id=block.id, name=block.name, arguments=block.input, provider_data=data)
+            )
+        else:  # server tool calls and results, thinking: only the API reads them
+            blocks.append(ProviderBlock(provider_data=data))
+    return blocks
 
 
 def _is_simulated(headers: Mapping[str, str]) -> bool:
     return is_simulated(headers.get(SIMULATED_HEADER))
-
-
-# -- tools --------------------------------------------------------------------------------
-
-
-async def _run_tools(
-    message: SDKMessage, tools: Mapping[str, Tool], timeout_s: float
-) -> list[dict[str, Any]]:
-    results = []
-    for block in message.content:
-        if block.type != "tool_use":
-            continue
-        with current_telemetry().tool_call(block.name, block.id, block.input) as span:
-            content, is_error = await _run_tool(
-                tools.get(block.name), block.name, block.input, timeout_s
-            )
-            span.result(content, is_error=is_error)
-        result: dict[str, Any] = {
-            "type": "tool_result",
-            "tool_use_id": block.id,
-            "content": content,
-        }
-        if is_error:
-            result["is_error"] = True
-        results.append(result)
-    return results
-
-
-async def _run_tool(
-    tool: Tool | None, name: str, arguments: object, timeout_s: float
-) -> tuple[str, bool]:
-    if tool is None:
-        return f"tool {name!r} is not available to this task", True
-    if not isinstance(arguments, dict):
-        return "tool arguments must be a JSON object", True
-    try:
-        with anyio.fail_after(timeout_s):
-            return await tool(arguments), False
-    except TimeoutError:
-        return f"tool {name!r} timed out after {timeout_s:g}s", True
-    except Exception as exc:  # noqa: BLE001  (a tool error goes back to the model)
-        return f"{type(exc).__name__}: {exc}", True
 
 
 # -- errors -------------------------------------------------------------------------------

@@ -1,41 +1,111 @@
-"""The model-client interface: one request in, one response out, every call metered.
+"""The model-client interface: one model turn in, one model turn out, every call metered.
 
-The engine builds a :class:`ModelRequest` (a fresh text conversation per attempt, the tools
-the node may call, an optional output schema) and hands it with a
-:class:`~orchestrator.budget.Meter` to a :class:`ModelClient`. A client wraps each HTTP
-call it makes (a tool loop makes several) in ``async with meter.call(...)`` so the run
-budget holds.
+The engine builds a :class:`ModelRequest` (the conversation so far, the tools the node may
+call, an optional output schema) and hands it with a :class:`~orchestrator.budget.Meter`
+to a :class:`ModelClient`, which returns the model's next turn: text, and any
+:class:`ToolCall` blocks the model asked for. The client never runs tools; the engine's
+tool loop (:mod:`orchestrator.turns`) runs them and asks again. A client wraps each HTTP
+call it makes (retries included) in ``async with meter.call(...)`` so the run budget holds.
+Spans and metrics come from :class:`~orchestrator.models.instrumented.InstrumentedModel`,
+which wraps any client.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.budget import Meter
+from orchestrator.exceptions import RetryEvent
 from orchestrator.pricing import Usage
 from orchestrator.tiers import Tier
 from orchestrator.tool import Tool
 
-__all__ = ["Message", "ModelClient", "ModelRequest", "ModelResponse", "estimate_prompt_tokens"]
+__all__ = [
+    "Block",
+    "Message",
+    "ModelClient",
+    "ModelRequest",
+    "ModelResponse",
+    "ProviderBlock",
+    "TextBlock",
+    "ToolCall",
+    "ToolResult",
+    "estimate_prompt_tokens",
+]
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider_data: dict[str, Any] | None = None
+    """The block as the provider sent it, replayed as is within one conversation.
+
+    ``None`` for blocks the engine or a test double made.
+    """
+
+
+class TextBlock(_Block):
+    """Text in a turn."""
+
+    type: Literal["text"] = "text"
+    text: str
+    """The text."""
+
+
+class ToolCall(_Block):
+    """A tool call the model asks for; the engine runs it and answers with a result."""
+
+    type: Literal["tool_call"] = "tool_call"
+    id: str
+    """The call's id, echoed by its :class:`ToolResult`."""
+    name: str
+    """The tool's name."""
+    arguments: Any = None
+    """The arguments as the model gave them (a JSON object for a valid call)."""
+
+
+class ToolResult(_Block):
+    """What a tool call returned, sent back in the next user turn."""
+
+    type: Literal["tool_result"] = "tool_result"
+    tool_call_id: str
+    """The :attr:`ToolCall.id` it answers."""
+    content: str
+    """The tool's output, or the error the model is shown."""
+    is_error: bool = False
+    """Whether the call failed (the model sees the error and may try again)."""
+
+
+class ProviderBlock(_Block):
+    """A block only its provider reads, kept in ``provider_data`` and replayed as is.
+
+    Server-side tool calls and their results, thinking.
+    """
+
+    type: Literal["provider"] = "provider"
+
+
+Block = Annotated[TextBlock | ToolCall | ToolResult | ProviderBlock, Field(discriminator="type")]
+"""One block of a turn's content."""
 
 
 class Message(BaseModel):
-    """One turn of the conversation, as text."""
+    """One turn of the conversation: text, or blocks (tool calls, tool results...)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     role: Literal["user", "assistant"]
     """Who speaks."""
-    content: str
+    content: str | tuple[Block, ...]
     """What is said."""
 
 
 class ModelRequest(BaseModel):
-    """What the engine asks of a model for one attempt (or one judge or planner call)."""
+    """What the engine asks of a model for one turn (of an attempt, a judge or a planner)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -44,11 +114,13 @@ class ModelRequest(BaseModel):
     system: str = ""
     """System prompt."""
     messages: list[Message] = Field(min_length=1)
-    """The conversation; always starts fresh for each attempt."""
+    """The conversation so far; each attempt starts a fresh one."""
     max_output_tokens: int = Field(gt=0)
     """``max_tokens`` of each call."""
     tools: Sequence[Tool] = ()
     """Tools the model may call (the node's allowlist, already applied)."""
+    tool_choice: Literal["auto", "none"] = "auto"
+    """``"none"``: the model must answer in text (the tool loop's last step)."""
     output_schema: dict[str, Any] | None = None
     """JSON Schema for structured output; ``None`` for free text."""
     purpose: Literal["task", "judge", "plan"] = "task"
@@ -56,45 +128,54 @@ class ModelRequest(BaseModel):
     task_id: str | None = None
     """The task this call serves, for logs and traces."""
     max_tool_steps: int = Field(default=8, gt=0)
-    """Most model calls of one tool loop."""
+    """Most model turns of the engine's tool loop."""
     tool_timeout_s: float = Field(default=60.0, gt=0)
     """Deadline of each tool call."""
 
 
 class ModelResponse(BaseModel):
-    """What came back: the final text, parsed data for structured output, and usage."""
+    """The model's turn: its text, parsed data for structured output, tool calls, usage."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     text: str
-    """The final answer's text (the JSON text for structured output)."""
+    """The turn's text (the JSON text for structured output)."""
     data: Any = None
     """The parsed JSON value when an output schema was requested, else ``None``."""
     usage: Usage = Field(default_factory=Usage)
-    """Tokens of every call made for this response, summed."""
+    """Tokens of this turn (after the tool loop: of every turn, summed)."""
     model: str
     """The model that answered, as the API reported it."""
     response_id: str | None = None
-    """The API's id of the final response."""
+    """The API's id of the response."""
     stop_reason: str | None = None
-    """Why the final response ended (``end_turn``, ``max_tokens``...)."""
-    tool_calls: int = 0
-    """How many tool calls the loop ran."""
+    """Why the turn ended (``end_turn``, ``tool_use``, ``max_tokens``, ``pause_turn``...)."""
+    content: tuple[Block, ...] = ()
+    """The turn's blocks, as sent back in the conversation when the loop goes on."""
+    retries: tuple[RetryEvent, ...] = ()
+    """Transient failures the client retried before this answer."""
     simulated: bool = False
     """True when the answer came from a simulator or test double, not a real model."""
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls the model asked for in this turn."""
+        return tuple(block for block in self.content if isinstance(block, ToolCall))
 
 
 @runtime_checkable
 class ModelClient(Protocol):
-    """Sends a :class:`ModelRequest` to a model and returns its answer.
+    """Sends a :class:`ModelRequest` to a model and returns the model's next turn.
 
-    Implementations must wrap every API call in ``async with meter.call(...)``, let
-    :class:`~orchestrator.exceptions.BudgetExhausted` propagate, and raise
-    :class:`~orchestrator.exceptions.ModelAPIError` for failures their retries could not fix.
+    One turn: the client never runs tools, it returns the :class:`ToolCall` blocks the
+    model asked for. Implementations must wrap every API call in ``async with
+    meter.call(...)``, let :class:`~orchestrator.exceptions.BudgetExhausted` propagate, and
+    raise :class:`~orchestrator.exceptions.ModelAPIError` for failures their retries could
+    not fix.
     """
 
     async def complete(self, request: ModelRequest, meter: Meter) -> ModelResponse:
-        """Run the request (including any tool loop) and return the final answer."""
+        """Send the conversation and return the model's turn."""
         ...
 
 
@@ -105,10 +186,16 @@ def estimate_prompt_tokens(request: ModelRequest) -> int:
     worst case is truly a worst case; the real count arrives with the response.
     """
     size = len(request.system.encode()) + 16
-    size += sum(len(message.content.encode()) + 8 for message in request.messages)
+    size += sum(_content_bytes(message.content) + 8 for message in request.messages)
     for tool in request.tools:
         size += len(tool.name) + len(tool.description.encode())
         size += len(json.dumps(tool.input_schema).encode())
     if request.output_schema is not None:
         size += len(json.dumps(request.output_schema).encode())
     return size
+
+
+def _content_bytes(content: str | tuple[Block, ...]) -> int:
+    if isinstance(content, str):
+        return len(content.encode())
+    return sum(len(block.model_dump_json(exclude_none=True).encode()) for block in content)

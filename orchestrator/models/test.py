@@ -1,34 +1,56 @@
 """Test doubles of :class:`~orchestrator.models.base.ModelClient` for unit tests.
 
-``FunctionModel`` answers with a Python function of the request; ``TestModel`` answers with
-fixed text per tier. Both meter their calls like a real client (so budgets are exercised)
-and mark their responses ``simulated``. Integration tests and examples go through the real
-SDK to the local Messages-API server instead.
+``FunctionModel`` answers with a Python function of the request (text, tool calls, or a
+whole response); ``TestModel`` answers with fixed text per tier. Both meter their calls like
+a real client (so budgets are exercised) and mark their responses ``simulated``. Like any
+client they answer one turn: when the function asks for tools, the engine's tool loop runs
+them and calls the function again with the results in ``request.messages``. Integration
+tests and examples go through the real SDK to the local Messages-API server instead.
+
+Example, a model that looks a word up before answering::
+
+    def model(request: ModelRequest) -> str | ToolCall:
+        results = tool_results(request)
+        if not results:
+            return ToolCall(id="1", name="lookup", arguments={"term": "DAG"})
+        return f"A DAG is {results[0].content}"
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeAlias
 
 from orchestrator.budget import Meter
-from orchestrator.models.base import ModelRequest, ModelResponse, estimate_prompt_tokens
+from orchestrator.models.base import (
+    ModelRequest,
+    ModelResponse,
+    TextBlock,
+    ToolCall,
+    ToolResult,
+    estimate_prompt_tokens,
+)
 from orchestrator.pricing import Usage
 
-__all__ = ["FunctionModel", "ModelFunction", "TestModel"]
+__all__ = ["Answer", "FunctionModel", "ModelFunction", "TestModel", "tool_results"]
 
-ModelFunction = Callable[[ModelRequest], "str | ModelResponse | Awaitable[str | ModelResponse]"]
-"""A function of the request returning the answer's text or a full response."""
+Answer: TypeAlias = "str | ToolCall | Sequence[ToolCall] | ModelResponse"
+"""A turn: text, one or more tool calls (the engine runs them), or a whole response."""
+
+ModelFunction = Callable[[ModelRequest], "Answer | Awaitable[Answer]"]
+"""A function of the request returning the model's turn."""
 
 
 class FunctionModel:
     """A model whose answers come from a Python function.
 
     Args:
-        function: Called with each request; returns text, a ``ModelResponse``, or an
-            awaitable of either. Raise an exception to simulate a failed call.
+        function: Called with each request (each turn); returns text, a
+            :class:`~orchestrator.models.base.ToolCall` or a list of them, a
+            ``ModelResponse``, or an awaitable of any. Raise an exception to simulate a
+            failed call.
     """
 
     def __init__(self, function: ModelFunction) -> None:
@@ -64,11 +86,27 @@ class TestModel(FunctionModel):
         super().__init__(lambda request: answers.get(request.tier.name, text))
 
 
-def _as_response(
-    answer: str | ModelResponse, request: ModelRequest, prompt_tokens: int
-) -> ModelResponse:
+def tool_results(request: ModelRequest) -> list[ToolResult]:
+    """The tool results the last user turn carries (empty before any tool ran)."""
+    content = request.messages[-1].content
+    return [] if isinstance(content, str) else [b for b in content if isinstance(b, ToolResult)]
+
+
+def _as_response(answer: Answer, request: ModelRequest, prompt_tokens: int) -> ModelResponse:
     if isinstance(answer, ModelResponse):
         return answer
+    if not isinstance(answer, str):
+        calls = (answer,) if isinstance(answer, ToolCall) else tuple(answer)
+        return ModelResponse(
+            text="",
+            content=calls,
+            usage=Usage(
+                input_tokens=min(prompt_tokens, max(1, prompt_tokens // 4)), output_tokens=1
+            ),
+            model=request.tier.model,
+            stop_reason="tool_use",
+            simulated=True,
+        )
     data: Any = None
     if request.output_schema is not None:
         try:
@@ -84,5 +122,6 @@ def _as_response(
         ),
         model=request.tier.model,
         stop_reason="end_turn",
+        content=(TextBlock(text=answer),),
         simulated=True,
     )

@@ -28,6 +28,7 @@ from orchestrator.exceptions import (
     PlanValidationError,
 )
 from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelResponse
+from orchestrator.models.instrumented import instrumented
 from orchestrator.plan import NonEmptySpec, Plan, RequiredSectionsSpec, Task, VerifierSpec
 from orchestrator.pricing import ZERO_USD, Usage
 from orchestrator.results import Attempt, PlanningRecord, Verdict
@@ -153,7 +154,7 @@ class LLMPlanner:
         max_api_failures: int = 2,
         max_output_tokens: int = 4096,
     ) -> None:
-        self.client = client
+        self.client = instrumented(client)  # a chat span per round
         self.ladder = ladder
         self.tier = ladder.get(tier) if tier else _default_tier(ladder)
         self.tools = list(tools)

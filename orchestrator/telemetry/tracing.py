@@ -49,6 +49,7 @@ from orchestrator.events import (
     RunFinished,
     RunStarted,
 )
+from orchestrator.exceptions import RetryEvent
 from orchestrator.pricing import Usage
 from orchestrator.results import Attempt, NodeResult, NodeStatus, RunResult, RunStatus
 from orchestrator.telemetry import _semconv as sc
@@ -322,6 +323,34 @@ class ModelCallSpan:
         invocation.cache_write_input_tokens = usage.cache_write_tokens
         invocation.attributes[NS.SIMULATED] = simulated
         self._end(None)
+
+    def retried(self, event: RetryEvent) -> None:
+        """Record a transient failure the client retried, at the time it happened."""
+        span: Span = self._invocation.span
+        at = event.at_ns or None
+        span.add_event(
+            "exception",
+            {"exception.type": event.error_type, "exception.message": _short(event.message)},
+            timestamp=at,
+        )
+        span.add_event(
+            NS.RETRY_EVENT,
+            {
+                NS.RETRY_NUMBER: event.retry,
+                NS.RETRY_DELAY: event.delay_s,
+                sc.ERROR_TYPE: event.error_type,
+            },
+            timestamp=at,
+        )
+        if event.status_code is not None:
+            self._invocation.attributes[NS.HTTP_STATUS] = event.status_code
+        _log.warning(
+            "model call failed; retrying",
+            error_type=event.error_type,
+            retry=event.retry,
+            delay_s=event.delay_s,
+            http_status=event.status_code,
+        )
 
     def failed(
         self,

@@ -1,11 +1,12 @@
 """Typed tools that models may call.
 
-* :mod:`tools.registry`: :func:`tool` turns a typed Python function into a
+* :mod:`orchestrator.tools.registry`: :func:`tool` turns a typed Python function into a
   :class:`FunctionTool` (an :class:`orchestrator.tool.Tool`); :class:`ToolRegistry` holds
   tools by name.
-* :mod:`tools.corpus`: :class:`Corpus` and :func:`corpus_tools`, the ``search_corpus`` and
-  ``read_passage`` research tools over a folder of documents (or CPython's own docs).
-* :mod:`tools.errors`: what tools and the registry raise.
+* :mod:`orchestrator.tools.corpus`: :class:`Corpus` and :func:`corpus_tools`, the
+  ``search_corpus`` and ``read_passage`` research tools over a folder of documents (or
+  CPython's own docs).
+* :mod:`orchestrator.tools.errors`: what tools and the registry raise.
 """
 
 from orchestrator.tools.corpus import Corpus, Passage, SearchHit, SkippedFile, corpus_tools

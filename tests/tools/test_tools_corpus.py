@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from orchestrator.models.anthropic import _run_tool
+from orchestrator.models.base import ToolCall
 from orchestrator.tools import (
     Corpus,
     FunctionTool,
@@ -20,6 +20,7 @@ from orchestrator.tools import (
     corpus_tools,
 )
 from orchestrator.tools._text import html_to_text, split_passages, tokenize
+from orchestrator.turns import run_tool_calls
 
 SECRET = "TOPSECRET launch codes for the zeppelin"
 
@@ -257,10 +258,11 @@ async def test_ids_outside_the_root_are_refused(corpus: Corpus, corpus_dir: Path
         with anyio.fail_after(10), pytest.raises(PassagePathError, match="outside the corpus"):
             await read({"id": passage_id})
         with anyio.fail_after(10):
-            content, is_error = await _run_tool(read, "read_passage", {"id": passage_id}, 10.0)
-        assert is_error
-        assert content.startswith("PassagePathError: passage id")
-        assert "TOPSECRET" not in content
+            call = ToolCall(id="c1", name="read_passage", arguments={"id": passage_id})
+            (result,) = await run_tool_calls([call], {"read_passage": read}, 10.0)
+        assert result.is_error
+        assert result.content.startswith("PassagePathError: passage id")
+        assert "TOPSECRET" not in result.content
 
 
 @pytest.mark.anyio

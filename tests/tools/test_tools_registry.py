@@ -12,7 +12,7 @@ import anyio.from_thread
 import pytest
 from pydantic import BaseModel, Field
 
-from orchestrator.models.anthropic import _run_tool
+from orchestrator.models.base import ToolCall
 from orchestrator.tool import Tool
 from orchestrator.tools import (
     FunctionTool,
@@ -25,6 +25,7 @@ from orchestrator.tools import (
     tool,
 )
 from orchestrator.tools._docstrings import parse_docstring
+from orchestrator.turns import run_tool_calls
 
 
 class Point(BaseModel):
@@ -229,7 +230,7 @@ async def test_validation_errors_name_the_argument(
 @pytest.mark.anyio
 async def test_validation_errors_reach_the_model_as_error_results() -> None:
     with anyio.fail_after(5):
-        content, is_error = await _run_tool(search, "search", {"k": "x"}, 5.0)
+        content, is_error = await run_one(search, "search", {"k": "x"}, 5.0)
     assert is_error
     assert content.startswith("ToolArgumentError: invalid arguments for 'search'")
     assert "'query'" in content
@@ -305,7 +306,7 @@ async def test_sync_tool_timeout_abandons_the_thread() -> None:
 
     try:
         with anyio.fail_after(5):
-            content, is_error = await _run_tool(stuck_sync, "stuck_sync", {}, 5.0)
+            content, is_error = await run_one(stuck_sync, "stuck_sync", {}, 5.0)
     finally:
         release.set()
     assert is_error
@@ -320,7 +321,7 @@ async def test_exceptions_from_the_function_propagate() -> None:
         raise RuntimeError(why)
 
     with anyio.fail_after(5):
-        content, is_error = await _run_tool(explode, "explode", {"why": "boom"}, 5.0)
+        content, is_error = await run_one(explode, "explode", {"why": "boom"}, 5.0)
     assert (content, is_error) == ("RuntimeError: boom", True)
 
 
@@ -404,3 +405,10 @@ def test_subset_with_unknown_names_lists_them_all() -> None:
     )
     with pytest.raises(TypeError, match="not a single string"):
         registry.subset("ping")
+
+
+async def run_one(tool: Tool, name: str, arguments: object, timeout_s: float) -> tuple[str, bool]:
+    """Run one call through the engine's tool loop; its (content, is_error)."""
+    call = ToolCall(id="c1", name=name, arguments=arguments)
+    (result,) = await run_tool_calls([call], {name: tool}, timeout_s)
+    return result.content, result.is_error

@@ -1,0 +1,90 @@
+"""The tool loop: the engine's side of a conversation with a model.
+
+A :class:`~orchestrator.models.base.ModelClient` answers one turn. When the model asks for
+tools, the loop runs them (the node's allowlist only, each under its deadline and in an
+``execute_tool`` span), sends the results back, and asks again, until the model answers in
+text or the turns run out (the last turn forbids tools: answer now). A long server-side
+tool turn (``pause_turn``) is sent back as is for the model to go on.
+
+Because the loop lives here and not in a vendor client, every client (the Anthropic one,
+a test double, a batch) gets it the same, and the engine could pause between two turns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import anyio
+
+from orchestrator.budget import Meter
+from orchestrator.models.base import (
+    Message,
+    ModelClient,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+    ToolResult,
+)
+from orchestrator.pricing import Usage
+from orchestrator.telemetry.tracing import current_telemetry
+from orchestrator.tool import ServerTool, Tool
+
+__all__ = ["run_tool_calls", "run_turns"]
+
+
+async def run_turns(client: ModelClient, request: ModelRequest, meter: Meter) -> ModelResponse:
+    """Converse until the model answers without tools; return that last turn.
+
+    The returned response's ``usage`` sums every turn's. At most
+    ``request.max_tool_steps`` turns; the last one is sent with ``tool_choice="none"``.
+    """
+    tools = {tool.name: tool for tool in request.tools if not isinstance(tool, ServerTool)}
+    messages = list(request.messages)
+    usage = Usage()
+    for step in range(request.max_tool_steps):
+        last = step == request.max_tool_steps - 1
+        turn = request.model_copy(
+            update={
+                "messages": list(messages),  # a snapshot: later turns must not change it
+                "tool_choice": "none" if request.tools and last else request.tool_choice,
+            }
+        )
+        response = await client.complete(turn, meter)
+        usage = usage + response.usage
+        if response.stop_reason == "pause_turn" and not last:
+            messages.append(Message(role="assistant", content=response.content))
+            continue
+        calls = response.tool_calls
+        if response.stop_reason != "tool_use" or not calls or not tools:
+            return response.model_copy(update={"usage": usage})
+        messages.append(Message(role="assistant", content=response.content))
+        results = await run_tool_calls(calls, tools, request.tool_timeout_s)
+        messages.append(Message(role="user", content=tuple(results)))
+    raise AssertionError("unreachable: the last turn forbids tool use")  # pragma: no cover
+
+
+async def run_tool_calls(
+    calls: Sequence[ToolCall], tools: Mapping[str, Tool], timeout_s: float
+) -> list[ToolResult]:
+    """Run each call in order, each in its own span; errors become ``is_error`` results."""
+    results = []
+    for call in calls:
+        with current_telemetry().tool_call(call.name, call.id, call.arguments) as span:
+            content, is_error = await _run_tool(tools.get(call.name), call, timeout_s)
+            span.result(content, is_error=is_error)
+        results.append(ToolResult(tool_call_id=call.id, content=content, is_error=is_error))
+    return results
+
+
+async def _run_tool(tool: Tool | None, call: ToolCall, timeout_s: float) -> tuple[str, bool]:
+    if tool is None:
+        return f"tool {call.name!r} is not available to this task", True
+    if not isinstance(call.arguments, dict):
+        return "tool arguments must be a JSON object", True
+    try:
+        with anyio.fail_after(timeout_s):
+            return await tool(call.arguments), False
+    except TimeoutError:
+        return f"tool {call.name!r} timed out after {timeout_s:g}s", True
+    except Exception as exc:  # noqa: BLE001  (a tool error goes back to the model)
+        return f"{type(exc).__name__}: {exc}", True

@@ -9,12 +9,10 @@ the corpus itself rather than another model's opinion.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.results import Verdict
-
-if TYPE_CHECKING:
-    from orchestrator.verify import VerificationContext
+from orchestrator.verifier import VerificationContext
 
 __all__ = ["CITATION", "Citations", "PassageLookup", "cited_ids"]
 

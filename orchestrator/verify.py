@@ -7,7 +7,8 @@ it, and its reason is given to the next attempt, one tier up.
 Built in: :class:`SchemaVerifier` (output matches the task's schema or pydantic type),
 :class:`NonEmpty` (not empty, not a refusal), :class:`RequiredSections` (Markdown headings),
 :class:`Predicate` (any Python check) and :class:`LLMJudge` (another model judges, by default
-one tier up). Write your own by implementing the :class:`Verifier` protocol.
+one tier up). Write your own by implementing the :class:`Verifier` protocol (in
+:mod:`orchestrator.verifier`, with the context a verifier sees; re-exported here).
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from orchestrator.citations import Citations, PassageLookup, cited_ids
 from orchestrator.exceptions import UserError
@@ -32,6 +32,7 @@ from orchestrator.plan import (
     Task,
 )
 from orchestrator.results import Verdict
+from orchestrator.verifier import JudgeFunction, JudgeVerdict, VerificationContext, Verifier
 
 __all__ = [
     "JudgeFunction",
@@ -46,77 +47,6 @@ __all__ = [
     "Verifier",
     "verifiers_from_specs",
 ]
-
-
-class JudgeVerdict(BaseModel):
-    """The structured answer a judge model gives."""
-
-    model_config = ConfigDict(extra="forbid", title="JudgeVerdict")
-
-    passed: bool
-    """Whether the answer meets the criteria."""
-    reason: str
-    """The flaw found, or why it passes."""
-    score: float
-    """Confidence that the answer is correct, 0 to 1."""
-
-
-class JudgeFunction(Protocol):
-    """Asks a judge model about an answer; provided by the engine in the context.
-
-    ``judge(criteria, answer_text, tier_name_or_None)`` shows the judge the prompt the
-    author was given (the instruction and the inputs from earlier tasks), the criteria and
-    the answer. With ``inputs=False`` the judge sees the instruction alone: cheaper when
-    the inputs are long, but blind to answers unfaithful to them. ``evidence`` is shown
-    after the answer (the text of the passages it cites, for instance).
-    """
-
-    def __call__(
-        self,
-        criteria: str,
-        answer: str,
-        tier: str | None,
-        /,
-        *,
-        inputs: bool = True,
-        evidence: str = "",
-    ) -> Awaitable[JudgeVerdict]:
-        """Return the judge's verdict on ``answer`` (its cost is charged to the attempt)."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class VerificationContext:
-    """What a verifier may look at besides the output.
-
-    Attributes:
-        task: The task being verified.
-        text: The raw text of the answer.
-        tier: The name of the tier that produced it.
-        judge: Asks a judge model (costs are charged to the attempt).
-        prompt: The prompt the author was given: the instruction and the inputs from
-            earlier tasks (empty when the context was not built by the engine).
-    """
-
-    task: Task
-    text: str
-    tier: str
-    judge: JudgeFunction
-    prompt: str = ""
-
-
-@runtime_checkable
-class Verifier(Protocol):
-    """Checks an attempt's output and returns a verdict."""
-
-    @property
-    def name(self) -> str:
-        """Short name shown in verdicts, logs and traces."""
-        ...
-
-    async def verify(self, output: Any, context: VerificationContext) -> Verdict:
-        """Judge ``output`` (already parsed into the task's type, when it has one)."""
-        ...
 
 
 _REFUSAL = re.compile(

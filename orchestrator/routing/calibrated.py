@@ -1,177 +1,29 @@
-"""Routing: which tier a node's first attempt runs on.
+"""Learned routing: :class:`CalibratedRouter` starts each kind of task where it pays.
 
-The built-in :class:`CapabilityRouter` picks the cheapest tier whose capability profile
-covers every need. It reads only capability levels and context windows, never model names,
-so a new model release is a change to the tiers file.
-
-:class:`CalibratedRouter` learns instead: from the verified outcomes of finished nodes, it
-starts each kind of task on the tier that has been cheapest for it without losing success,
-and keeps relearning as models change. Both plug in through the :class:`Router` protocol.
+From the verified outcomes of finished nodes (its
+:class:`~orchestrator.routing.calibration.Calibration`, fed by
+:mod:`orchestrator.routing.learning`), it starts each kind of task on the tier that has
+been cheapest for it without losing success, and keeps relearning as models change.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import TYPE_CHECKING
 
 from orchestrator.capabilities import Needs
 from orchestrator.exceptions import UserError
-from orchestrator.results import PLANNING_NODE, NodeResult, NodeStatus
+from orchestrator.results import NodeResult
+from orchestrator.routing.calibration import Calibration, TierRecord, needs_key
+from orchestrator.routing.learning import learn_from_store, record_outcome
+from orchestrator.routing.rules import CapabilityRouter, RouteDecision, Router
 from orchestrator.tiers import TierLadder
 
 if TYPE_CHECKING:
     from orchestrator.store.base import RunStore
 
-__all__ = [
-    "CalibratedRouter",
-    "Calibration",
-    "CapabilityRouter",
-    "LearningRouter",
-    "RouteDecision",
-    "Router",
-    "TierRecord",
-    "needs_key",
-]
-
-_Z95 = 1.96
-
-
-@dataclass(frozen=True, slots=True)
-class RouteDecision:
-    """Where a node starts.
-
-    Attributes:
-        index: Position of the chosen tier on the ladder.
-        covered: Whether that tier covers every need (``False``: nothing does; strongest used).
-        reason: Why this tier, in plain words (shown on the attempt).
-    """
-
-    index: int
-    covered: bool
-    reason: str
-
-
-@runtime_checkable
-class Router(Protocol):
-    """Chooses the tier a node's first attempt runs on."""
-
-    def route(self, needs: Needs, ladder: TierLadder) -> RouteDecision:
-        """Return the starting tier for a task with ``needs``."""
-        ...
-
-
-@runtime_checkable
-class LearningRouter(Router, Protocol):
-    """A router that learns from finished nodes; the engine feeds it every one."""
-
-    def observe(self, result: NodeResult) -> bool:
-        """Learn from a finished node; return whether it was counted."""
-        ...
-
-
-class CapabilityRouter:
-    """Cheapest tier whose profile covers every need; the strongest when none does."""
-
-    def route(self, needs: Needs, ladder: TierLadder) -> RouteDecision:
-        """Return the cheapest covering tier, or the strongest with ``covered=False``."""
-        for index, tier in enumerate(ladder.tiers):
-            if not needs.shortfalls(tier.capabilities, tier.context_window):
-                return RouteDecision(index, True, f"cheapest tier covering the needs: {tier.name}")
-        top = len(ladder) - 1
-        strongest = ladder[top]
-        missing = ", ".join(needs.shortfalls(strongest.capabilities, strongest.context_window))
-        return RouteDecision(
-            top,
-            False,
-            f"no tier covers the needs ({missing} on {strongest.name}); using the strongest",
-        )
-
-
-# -- learned routing ---------------------------------------------------------------------
-
-
-class TierRecord(BaseModel):
-    """What nodes that *started* on one tier cost and how often they ended verified.
-
-    Counts decay (see :class:`CalibratedRouter`), so they are floats: recent nodes weigh
-    more than old ones, and a model that changes is relearned rather than averaged away.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str
-    """The tier's model when these outcomes were observed (a new model starts afresh)."""
-    nodes: float = Field(default=0.0, ge=0.0)
-    """Nodes observed (decayed)."""
-    verified: float = Field(default=0.0, ge=0.0)
-    """Of those, nodes that ended with a verified answer, on any tier (decayed)."""
-    cost_usd: float = Field(default=0.0, ge=0.0)
-    """What those nodes cost in all, escalations included (decayed)."""
-    escalated: float = Field(default=0.0, ge=0.0)
-    """Nodes that started on another tier and escalated to this one (decayed)."""
-    escalated_verified: float = Field(default=0.0, ge=0.0)
-    """Of those, nodes that ended with a verified answer, here or above (decayed)."""
-    escalated_cost_usd: float = Field(default=0.0, ge=0.0)
-    """What those nodes cost from their first attempt on this tier on (decayed)."""
-
-    @property
-    def success_rate(self) -> float:
-        """Share of nodes that ended verified (0 when none observed)."""
-        return self.verified / self.nodes if self.nodes else 0.0
-
-    @property
-    def mean_cost_usd(self) -> float:
-        """Mean spend per node, escalations included (0 when none observed)."""
-        return self.cost_usd / self.nodes if self.nodes else 0.0
-
-    @property
-    def cost_per_verified_usd(self) -> float:
-        """What one verified answer costs, failures paid for included (inf: none yet)."""
-        return self.cost_usd / self.verified if self.verified else math.inf
-
-    def with_escalations(self) -> TierRecord:
-        """This tier as a start, counting the nodes that escalated to it as if started here.
-
-        They count from their first attempt here on. A cautious estimate: those are the
-        nodes a cheaper tier failed, harder than most.
-        """
-        return TierRecord(
-            model=self.model,
-            nodes=self.nodes + self.escalated,
-            verified=self.verified + self.escalated_verified,
-            cost_usd=self.cost_usd + self.escalated_cost_usd,
-        )
-
-    def success_upper_bound(self, z: float = _Z95) -> float:
-        """Wilson upper bound of the success rate (1 when nothing observed)."""
-        if not self.nodes:
-            return 1.0
-        n, p = self.nodes, self.success_rate
-        centre = p + z * z / (2 * n)
-        spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-        return min(1.0, (centre + spread) / (1 + z * z / n))
-
-
-class Calibration(BaseModel):
-    """A :class:`CalibratedRouter`'s memory, as saved to and loaded from JSON.
-
-    ``entries`` maps a needs key (see :func:`needs_key`) to tier name to record.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    version: Literal[1] = 1
-    entries: dict[str, dict[str, TierRecord]] = Field(default_factory=dict)
-
-
-def needs_key(needs: Needs) -> str:
-    """The calibration bucket of a task: its capability levels (not its context size)."""
-    return ",".join(f"{name}={level}" for name, level in needs.levels().items())
+__all__ = ["CalibratedRouter"]
 
 
 class CalibratedRouter:
@@ -372,34 +224,7 @@ class CalibratedRouter:
         attempt that errored (rate limits, outages, cancellation, an interrupted process),
         which say nothing about what the tier can do.
         """
-        if result.status not in (NodeStatus.SUCCEEDED, NodeStatus.FAILED):
-            return False
-        if result.id == PLANNING_NODE:
-            return False
-        attempts = result.attempts
-        first = attempts[0] if attempts else None
-        if first is None or first.model is None:
-            return False
-        if any(a.error is not None or a.verdict is None for a in attempts):
-            return False
-        bucket = self.calibration.entries.setdefault(needs_key(result.needs), {})
-        verified = result.status is NodeStatus.SUCCEEDED
-        record = _record(bucket, first.tier, first.model)
-        keep = self.decay
-        record.nodes = record.nodes * keep + 1.0
-        record.verified = record.verified * keep + verified
-        record.cost_usd = record.cost_usd * keep + float(result.cost_usd)
-        reached = {first.tier}
-        for index, attempt in enumerate(attempts):  # each tier it escalated to: evidence
-            if attempt.tier in reached or attempt.model is None:
-                continue
-            reached.add(attempt.tier)
-            record = _record(bucket, attempt.tier, attempt.model)
-            from_here = sum(float(a.cost_usd) for a in attempts[index:])
-            record.escalated = record.escalated * keep + 1.0
-            record.escalated_verified = record.escalated_verified * keep + verified
-            record.escalated_cost_usd = record.escalated_cost_usd * keep + from_here
-        return True
+        return record_outcome(self.calibration, result, decay=self.decay)
 
     def observe_many(self, results: Iterable[NodeResult]) -> int:
         """Learn from past nodes, oldest first; returns how many were counted."""
@@ -411,12 +236,7 @@ class CalibratedRouter:
         Every recorded run counts, whichever router ran it: the tier a node started on and
         how it ended is all the router needs. Returns how many nodes were counted.
         """
-        counted = 0
-        for summary in reversed(await store.list_runs(runs)):
-            stored = await store.load_run(summary.run_id)
-            nodes = stored.result.nodes if stored.result else list(stored.nodes.values())
-            counted += self.observe_many(nodes)
-        return counted
+        return await learn_from_store(self, store, runs=runs)
 
     def table(self, ladder: TierLadder) -> list[dict[str, object]]:
         """What the router has learned, one row per (needs bucket, tier) observed.
@@ -449,14 +269,6 @@ class CalibratedRouter:
                         }
                     )
         return rows
-
-
-def _record(bucket: dict[str, TierRecord], tier: str, model: str) -> TierRecord:
-    """The bucket's record of ``tier``, afresh if it was of another model."""
-    record = bucket.get(tier)
-    if record is None or record.model != model:
-        record = bucket[tier] = TierRecord(model=model)
-    return record
 
 
 def _untried(arms: list[int], started: list[int], records: list[TierRecord]) -> int | None:

@@ -7,7 +7,7 @@ This module is the public API; everything importable from here is covered by the
 project's compatibility promise. Submodules hold the details.
 """
 
-from orchestrator.budget import Budget, Meter
+from orchestrator.budget import Budget
 from orchestrator.capabilities import (
     CAPABILITY_DIMENSIONS,
     LEVEL_MEANINGS,
@@ -16,7 +16,7 @@ from orchestrator.capabilities import (
     Needs,
 )
 from orchestrator.dag import validate_plan
-from orchestrator.engine import Engine, Goal, GoalPlanner, Run, RunConfig, Workload, stored_result
+from orchestrator.engine import Engine, Workload, stored_result
 from orchestrator.events import (
     AttemptFinished,
     AttemptSpending,
@@ -40,10 +40,10 @@ from orchestrator.exceptions import (
     RunError,
     RunLeased,
     TierConfigError,
-    TierLadderExhausted,
     UserError,
     WorkflowDefinitionError,
 )
+from orchestrator.goal import AttemptHook, Goal, GoalPlanner
 from orchestrator.models.base import (
     Block,
     Message,
@@ -55,7 +55,7 @@ from orchestrator.models.base import (
     ToolCall,
     ToolResult,
 )
-from orchestrator.node import Node, node_from_task
+from orchestrator.node import Node
 from orchestrator.plan import (
     CitationsSpec,
     JudgeSpec,
@@ -72,6 +72,7 @@ from orchestrator.results import (
     Attempt,
     NodeResult,
     NodeStatus,
+    Outcome,
     PlanningRecord,
     RunResult,
     RunStatus,
@@ -84,12 +85,13 @@ from orchestrator.routing import (
     LearningRouter,
     RouteDecision,
     Router,
-    TierRecord,
 )
+from orchestrator.run import Run, RunConfig
 from orchestrator.tiers import Tier, TierLadder, default_ladder, load_ladder
 from orchestrator.tool import ServerTool, Tool
 from orchestrator.verify import (
     JudgeFunction,
+    JudgeRequest,
     JudgeVerdict,
     LLMJudge,
     NonEmpty,
@@ -109,6 +111,7 @@ __all__ = [
     "USD",
     "Attempt",
     "AttemptFinished",
+    "AttemptHook",
     "AttemptSpending",
     "AttemptStarted",
     "Block",
@@ -125,12 +128,12 @@ __all__ = [
     "Goal",
     "GoalPlanner",
     "JudgeFunction",
+    "JudgeRequest",
     "JudgeSpec",
     "JudgeVerdict",
     "LLMJudge",
     "LearningRouter",
     "Message",
-    "Meter",
     "ModelAPIError",
     "ModelAPIUserError",
     "ModelClient",
@@ -145,6 +148,7 @@ __all__ = [
     "NonEmpty",
     "NonEmptySpec",
     "OrchestratorError",
+    "Outcome",
     "Plan",
     "PlanProblem",
     "PlanValidationError",
@@ -176,8 +180,6 @@ __all__ = [
     "Tier",
     "TierConfigError",
     "TierLadder",
-    "TierLadderExhausted",
-    "TierRecord",
     "Tool",
     "ToolCall",
     "ToolResult",
@@ -192,7 +194,6 @@ __all__ = [
     "Workload",
     "default_ladder",
     "load_ladder",
-    "node_from_task",
     "parse_plan",
     "stored_result",
     "validate_plan",

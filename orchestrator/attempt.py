@@ -28,15 +28,17 @@ from orchestrator.results import (
     Attempt,
     NodeResult,
     NodeStatus,
+    Outcome,
     Verdict,
     assign,
     python_attempt,
 )
 from orchestrator.routing import Router
 from orchestrator.tiers import Tier, TierLadder
-from orchestrator.tool import Tool
+from orchestrator.tools.registry import ToolRegistry
 from orchestrator.turns import run_turns
-from orchestrator.verify import JudgeVerdict, SchemaVerifier, VerificationContext
+from orchestrator.verifier import JudgeRequest, JudgeVerdict, VerificationContext
+from orchestrator.verify import SchemaVerifier
 from orchestrator.wire import (
     DEFAULT_SYSTEM_PROMPT,
     JUDGE_SYSTEM_PROMPT,
@@ -87,7 +89,7 @@ class NodeRunner:
         router: Router,
         budget: Budget,
         policy: RunPolicy,
-        tools: Mapping[str, Tool],
+        tools: ToolRegistry,
         bus: EventBus,
     ) -> None:
         self.run_id = run_id
@@ -144,9 +146,9 @@ class NodeRunner:
                 result.status, result.output, result.reason = NodeStatus.SUCCEEDED, output, None
                 return
             result.reason = attempt.error or (attempt.verdict.reason if attempt.verdict else None)
-            if attempt.error_type == "budget_exhausted":
+            if attempt.error_type == Outcome.BUDGET_EXHAUSTED:
                 result.status = NodeStatus.NOT_RUN if step == 1 else NodeStatus.FAILED
-                result.reason = "budget_exhausted"
+                result.reason = Outcome.BUDGET_EXHAUSTED
                 return
             if index >= top:
                 break
@@ -173,11 +175,11 @@ class NodeRunner:
                     node, candidate, text, tier, meters, prompt=prompt
                 )
         except BudgetExhausted as exc:
-            attempt.error, attempt.error_type = str(exc), "budget_exhausted"
+            attempt.error, attempt.error_type = str(exc), Outcome.BUDGET_EXHAUSTED
         except ModelAPIError as exc:
             attempt.error, attempt.error_type = str(exc), exc.error_type
         except anyio.get_cancelled_exc_class():
-            attempt.error, attempt.error_type = "cancelled", "cancelled"
+            attempt.error, attempt.error_type = "cancelled", Outcome.CANCELLED
             raise
         except Exception as exc:  # noqa: BLE001  (a failed attempt, not a crashed run)
             attempt.error, attempt.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
@@ -219,24 +221,9 @@ class NodeRunner:
         if not node.verifiers:
             return candidate, _NO_VERIFIER
 
-        async def judge(
-            criteria: str,
-            answer: str,
-            tier_name: str | None,
-            *,
-            inputs: bool = True,
-            evidence: str = "",
-        ) -> JudgeVerdict:
-            return await self._judge(
-                node=node,
-                task=prompt if inputs else node.task.instruction,
-                criteria=criteria,
-                answer=answer,
-                evidence=evidence,
-                tier_name=tier_name,
-                author=tier,
-                meters=meters,
-            )
+        async def judge(request: JudgeRequest) -> JudgeVerdict:
+            task = prompt if request.inputs else node.task.instruction
+            return await self._judge(node, task, request, author=tier, meters=meters)
 
         context = VerificationContext(
             task=node.task, text=text, tier=tier.name, judge=judge, prompt=prompt
@@ -252,23 +239,14 @@ class NodeRunner:
         return output, verdict
 
     async def _judge(
-        self,
-        *,
-        node: Node,
-        task: str,
-        criteria: str,
-        answer: str,
-        evidence: str,
-        tier_name: str | None,
-        author: Tier,
-        meters: _Spend,
+        self, node: Node, task: str, asked: JudgeRequest, *, author: Tier, meters: _Spend
     ) -> JudgeVerdict:
-        if tier_name is None:
+        if asked.tier is None:
             judge_tier = self.ladder[min(self.ladder.index(author.name) + 1, len(self.ladder) - 1)]
         else:
-            judge_tier = self.ladder.get(tier_name)
+            judge_tier = self.ladder.get(asked.tier)
         meter = meters.meter(judge_tier)
-        content = judge_prompt(task, criteria, answer, evidence)
+        content = judge_prompt(task, asked.criteria, asked.answer, asked.evidence)
         request = ModelRequest(
             tier=judge_tier,
             system=JUDGE_SYSTEM_PROMPT,
@@ -332,7 +310,7 @@ class NodeRunner:
             else:
                 assign(attempt, "verdict", _NO_VERIFIER)
         except anyio.get_cancelled_exc_class():
-            attempt.error, attempt.error_type = "cancelled", "cancelled"
+            attempt.error, attempt.error_type = "cancelled", Outcome.CANCELLED
             raise
         except Exception as exc:  # noqa: BLE001  (the task failed; the run goes on)
             attempt.error, attempt.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__

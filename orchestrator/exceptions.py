@@ -10,7 +10,6 @@ The tree, by whose fault it is::
     │   └── WorkflowDefinitionError  a Python workflow is malformed
     └── RunError                   something went wrong while running
         ├── BudgetExhausted        the next model call cannot be paid for within the budget
-        ├── TierLadderExhausted    a node failed verification on every tier it may use
         └── ModelAPIError          a model call failed after the client's own retries
             └── ModelAPIUserError  the call itself was wrong (bad request, auth, unknown model)
 
@@ -37,7 +36,6 @@ __all__ = [
     "RunError",
     "RunLeased",
     "TierConfigError",
-    "TierLadderExhausted",
     "UserError",
     "WorkflowDefinitionError",
 ]
@@ -178,19 +176,6 @@ class BudgetExhausted(RunError):
         super().__init__(
             f"budget exhausted: the next call may cost up to ${needed_usd:.6f} "
             f"but only ${remaining_usd:.6f} remains"
-        )
-
-
-class TierLadderExhausted(RunError):
-    """A node failed on every tier it was allowed to use."""
-
-    def __init__(self, task_id: str, tiers: Sequence[str], last_reason: str) -> None:
-        self.task_id = task_id
-        self.tiers = tuple(tiers)
-        self.last_reason = last_reason
-        super().__init__(
-            f"task {task_id!r} failed on every tier tried ({', '.join(self.tiers)}); "
-            f"last reason: {last_reason}"
         )
 
 

@@ -28,14 +28,16 @@ import networkx as nx
 from orchestrator.budget import Budget
 from orchestrator.citations import cited_ids
 from orchestrator.dag import validate_plan
-from orchestrator.engine import Engine, Goal, Run, RunConfig
+from orchestrator.engine import Engine
 from orchestrator.events import Listener
+from orchestrator.goal import Goal
 from orchestrator.models.base import ModelClient
 from orchestrator.node import render_value
 from orchestrator.plan import CitationsSpec, JudgeSpec, Plan, VerifierSpec
 from orchestrator.planners.llm import AttemptHook, LLMPlanner, PlanningReport
 from orchestrator.results import RunResult
 from orchestrator.routing import Router
+from orchestrator.run import Run, RunConfig
 from orchestrator.store.base import StoredRun
 from orchestrator.telemetry.tracing import Telemetry, current_telemetry
 from orchestrator.tiers import TierLadder, default_ladder

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.capabilities import Needs
 from orchestrator.pricing import USD, ZERO_USD
 
-__all__ = ["Attempt", "NodeResult", "NodeStatus", "RunResult", "RunStatus", "Verdict"]
+__all__ = ["Attempt", "NodeResult", "NodeStatus", "Outcome", "RunResult", "RunStatus", "Verdict"]
 
 
 class Verdict(BaseModel):
@@ -28,6 +28,24 @@ class Verdict(BaseModel):
     """Optional score in [0, 1]."""
     verifier: str = ""
     """Which verifier decided."""
+
+
+class Outcome(StrEnum):
+    """Why the engine itself ended an attempt, or left a node unrun.
+
+    The values of :attr:`Attempt.error_type` and :attr:`NodeResult.reason` that the
+    engine writes (an API error keeps the API's own type, ``overloaded_error`` say), and of
+    the spans' ``error.type``. A member compares equal to its string.
+    """
+
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    """The budget could not cover the next call."""
+    CANCELLED = "cancelled"
+    """The run was cancelled during it."""
+    INTERRUPTED = "interrupted"
+    """The process ended during it (found so on resume)."""
+    VERIFICATION_FAILED = "verification_failed"
+    """Its answer was rejected by a verifier."""
 
 
 class Attempt(BaseModel):

@@ -22,12 +22,12 @@ from orchestrator.events import Event
 from orchestrator.models.base import ToolCall
 from orchestrator.models.test import FunctionModel, ModelFunction, TestModel, tool_results
 from orchestrator.plan import Task
-from orchestrator.verify import JudgeFunction, JudgeVerdict, VerificationContext
+from orchestrator.verifier import JudgeFunction, JudgeRequest, JudgeVerdict, VerificationContext
 
 __all__ = [
     "EventCapture",
     "FunctionModel",
-    "JudgeCall",
+    "JudgeRequest",
     "ModelFunction",
     "RecordingJudge",
     "TestModel",
@@ -56,54 +56,26 @@ class EventCapture:
         return [event for event in self.events if isinstance(event, kind)]
 
 
-@dataclass(frozen=True, slots=True)
-class JudgeCall:
-    """One call a verifier made to its context's judge."""
-
-    criteria: str
-    answer: str
-    tier: str | None
-    inputs: bool
-    evidence: str
-
-
 @dataclass
 class RecordingJudge:
-    """A judge that gives one verdict and records every call.
+    """A judge that gives one verdict and records every request.
 
-    A :class:`~orchestrator.verify.JudgeFunction`, for testing verifiers that ask a judge.
+    A :class:`~orchestrator.verifier.JudgeFunction`, for testing verifiers that ask a judge.
     """
 
     verdict: JudgeVerdict
-    calls: list[JudgeCall] = field(default_factory=list)
-    """Every call, in order."""
+    calls: list[JudgeRequest] = field(default_factory=list)
+    """Every request, in order."""
 
-    async def __call__(
-        self,
-        criteria: str,
-        answer: str,
-        tier: str | None,
-        /,
-        *,
-        inputs: bool = True,
-        evidence: str = "",
-    ) -> JudgeVerdict:
-        """Record the call and return the verdict."""
-        self.calls.append(JudgeCall(criteria, answer, tier, inputs, evidence))
+    async def __call__(self, request: JudgeRequest, /) -> JudgeVerdict:
+        """Record the request and return the verdict."""
+        self.calls.append(request)
         return self.verdict
 
 
-async def no_judge(
-    criteria: str,
-    answer: str,
-    tier: str | None,
-    /,
-    *,
-    inputs: bool = True,
-    evidence: str = "",
-) -> JudgeVerdict:
+async def no_judge(request: JudgeRequest, /) -> JudgeVerdict:
     """A judge for verifiers that must not ask one: fails the test if called."""
-    raise AssertionError(f"no judge call expected (asked to judge against {criteria!r})")
+    raise AssertionError(f"no judge call expected (asked to judge against {request.criteria!r})")
 
 
 def verification_context(

@@ -1,7 +1,7 @@
 """The :class:`Verifier` protocol, and what a verifier sees and may ask.
 
 A verifier gets an attempt's output and a :class:`VerificationContext` (the task, the raw
-text, the tier, a :class:`JudgeFunction` to ask a judge model) and returns a
+text, the tier, a :class:`JudgeFunction` to ask a judge model a :class:`JudgeRequest`) and returns a
 :class:`~orchestrator.results.Verdict`. The built-in verifiers are in
 :mod:`orchestrator.verify` and :mod:`orchestrator.citations`; write your own by
 implementing the protocol.
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from orchestrator.plan import Task
 from orchestrator.results import Verdict
 
-__all__ = ["JudgeFunction", "JudgeVerdict", "VerificationContext", "Verifier"]
+__all__ = ["JudgeFunction", "JudgeRequest", "JudgeVerdict", "VerificationContext", "Verifier"]
 
 
 class JudgeVerdict(BaseModel):
@@ -34,27 +34,36 @@ class JudgeVerdict(BaseModel):
     """Confidence that the answer is correct, 0 to 1."""
 
 
-class JudgeFunction(Protocol):
-    """Asks a judge model about an answer; provided by the engine in the context.
+@dataclass(frozen=True, slots=True)
+class JudgeRequest:
+    """What a verifier asks a judge model, through :attr:`VerificationContext.judge`.
 
-    ``judge(criteria, answer_text, tier_name_or_None)`` shows the judge the prompt the
-    author was given (the instruction and the inputs from earlier tasks), the criteria and
-    the answer. With ``inputs=False`` the judge sees the instruction alone: cheaper when
-    the inputs are long, but blind to answers unfaithful to them. ``evidence`` is shown
-    after the answer (the text of the passages it cites, for instance).
+    The judge is shown the prompt the author was given (the instruction and the inputs
+    from earlier tasks), the criteria and the answer, then any evidence.
+
+    Attributes:
+        criteria: What the judge checks, in words.
+        answer: The answer's text.
+        tier: The judge's tier; ``None``: one tier above the author's (capped at the
+            strongest), since a judge weaker than the author misses what it missed.
+        inputs: Show the judge the inputs the author was given (the default). ``False``
+            shows the instruction alone: cheaper when the inputs are long, but blind to
+            answers unfaithful to them.
+        evidence: Shown after the answer (the text of the passages it cites, say).
     """
 
-    def __call__(
-        self,
-        criteria: str,
-        answer: str,
-        tier: str | None,
-        /,
-        *,
-        inputs: bool = True,
-        evidence: str = "",
-    ) -> Awaitable[JudgeVerdict]:
-        """Return the judge's verdict on ``answer`` (its cost is charged to the attempt)."""
+    criteria: str
+    answer: str
+    tier: str | None = None
+    inputs: bool = True
+    evidence: str = ""
+
+
+class JudgeFunction(Protocol):
+    """Asks a judge model about an answer; provided by the engine in the context."""
+
+    def __call__(self, request: JudgeRequest, /) -> Awaitable[JudgeVerdict]:
+        """Return the judge's verdict (its cost is charged to the attempt)."""
         ...
 
 

@@ -32,10 +32,17 @@ from orchestrator.plan import (
     Task,
 )
 from orchestrator.results import Verdict
-from orchestrator.verifier import JudgeFunction, JudgeVerdict, VerificationContext, Verifier
+from orchestrator.verifier import (
+    JudgeFunction,
+    JudgeRequest,
+    JudgeVerdict,
+    VerificationContext,
+    Verifier,
+)
 
 __all__ = [
     "JudgeFunction",
+    "JudgeRequest",
     "JudgeVerdict",
     "LLMJudge",
     "NonEmpty",
@@ -248,13 +255,14 @@ class LLMJudge:
     async def verify(self, output: Any, context: VerificationContext) -> Verdict:
         """Ask the judge; fail if it rejects or scores below ``min_score``."""
         tier = self._judge_tier(context)
-        verdict = await context.judge(
-            self.criteria,
-            context.text,
-            tier,
+        request = JudgeRequest(
+            criteria=self.criteria,
+            answer=context.text,
+            tier=tier,
             inputs=self.inputs,
             evidence=self._cited_passages(context.text),
         )
+        verdict = await context.judge(request)
         passed = verdict.passed and verdict.score >= self.min_score
         return Verdict(
             passed=passed, reason=verdict.reason, score=verdict.score, verifier=self.name

@@ -8,8 +8,8 @@ from decimal import Decimal
 import anyio
 import pytest
 
-from orchestrator import Budget, BudgetExhausted, Meter, RunError, Usage, default_ladder
-from orchestrator.budget import CallTicket
+from orchestrator import Budget, BudgetExhausted, RunError, Usage, default_ladder
+from orchestrator.budget import CallTicket, Meter
 
 SONNET = default_ladder().get("sonnet")
 

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from orchestrator import Budget, Engine, Goal, NodeStatus, Plan, RunResult, RunStatus
-from orchestrator.engine import AttemptHook
 from orchestrator.exceptions import ModelAPIError
+from orchestrator.goal import AttemptHook
 from orchestrator.models.base import ModelRequest
 from orchestrator.planners.llm import LLMPlanner
 from orchestrator.results import PLANNING_NODE

@@ -25,7 +25,8 @@ from orchestrator import (
 from orchestrator.cli import main
 from orchestrator.models.test import TestModel
 from orchestrator.results import Attempt, NodeResult, NodeStatus, Verdict
-from orchestrator.routing import TierRecord, needs_key
+from orchestrator.routing import needs_key
+from orchestrator.routing.calibration import TierRecord
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,8 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator import Budget, BudgetExhausted, Message, Meter, ModelRequest, default_ladder
+from orchestrator import Budget, BudgetExhausted, Message, ModelRequest, default_ladder
+from orchestrator.budget import Meter
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.pricing import Usage
 from orchestrator.tool import ServerTool

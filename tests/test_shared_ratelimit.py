@@ -209,7 +209,8 @@ async def test_an_unusable_home_is_a_user_error_naming_the_file(tmp_path: Path) 
 CLIENT = """
 import sys, anyio
 from pathlib import Path
-from orchestrator import Budget, Meter, Message, ModelRequest, default_ladder
+from orchestrator import Budget, Message, ModelRequest, default_ladder
+from orchestrator.budget import Meter
 from orchestrator.models.anthropic import AnthropicClient
 
 base_url, home, count, rpm = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

@@ -18,7 +18,7 @@ from orchestrator import Engine, Plan, RunConfig, ToolCall
 from orchestrator.models.base import ModelRequest, estimate_prompt_tokens
 from orchestrator.telemetry import Telemetry
 from orchestrator.testing import FunctionModel, tool_results
-from orchestrator.tools import tool
+from orchestrator.tools import ToolDefinitionError, tool
 
 pytestmark = pytest.mark.anyio
 
@@ -144,3 +144,26 @@ async def test_the_last_turn_forbids_tools_so_the_loop_ends() -> None:
     assert result.outputs["define"] == "fine, the answer without looking it up."
     assert [r.tool_choice for r in client.requests] == ["auto", "auto", "none"]
     assert len(tool_results(client.requests[-1])) == 1
+
+
+async def test_a_plain_function_is_a_tool_and_two_tools_of_one_name_are_an_error() -> None:
+    def shout(text: str) -> str:
+        """Shout it.
+
+        Args:
+            text: What to shout.
+        """
+        return text.upper()
+
+    def model(request: ModelRequest) -> str | ToolCall:
+        results = tool_results(request)
+        if not results:
+            return ToolCall(id="s", name="shout", arguments={"text": "hi"})
+        return results[0].content
+
+    engine = Engine(FunctionModel(model), tools=[shout])
+    result = await engine.run(plan("shout"))
+    assert result.outputs["define"] == "HI"
+
+    with pytest.raises(ToolDefinitionError, match="'lookup' is already registered"):
+        Engine(FunctionModel(model), tools=[lookup, lookup])

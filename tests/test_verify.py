@@ -19,7 +19,7 @@ from orchestrator import (
     Verdict,
     VerificationContext,
 )
-from orchestrator.testing import JudgeCall, RecordingJudge, no_judge, verification_context
+from orchestrator.testing import JudgeRequest, RecordingJudge, no_judge, verification_context
 from orchestrator.verify import JudgeFunction, verifiers_from_specs
 
 pytestmark = pytest.mark.anyio
@@ -108,11 +108,11 @@ async def test_llm_judge_uses_context_judge_and_min_score() -> None:
     judge = RecordingJudge(JudgeVerdict(passed=True, reason="looks right", score=0.6))
     verdict = await LLMJudge("cites sources", tier="opus").verify("x", ctx("the answer", judge))
     assert verdict.passed
-    assert judge.calls == [JudgeCall("cites sources", "the answer", "opus", True, "")]
+    assert judge.calls == [JudgeRequest("cites sources", "the answer", "opus", True, "")]
     strict = await LLMJudge("cites sources", min_score=0.8).verify("x", ctx("the answer", judge))
     assert not strict.passed
     await LLMJudge("cites sources", inputs=False).verify("x", ctx("the answer", judge))
-    assert judge.calls[-1] == JudgeCall("cites sources", "the answer", None, False, "")
+    assert judge.calls[-1] == JudgeRequest("cites sources", "the answer", None, False, "")
     with pytest.raises(AssertionError, match="no judge call expected"):  # testing's default
         await LLMJudge("cites sources").verify("x", ctx("the answer"))
 

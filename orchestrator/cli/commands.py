@@ -26,7 +26,7 @@ from orchestrator.cli.render import (
     render_summary,
     render_tree,
 )
-from orchestrator.engine import Engine, Run, RunConfig, new_run_id, stored_result
+from orchestrator.engine import Engine, new_run_id, stored_result
 from orchestrator.events import Listener
 from orchestrator.exceptions import (
     BudgetExhausted,
@@ -43,6 +43,7 @@ from orchestrator.planners.static import load_plan_file
 from orchestrator.research import ResearchAgent, render_report
 from orchestrator.results import RunResult, RunStatus
 from orchestrator.routing import CalibratedRouter, Router
+from orchestrator.run import Run, RunConfig
 from orchestrator.store import RunSummary, SQLiteStore, StoredRun, StoreListener, hold_lease
 from orchestrator.telemetry import current_telemetry, write_timeline
 from orchestrator.tiers import TierLadder, load_ladder

@@ -2,9 +2,11 @@
 
 A client answers one turn (:meth:`ModelClient.complete`); the engine's tool loop
 (:mod:`orchestrator.turns`) runs any tool calls and asks again, and
-:class:`InstrumentedModel` wraps any client with the chat spans.
+:class:`InstrumentedModel` wraps any client with the chat spans. A client meters each
+request it sends on the :class:`Meter` it is given (the budget's gate).
 """
 
+from orchestrator.budget import CallTicket, Meter
 from orchestrator.models.base import (
     Block,
     Message,
@@ -23,9 +25,11 @@ from orchestrator.models.test import Answer, FunctionModel, TestModel, tool_resu
 __all__ = [
     "Answer",
     "Block",
+    "CallTicket",
     "FunctionModel",
     "InstrumentedModel",
     "Message",
+    "Meter",
     "ModelClient",
     "ModelRequest",
     "ModelResponse",

@@ -31,7 +31,7 @@ from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelRe
 from orchestrator.models.instrumented import instrumented
 from orchestrator.plan import NonEmptySpec, Plan, RequiredSectionsSpec, Task, VerifierSpec
 from orchestrator.pricing import ZERO_USD, Usage
-from orchestrator.results import Attempt, PlanningRecord, Verdict
+from orchestrator.results import Attempt, Outcome, PlanningRecord, Verdict
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tool import Tool
 
@@ -257,7 +257,7 @@ class LLMPlanner:
             attempt.error, attempt.error_type = str(exc), exc.error_type
             return None
         except BudgetExhausted as exc:
-            attempt.error, attempt.error_type = str(exc), "budget_exhausted"
+            attempt.error, attempt.error_type = str(exc), Outcome.BUDGET_EXHAUSTED
             raise
         finally:
             attempt.finished_at = _now()

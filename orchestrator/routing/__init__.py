@@ -7,7 +7,8 @@ The flow, one module each:
   every need (capability levels and context windows only, never model names, so a new
   model release is a change to the tiers file).
 - :mod:`~orchestrator.routing.calibration`: a learned router's memory (:class:`Calibration`,
-  one :class:`TierRecord` per kind of task and tier), saved to and loaded from JSON.
+  one :class:`~orchestrator.routing.calibration.TierRecord` per kind of task and tier),
+  saved to and loaded from JSON.
 - :mod:`~orchestrator.routing.learning`: what finished nodes teach it, live or replayed
   from the runs in a store.
 - :mod:`~orchestrator.routing.calibrated`: :class:`CalibratedRouter`, which learns from the
@@ -18,7 +19,7 @@ Both routers plug in through the :class:`Router` protocol.
 """
 
 from orchestrator.routing.calibrated import CalibratedRouter
-from orchestrator.routing.calibration import Calibration, TierRecord, needs_key
+from orchestrator.routing.calibration import Calibration, needs_key
 from orchestrator.routing.rules import CapabilityRouter, LearningRouter, RouteDecision, Router
 
 __all__ = [
@@ -28,6 +29,5 @@ __all__ = [
     "LearningRouter",
     "RouteDecision",
     "Router",
-    "TierRecord",
     "needs_key",
 ]

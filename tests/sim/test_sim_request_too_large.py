@@ -15,7 +15,8 @@ import anyio.abc
 import httpx2
 import pytest
 
-from orchestrator import Budget, Message, Meter, ModelAPIUserError, ModelRequest, default_ladder
+from orchestrator import Budget, Message, ModelAPIUserError, ModelRequest, default_ladder
+from orchestrator.budget import Meter
 from orchestrator.models.anthropic import AnthropicClient, RetryEvent
 from orchestrator_sim import SimConfig, serve
 

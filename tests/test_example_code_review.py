@@ -1,10 +1,12 @@
-"""examples/code_review_triage.py, offline end to end, and its diff-citation verifier."""
+"""examples/code_review_triage.py (the workflow) and examples/code_review/ (its helpers),
+offline end to end, and the diff-citation verifier."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -17,13 +19,17 @@ from orchestrator import CapabilityRouter, UserError, VerificationContext, defau
 from orchestrator.testing import verification_context
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "code_review_triage.py"
-DIFF_FILE = ROOT / "examples" / "diffs" / "regional_pricing.diff"
+EXAMPLES = ROOT / "examples"
+EXAMPLE = EXAMPLES / "code_review_triage.py"
+DIFF_FILE = EXAMPLES / "diffs" / "regional_pricing.diff"
 DIFF_TEXT = DIFF_FILE.read_text(encoding="utf-8")
 FINDING = re.compile(r"^- `([^`]+):(\d+)` \*\*", re.MULTILINE)
 
 
 def _load() -> ModuleType:
+    """Load the script as its command line runs it: with examples/ on the import path."""
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
     spec = importlib.util.spec_from_file_location("code_review_triage", EXAMPLE)
     assert spec is not None
     assert spec.loader is not None
@@ -34,6 +40,8 @@ def _load() -> ModuleType:
 
 
 crt = _load()
+from code_review import cli, diffs, interfaces, tasks, verify  # noqa: E402  # on the path now
+from code_review.report import render_summary  # noqa: E402
 
 
 def new_side(text: str) -> dict[tuple[str, int], str]:
@@ -51,7 +59,7 @@ def new_side(text: str) -> dict[tuple[str, int], str]:
 def report():
     async def review():
         with anyio.fail_after(60):
-            return await crt.review_offline(DIFF_TEXT, name=DIFF_FILE.name)
+            return await cli.review_offline(crt.review_diff, DIFF_TEXT, name=DIFF_FILE.name)
 
     return anyio.run(review, backend="asyncio")
 
@@ -67,10 +75,10 @@ def test_every_file_got_a_first_pass_on_the_cheapest_tier(report) -> None:
     cheapest = default_ladder()[0].name
     by_id = nodes(report)
     for path in files:
-        node = by_id[crt.first_pass_id(path)]
+        node = by_id[tasks.first_pass_id(path)]
         assert node.status == "succeeded", node.reason
         assert node.attempts[0].tier == cheapest
-        assert isinstance(node.output, crt.FilePass)
+        assert isinstance(node.output, tasks.FilePass)
     assert not report.failed
 
 
@@ -89,7 +97,7 @@ def test_only_flagged_changes_got_the_strong_review(report) -> None:
     expected = set()
     for change in report.changes:
         if change.decision == "model":
-            judged = by_id[crt.classify_id(change)]
+            judged = by_id[tasks.classify_id(change)]
             assert judged.attempts[0].tier == ladder[0].name
             if judged.output.crosses_interface:
                 expected.add(change.id)
@@ -100,7 +108,7 @@ def test_only_flagged_changes_got_the_strong_review(report) -> None:
     started_above_cheapest = {
         node_id for node_id, node in by_id.items() if node.attempts[0].tier != ladder[0].name
     }
-    assert started_above_cheapest == {crt.deep_review_id(changes[c]) for c in expected}
+    assert started_above_cheapest == {tasks.deep_review_id(changes[c]) for c in expected}
     strong = ladder[CapabilityRouter().route(crt.DEEP_REVIEW_NEEDS, ladder).index].name
     assert strong != ladder[0].name
     assert {by_id[n].attempts[0].tier for n in started_above_cheapest} == {strong}
@@ -154,7 +162,7 @@ def test_the_per_tier_split_adds_up(report) -> None:
     )
     assert summary.cheap_node_share == pytest.approx(cheap.nodes_finished / summary.nodes)
     assert summary.cheap_cost_share == pytest.approx(float(cheap.cost_usd / total))
-    text = crt.render_summary(report)
+    text = render_summary(report)
     assert f"{cheap.tier:<8} {cheap.nodes_started:>7} {cheap.nodes_finished:>8}" in text
     assert f"{summary.cheap_node_share:.0%} of the nodes" in text
 
@@ -164,12 +172,17 @@ def test_it_says_the_results_are_simulated(report) -> None:
     assert report.summary.simulated
     assert all(run.simulated for run in report.runs)
     assert "SIMULATED" in report.markdown.split("##", 1)[0]
-    assert crt.render_summary(report).startswith("SIMULATED")
+    assert render_summary(report).startswith("SIMULATED")
 
 
-def test_the_command_prints_one_json_document(capsys: pytest.CaptureFixture[str]) -> None:
-    assert crt.main(["--json", "--diff", str(DIFF_FILE), "--seed", "3"]) == 0
-    data = json.loads(capsys.readouterr().out)
+def test_the_documented_command_prints_one_json_document() -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/code_review_triage.py", "--json", "--diff", str(DIFF_FILE),
+         "--seed", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
     assert data["simulated"] is True
     assert data["diff"] == DIFF_FILE.name
     assert data["markdown"].startswith(f"# Code review: {DIFF_FILE.name}")
@@ -185,7 +198,7 @@ def test_bad_diffs_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "cannot read --diff" in capsys.readouterr().err
     cut = "--- a/x.py\n+++ b/x.py\n@@ -1,3 +1,3 @@\n x = 1\n"
     with pytest.raises(UserError, match=r"cut\.diff: not a valid unified diff"):
-        crt.parse_diff(cut, "cut.diff")
+        diffs.parse_diff(cut, "cut.diff")
 
 
 def _context() -> VerificationContext:
@@ -194,8 +207,8 @@ def _context() -> VerificationContext:
 
 @pytest.mark.anyio
 async def test_diff_citations_names_each_bad_citation() -> None:
-    diff = crt.parse_diff(DIFF_TEXT)
-    check = crt.DiffCitations(diff, files=["shopfront/pricing.py"])
+    diff = diffs.parse_diff(DIFF_TEXT)
+    check = verify.DiffCitations(diff, files=["shopfront/pricing.py"])
     line = "def price_for(item: Item, qty: int, region: str) -> Money:"
     number = next(n for (p, n), t in new_side(DIFF_TEXT).items() if t == line)
 
@@ -232,7 +245,7 @@ def test_analysis_sees_methods_used_by_other_files_and_ignores_private_ones() ->
         "--- a/pkg/app.py\n+++ b/pkg/app.py\n@@ -1,1 +1,1 @@\n-value = store.get('k')\n"
         "+value = store.get('k', 0)\n"
     )
-    changes = crt.find_interface_changes(crt.parse_diff(text))
+    changes = interfaces.find_interface_changes(diffs.parse_diff(text))
     assert [(c.id, c.kind, c.used_in, c.decision) for c in changes] == [
         ("pkg.store.Store.get", "changed", ["pkg/app.py"], "analysis")
     ]

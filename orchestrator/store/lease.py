@@ -20,6 +20,12 @@ A lease is stale, and is taken over by the next process that asks for it, when:
 The store checks and takes a lease in one transaction (SQLite: under the write lock), so
 of two processes racing for a stale lease exactly one wins. :func:`hold_lease` is what a
 caller uses: it acquires, renews in the background, reports a lost lease, and releases.
+
+This module owns the lease values (:class:`LeaseOwner`, :class:`Lease`), the rules every
+store applies to them (:func:`claim`, :func:`extend`, staleness), and holding one
+(:func:`hold_lease`). It stands below the store interface: holding a lease needs only a
+:class:`LeaseStore`, the three lease methods that every
+:class:`~orchestrator.store.base.RunStore` has.
 """
 
 from __future__ import annotations
@@ -35,20 +41,18 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 
 from orchestrator.exceptions import RunLeased
-
-if TYPE_CHECKING:
-    from orchestrator.store.base import RunStore
 
 __all__ = [
     "DEFAULT_TTL_S",
     "HeldLease",
     "Lease",
     "LeaseOwner",
+    "LeaseStore",
     "hold_lease",
     "process_started",
 ]
@@ -217,6 +221,22 @@ def _boot_id() -> str | None:
 # -- holding one ------------------------------------------------------------------------
 
 
+class LeaseStore(Protocol):
+    """What holding a lease needs of a store: every :class:`~orchestrator.store.base.RunStore`.
+
+    The methods are documented on ``RunStore``, which declares them abstract.
+    """
+
+    async def acquire_lease(self, run_id: str, owner: LeaseOwner, ttl_s: float) -> None:
+        """Take the lease if it is free, stale or ``owner``'s (``RunLeased`` otherwise)."""
+
+    async def renew_lease(self, run_id: str, owner: LeaseOwner, ttl_s: float) -> None:
+        """Extend ``owner``'s lease (``RunLeased`` if it is not ``owner``'s any more)."""
+
+    async def release_lease(self, run_id: str, owner: LeaseOwner) -> None:
+        """Give up ``owner``'s lease, if it holds it."""
+
+
 class HeldLease:
     """A lease held by :func:`hold_lease`, renewed in the background until it exits.
 
@@ -240,7 +260,7 @@ class HeldLease:
 
 @asynccontextmanager
 async def hold_lease(
-    store: RunStore,
+    store: LeaseStore,
     run_id: str,
     *,
     ttl_s: float = DEFAULT_TTL_S,
@@ -289,7 +309,7 @@ async def hold_lease(
 
 
 async def _renew(
-    store: RunStore, held: HeldLease, on_lost: Callable[[RunLeased], object] | None
+    store: LeaseStore, held: HeldLease, on_lost: Callable[[RunLeased], object] | None
 ) -> None:
     """Renew every third of the ttl; a failed renewal is retried at the next one."""
     valid_until = anyio.current_time() + held.ttl_s

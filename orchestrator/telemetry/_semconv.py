@@ -5,7 +5,8 @@ its ``gen_ai`` module is marked as moved to the GenAI conventions repository, so
 else imports it directly and a future move is a one-file change. Names the package does
 not have yet (the ``plan`` operation, the ``gen_ai.evaluation.result`` event) are spelled
 here, once. Our own attributes (tiers, attempts, cost, verdicts) live under
-``orchestrator.``; docs/tracing.md lists them.
+``orchestrator.``; docs/tracing.md lists them. :func:`short` bounds the free-text values
+we write into them (reasons, errors).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ __all__ = [
     "OPERATION_NAME",
     "OPERATION_PLAN",
     "PROVIDER_ANTHROPIC",
+    "TEXT_LIMIT",
+    "short",
 ]
 
 OPERATION_NAME: Final = _gen_ai.GEN_AI_OPERATION_NAME
@@ -42,6 +45,14 @@ EVALUATION_RESULT_EVENT: Final = "gen_ai.evaluation.result"
 """Span event of one evaluation (a verdict); newer than the package's constants."""
 OPERATION_PLAN: Final = "plan"
 """The conventions' planning operation (span ``plan {agent}``); newer than the package."""
+
+TEXT_LIMIT: Final = 500
+"""Our own free-text attribute values (reasons, errors) stay this short."""
+
+
+def short(text: str) -> str:
+    """``text`` cut to :data:`TEXT_LIMIT` characters, ending in an ellipsis when cut."""
+    return text if len(text) <= TEXT_LIMIT else text[: TEXT_LIMIT - 1] + "…"
 
 
 class NS:

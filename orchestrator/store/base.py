@@ -14,17 +14,18 @@ The stores are :mod:`~orchestrator.store.memory` and :mod:`~orchestrator.store.s
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.plan import Plan
-from orchestrator.pricing import USD
+from orchestrator.pricing import USD, ZERO_USD
 from orchestrator.results import Attempt, NodeResult, RunResult
 from orchestrator.store.lease import LeaseOwner
 
-__all__ = ["RunStore", "RunSummary", "StoredRun", "spent_on"]
+__all__ = ["RunStore", "RunSummary", "StoredRun", "spent_in", "spent_on"]
 
 
 class RunSummary(BaseModel):
@@ -143,3 +144,8 @@ def spent_on(attempt: Attempt) -> Decimal:
     if attempt.finished_at is None:
         return attempt.cost_usd + attempt.in_flight_usd
     return attempt.cost_usd
+
+
+def spent_in(attempts: Mapping[str, Sequence[Attempt]]) -> Decimal:
+    """What a run's attempts (by node) count as spent, exactly: :func:`spent_on` summed."""
+    return sum((spent_on(a) for node in attempts.values() for a in node), ZERO_USD)

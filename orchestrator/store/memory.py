@@ -8,12 +8,11 @@ happens to a run is lost with the process.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from orchestrator.plan import Plan
 from orchestrator.pricing import ZERO_USD
 from orchestrator.results import Attempt, NodeResult, RunResult
-from orchestrator.store.base import RunStore, RunSummary, StoredRun, spent_on
+from orchestrator.store.base import RunStore, RunSummary, StoredRun, spent_in
 from orchestrator.store.lease import Lease, LeaseOwner, claim, extend
 
 __all__ = ["MemoryStore"]
@@ -40,7 +39,7 @@ class MemoryStore(RunStore):
         existing = self._runs.get(run_id)
         summary = RunSummary(
             run_id=run_id, goal=existing.summary.goal if existing else goal, status=status,
-            cost_usd=_spent(existing.attempts) if existing else ZERO_USD,
+            cost_usd=spent_in(existing.attempts) if existing else ZERO_USD,
             started_at=existing.summary.started_at if existing else started_at, finished_at=None,
         )  # fmt: skip
         if existing:
@@ -62,7 +61,7 @@ class MemoryStore(RunStore):
                 break
         else:
             attempts.append(copy)
-        run.summary = run.summary.model_copy(update={"cost_usd": _spent(run.attempts)})
+        run.summary = run.summary.model_copy(update={"cost_usd": spent_in(run.attempts)})
 
     async def record_node(self, run_id: str, result: NodeResult) -> None:
         """Record a node's final result."""
@@ -74,7 +73,7 @@ class MemoryStore(RunStore):
         run.result = result
         run.summary = run.summary.model_copy(
             update={"status": result.status.value, "finished_at": result.finished_at,
-                    "cost_usd": _spent(run.attempts)}
+                    "cost_usd": spent_in(run.attempts)}
         )  # fmt: skip
 
     async def load_run(self, run_id: str) -> StoredRun:
@@ -103,7 +102,3 @@ class MemoryStore(RunStore):
         lease = self._leases.get(run_id)
         if lease is not None and lease.owner.token == owner.token:
             del self._leases[run_id]
-
-
-def _spent(attempts: dict[str, list[Attempt]]) -> Decimal:
-    return sum((spent_on(a) for node in attempts.values() for a in node), ZERO_USD)

@@ -20,9 +20,9 @@ from decimal import Decimal
 from typing import Any
 
 from orchestrator.plan import Plan
-from orchestrator.pricing import ZERO_USD, to_usd
+from orchestrator.pricing import to_usd
 from orchestrator.results import Attempt, NodeResult, NodeStatus, RunResult
-from orchestrator.store.base import RunSummary, StoredRun, spent_on
+from orchestrator.store.base import RunSummary, StoredRun, spent_in, spent_on
 from orchestrator.store.lease import Lease, LeaseOwner, claim, extend
 from orchestrator.store.sqlite_writer import Op, Write
 
@@ -179,7 +179,7 @@ def read_run(db: sqlite3.Connection, run_id: str) -> StoredRun:
         node_id: NodeResult.model_validate_json(body)
         for node_id, body in db.execute("SELECT node_id, body FROM nodes WHERE run_id=?", (run_id,))
     }
-    summary = _summary(run_id, goal, status, started_at, finished_at, _cost(attempts))
+    summary = _summary(run_id, goal, status, started_at, finished_at, spent_in(attempts))
     stored_plan = Plan.model_validate_json(plan) if plan != _NO_PLAN else None
     final = RunResult.model_validate_json(result) if result else None
     if final is not None and "nodes" not in final.model_fields_set:  # schema 2: in ``nodes``
@@ -221,8 +221,3 @@ def _summary(  # noqa: PLR0917  (one positional argument per column of the row)
         started_at=datetime.fromisoformat(started_at),
         finished_at=datetime.fromisoformat(finished_at) if finished_at else None,
     )
-
-
-def _cost(attempts: dict[str, list[Attempt]]) -> Decimal:
-    """Exact, from the records (the ``cost_usd`` column is a float, for listing)."""
-    return sum((spent_on(a) for node in attempts.values() for a in node), ZERO_USD)

@@ -13,7 +13,7 @@ from typing import Any
 from opentelemetry.trace import Span, Status, StatusCode
 
 from orchestrator.pricing import Usage
-from orchestrator.results import Attempt, NodeResult, NodeStatus
+from orchestrator.results import Attempt, NodeResult, NodeStatus, Outcome
 from orchestrator.telemetry import _semconv as sc
 from orchestrator.telemetry._semconv import NS, short
 
@@ -43,11 +43,14 @@ def finish_node_span(span: Span, result: NodeResult, end_time: int | None = None
 
 def _node_error_type(result: NodeResult) -> str:
     """A low-cardinality ``error.type``: why the node did not succeed, as a kind."""
-    if result.status is NodeStatus.NOT_RUN and result.reason in ("budget_exhausted", "cancelled"):
-        return result.reason
+    unrun = (Outcome.BUDGET_EXHAUSTED, Outcome.CANCELLED)
+    if result.status is NodeStatus.NOT_RUN and result.reason in unrun:
+        return str(result.reason)
     if result.status is NodeStatus.FAILED and result.attempts:
         last = result.attempts[-1]
-        return last.error_type or ("verification_failed" if not last.passed else "failed")
+        return str(
+            last.error_type or (Outcome.VERIFICATION_FAILED if not last.passed else "failed")
+        )
     return str(result.status)
 
 
@@ -87,10 +90,10 @@ def finish_attempt_span(span: Span, attempt: Attempt) -> None:
         )
     if attempt.error is not None:
         span.set_attribute(NS.ATTEMPT_ERROR, short(attempt.error))
-        span.set_attribute(sc.ERROR_TYPE, attempt.error_type or "error")
+        span.set_attribute(sc.ERROR_TYPE, str(attempt.error_type or "error"))
         span.set_status(Status(StatusCode.ERROR, short(attempt.error)))
     elif not attempt.passed:
-        span.set_attribute(sc.ERROR_TYPE, "verification_failed")
+        span.set_attribute(sc.ERROR_TYPE, Outcome.VERIFICATION_FAILED.value)
         reason = verdict.reason if verdict is not None else "no verdict"
         span.set_status(Status(StatusCode.ERROR, short(f"rejected: {reason}")))
     span.end()

@@ -15,7 +15,6 @@ from orchestrator import (
     Budget,
     Engine,
     Message,
-    Meter,
     ModelAPIError,
     ModelAPIUserError,
     ModelRequest,
@@ -26,6 +25,7 @@ from orchestrator import (
     Workflow,
     default_ladder,
 )
+from orchestrator.budget import Meter
 from orchestrator.models.anthropic import AnthropicClient, RetryEvent
 from orchestrator.models.retry import RetryPolicy
 from orchestrator.turns import run_turns

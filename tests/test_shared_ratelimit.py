@@ -16,12 +16,12 @@ import pytest
 from orchestrator import (
     Budget,
     Message,
-    Meter,
     ModelAPIError,
     ModelRequest,
     UserError,
     default_ladder,
 )
+from orchestrator.budget import Meter
 from orchestrator.cli import main
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.models.retry import RetryPolicy

@@ -59,18 +59,21 @@ def plan_problems(
     ids = {task.id for task in plan.tasks}
     for task in plan.tasks:
         problems += _task_problems(task, ids, known_tools)
-    problems += _cycle_problems(graph)
+    if not _acyclic(plan, ids):  # the common case costs a pass over the plan, no more
+        problems += _cycle_problems(graph)
     return problems
 
 
 def _build_graph(plan: Plan) -> nx.DiGraph[str]:
     graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from((task.id, {"task": task}) for task in plan.tasks)
-    ids = set(graph)
-    for task in plan.tasks:
-        graph.add_edges_from(
-            (dep, task.id) for dep in task.depends_on if dep in ids and dep != task.id
-        )
+    ids = {task.id for task in plan.tasks}  # not graph.nodes: a cached view, a cycle
+    graph.add_edges_from(
+        (dep, task.id)
+        for task in plan.tasks
+        for dep in task.depends_on
+        if dep in ids and dep != task.id
+    )
     return graph
 
 
@@ -82,12 +85,13 @@ def _plan_level_problems(plan: Plan, max_tasks: int | None) -> list[PlanProblem]
         problems.append(
             PlanProblem(None, f"the plan has {len(plan.tasks)} tasks; at most {max_tasks} allowed")
         )
-    for task_id, count in Counter(task.id for task in plan.tasks).items():
-        if count > 1:
-            problems.append(
-                PlanProblem(task_id, f"the id is used by {count} tasks; ids must be unique")
-            )
     ids = {task.id for task in plan.tasks}
+    if len(ids) < len(plan.tasks):
+        for task_id, count in Counter(task.id for task in plan.tasks).items():
+            if count > 1:
+                problems.append(
+                    PlanProblem(task_id, f"the id is used by {count} tasks; ids must be unique")
+                )
     if plan.output_task is not None and plan.output_task not in ids:
         problems.append(
             PlanProblem(None, f"output_task {plan.output_task!r} is not a task of the plan")
@@ -104,9 +108,10 @@ def _task_problems(
             problems.append(PlanProblem(task.id, "depends on itself"))
         elif dep not in ids:
             problems.append(PlanProblem(task.id, f"depends on unknown task {dep!r}"))
-    for dep, count in Counter(task.depends_on).items():
-        if count > 1:
-            problems.append(PlanProblem(task.id, f"lists dependency {dep!r} {count} times"))
+    if len(set(task.depends_on)) < len(task.depends_on):
+        for dep, count in Counter(task.depends_on).items():
+            if count > 1:
+                problems.append(PlanProblem(task.id, f"lists dependency {dep!r} {count} times"))
     if known_tools is not None:
         for tool in task.tools:
             if tool not in known_tools:
@@ -128,6 +133,30 @@ def _schema_problems(task: Task) -> list[PlanProblem]:
     except (TypeError, ValueError, LookupError) as exc:  # e.g. an unhashable "$schema"
         return [PlanProblem(task.id, f"output_schema is not a valid JSON Schema: {exc}")]
     return []
+
+
+def _acyclic(plan: Plan, ids: set[str]) -> bool:
+    """Whether the dependencies have no cycle (Kahn's algorithm over the plan itself).
+
+    On the plan rather than the graph: networkx's own check caches views on the graph that
+    refer back to it, a reference cycle that would keep a finished run's graph alive.
+    """
+    waiting: dict[str, int] = {}
+    dependents: dict[str, list[str]] = {}
+    for task in plan.tasks:
+        deps = {dep for dep in task.depends_on if dep in ids and dep != task.id}
+        waiting[task.id] = len(deps)
+        for dep in deps:
+            dependents.setdefault(dep, []).append(task.id)
+    ready = [task_id for task_id, count in waiting.items() if count == 0]
+    done = 0
+    while ready:
+        done += 1
+        for dependent in dependents.get(ready.pop(), ()):
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                ready.append(dependent)
+    return done == len(waiting)
 
 
 def _cycle_problems(graph: nx.DiGraph[str]) -> list[PlanProblem]:

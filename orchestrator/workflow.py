@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import FunctionType
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from pydantic import BaseModel
@@ -60,6 +61,8 @@ class TaskRef(Generic[P, R]):
     depends_on: tuple[str, ...]
     max_output_tokens: int | None
     instruction: str = field(default="")
+    parameters: tuple[tuple[str, bool], ...] = field(default=(), repr=False)
+    """The function's parameters, in order, each with whether it has a default."""
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the plain function (handy for testing a prompt builder)."""
@@ -165,14 +168,15 @@ class Workflow:
             raise WorkflowDefinitionError(
                 f"workflow {self.goal!r} already has a task named {task_id!r}"
             )
-        _check_signature(task_id, fn)
-        doc = inspect.getdoc(fn)
+        parameters = _parameters(task_id, fn)
+        doc = _docstring(fn)
         ref = TaskRef(
             id=task_id, function=fn, kind=kind, needs=needs, output_type=output_type,
             verifiers=tuple(verify), tools=tuple(tools),
             depends_on=tuple(d if isinstance(d, str) else d.id for d in depends_on),
             max_output_tokens=max_output_tokens,
             instruction=doc.splitlines()[0] if doc else f"{kind} task {task_id}",
+            parameters=parameters,
         )  # fmt: skip
         self._refs[task_id] = ref
         return ref
@@ -185,8 +189,8 @@ class Workflow:
             deps = [source for source in arguments.values() if source in self._refs]
             deps += [dep for dep in ref.depends_on if dep not in deps]
             task = Task(
-                id=ref.id, instruction=ref.instruction, depends_on=deps, needs=ref.needs,
-                tools=list(ref.tools), max_output_tokens=ref.max_output_tokens,
+                id=ref.id, instruction=ref.instruction, depends_on=tuple(deps), needs=ref.needs,
+                tools=ref.tools, max_output_tokens=ref.max_output_tokens,
                 output_schema=ref.output_type.model_json_schema() if ref.output_type else None,
             )  # fmt: skip
             tasks.append(task)
@@ -195,11 +199,10 @@ class Workflow:
         return Plan(goal=self.goal, tasks=tasks, output_task=output), nodes
 
     def _arguments(self, ref: TaskRef[..., Any]) -> dict[str, str]:
-        arguments = {}
-        for param in inspect.signature(ref.function).parameters.values():
-            if param.name in self._refs or param.default is inspect.Parameter.empty:
-                arguments[param.name] = param.name
-        return arguments
+        refs = self._refs
+        return {
+            name: name for name, has_default in ref.parameters if name in refs or not has_default
+        }
 
     @property
     def task_ids(self) -> list[str]:
@@ -229,14 +232,64 @@ def _node(ref: TaskRef[..., Any], task: Task, arguments: Mapping[str, str]) -> N
     )
 
 
-def _check_signature(task_id: str, fn: Callable[..., Any]) -> None:
+_VARARGS = inspect.CO_VARARGS
+_VARKEYWORDS = inspect.CO_VARKEYWORDS
+
+
+def _parameters(task_id: str, fn: Callable[..., Any]) -> tuple[tuple[str, bool], ...]:
+    """``fn``'s parameters as (name, has a default), once checked: inputs go by name.
+
+    A plain function is read from its code object, which is what ``inspect.signature``
+    reads too, at a fraction of the cost (a workflow of thousands of tasks registers
+    thousands of functions); anything else (a wrapped function, a partial, a callable
+    object) goes through ``inspect.signature``.
+    """
+    if type(fn) is not FunctionType or hasattr(fn, "__wrapped__") or hasattr(fn, "__signature__"):
+        return _parameters_of_signature(task_id, fn)
+    code = fn.__code__
+    names = code.co_varnames
+    if code.co_posonlyargcount:
+        raise _positional_only(task_id, names[0])
+    positional = code.co_argcount
+    keyword_only = code.co_kwonlyargcount
+    if code.co_flags & _VARARGS:
+        raise _variadic(task_id, names[positional + keyword_only])
+    if code.co_flags & _VARKEYWORDS:
+        raise _variadic(task_id, names[positional + keyword_only])
+    first_default = positional - len(fn.__defaults__ or ())
+    keyword_defaults = fn.__kwdefaults__ or {}
+    return tuple(
+        (name, index >= first_default if index < positional else name in keyword_defaults)
+        for index, name in enumerate(names[: positional + keyword_only])
+    )
+
+
+def _parameters_of_signature(task_id: str, fn: Callable[..., Any]) -> tuple[tuple[str, bool], ...]:
+    parameters = []
     for param in inspect.signature(fn).parameters.values():
         if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-            raise WorkflowDefinitionError(
-                f"task {task_id!r}: parameter {param.name!r} is variadic; name each input instead"
-            )
+            raise _variadic(task_id, param.name)
         if param.kind is inspect.Parameter.POSITIONAL_ONLY:
-            raise WorkflowDefinitionError(
-                f"task {task_id!r}: parameter {param.name!r} is positional-only; "
-                "inputs are passed by name"
-            )
+            raise _positional_only(task_id, param.name)
+        parameters.append((param.name, param.default is not inspect.Parameter.empty))
+    return tuple(parameters)
+
+
+def _variadic(task_id: str, name: str) -> WorkflowDefinitionError:
+    return WorkflowDefinitionError(
+        f"task {task_id!r}: parameter {name!r} is variadic; name each input instead"
+    )
+
+
+def _positional_only(task_id: str, name: str) -> WorkflowDefinitionError:
+    return WorkflowDefinitionError(
+        f"task {task_id!r}: parameter {name!r} is positional-only; inputs are passed by name"
+    )
+
+
+def _docstring(fn: Callable[..., Any]) -> str | None:
+    """``inspect.getdoc(fn)``, without its search of base classes for a plain function."""
+    if type(fn) is FunctionType:
+        doc = fn.__doc__
+        return inspect.cleandoc(doc) if isinstance(doc, str) else None
+    return inspect.getdoc(fn)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -192,3 +195,38 @@ def test_cycle_in_workflow_is_reported_by_name() -> None:
 
     with pytest.raises(PlanValidationError, match="cycle: first -> second -> first"):
         Engine(TestModel()).prepare(wf)
+
+
+def _kinds_of_parameters() -> list[Callable[..., Any]]:
+    def plain(a, b=1): ...  # type: ignore[no-untyped-def]
+    def keyword_only(a, *, b, c=2): ...  # type: ignore[no-untyped-def]
+    def positional_only(a, /, b): ...  # type: ignore[no-untyped-def]
+    def star_args(a, *rest): ...  # type: ignore[no-untyped-def]
+    def star_kwargs(a, b=1, **rest): ...  # type: ignore[no-untyped-def]
+    def star_after_keyword(a, *, b=1, **rest): ...  # type: ignore[no-untyped-def]
+
+    @functools.wraps(plain)
+    def wrapped(*args, **kwargs): ...  # type: ignore[no-untyped-def]
+
+    return [
+        plain,
+        keyword_only,
+        positional_only,
+        star_args,
+        star_kwargs,
+        star_after_keyword,
+        wrapped,
+    ]
+
+
+@pytest.mark.parametrize("function", _kinds_of_parameters(), ids=lambda f: f.__name__)
+def test_parameters_are_read_as_inspect_signature_reads_them(function: Callable[..., Any]) -> None:
+    from orchestrator.workflow import _parameters, _parameters_of_signature
+
+    def read(reader: Callable[..., Any]) -> Any:
+        try:
+            return reader("t", function)
+        except WorkflowDefinitionError as error:
+            return str(error)
+
+    assert read(_parameters) == read(_parameters_of_signature)

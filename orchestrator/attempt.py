@@ -25,6 +25,7 @@ from orchestrator.models.instrumented import instrumented
 from orchestrator.node import Node, render_value
 from orchestrator.pricing import ZERO_USD, Usage
 from orchestrator.results import (
+    PYTHON_TIER,
     Attempt,
     NodeResult,
     NodeStatus,
@@ -287,7 +288,7 @@ class NodeRunner:
         # ``results.python_attempt``) and the function called in this frame.
         attempt = python_attempt(_now())
         result.attempts.append(attempt)
-        assign(result, "final_tier", "python")
+        assign(result, "final_tier", PYTHON_TIER)
         bus = self.bus
         if bus:
             await bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))

@@ -158,10 +158,13 @@ class NodeResult(BaseModel):
 # cost the engine; the engine builds it with ``python_attempt`` instead, which leaves it in
 # exactly the state validation would (``tests/test_results.py`` compares the two).
 
+PYTHON_TIER = "python"
+"""The pseudo-tier of a plain Python node's attempt: no model, nothing to pay."""
+
 _PYTHON_ATTEMPT_STATE: dict[str, Any] = {
     name: field.get_default(call_default_factory=True) if not field.is_required() else None
     for name, field in Attempt.model_fields.items()
-} | {"number": 1, "tier": "python", "model": None}
+} | {"number": 1, "tier": PYTHON_TIER, "model": None}
 """A Python node's attempt, ``started_at`` left to fill: every field in declaration order
 (serialisation follows it), immutable values only (each attempt gets a shallow copy)."""
 

@@ -1,8 +1,9 @@
 """The run store interface: :class:`RunStore`, the records it holds, and what they count.
 
 A store records a run as it happens: the plan when it starts, every attempt when it starts
-and ends, every node's result when it ends (before its dependents start: the listener is
-async and the engine awaits it), and the run's result at the end. ``orchestrator runs``,
+and ends, every node's result when it ends, and the run's result at the end (the
+:class:`~orchestrator.store.listener.StoreListener` decides when each record is written:
+what is paid for before the engine moves on, free work behind). ``orchestrator runs``,
 ``show`` and ``resume`` read it back.
 
 This module owns the interface and its value types (:class:`RunSummary`,
@@ -87,6 +88,22 @@ class RunStore(abc.ABC):
     @abc.abstractmethod
     async def record_node(self, run_id: str, result: NodeResult) -> None:
         """Record a node's final result."""
+
+    async def record_many(
+        self,
+        run_id: str,
+        attempts: Sequence[tuple[str, Attempt]] = (),
+        nodes: Sequence[NodeResult] = (),
+    ) -> None:
+        """Record several attempts (``(node_id, attempt)``) and node results, in order.
+
+        A store may write them in one transaction (the SQLite store does); by default, one
+        :meth:`record_attempt` or :meth:`record_node` call each.
+        """
+        for node_id, attempt in attempts:
+            await self.record_attempt(run_id, node_id, attempt)
+        for result in nodes:
+            await self.record_node(run_id, result)
 
     @abc.abstractmethod
     async def finish_run(self, result: RunResult) -> None:

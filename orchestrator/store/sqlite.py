@@ -15,6 +15,7 @@ This module puts them together: each method of the interface queues one query.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -36,6 +37,7 @@ from orchestrator.store.sqlite_queries import (
     read_run,
     read_summaries,
     take_lease,
+    write_records,
     write_result,
 )
 from orchestrator.store.sqlite_schema import SCHEMA_VERSION, StoreError, connect
@@ -87,6 +89,15 @@ class SQLiteStore(BatchWriter, RunStore):
     async def record_node(self, run_id: str, result: NodeResult) -> None:
         """Record a node's final result (serialised when written)."""
         await self._call(PUT_NODE, run_id, result)
+
+    async def record_many(
+        self,
+        run_id: str,
+        attempts: Sequence[tuple[str, Attempt]] = (),
+        nodes: Sequence[NodeResult] = (),
+    ) -> None:
+        """Record attempts and node results in one queued call (serialised when written)."""
+        await self._call(write_records, run_id, attempts, nodes)
 
     async def finish_run(self, result: RunResult) -> None:
         """Record the final result."""

@@ -3,8 +3,8 @@
 All database work runs in a worker thread (``anyio.to_thread``) on one connection, one
 batch at a time, so the event loop never blocks on disk. Writes are group-committed: the
 calls that queue up while a batch is being written go together in the next transaction,
-and each caller returns only once its batch has committed, so a node's result is still
-durable before its dependents start. Every write is one statement, which SQLite undoes
+and each caller returns only once its batch has committed (what a caller waits for, and
+what it writes behind, is the listener's choice). Every write is one statement, which SQLite undoes
 alone if it fails, so one failing call fails alone. A process killed at any point leaves
 the file consistent (SQLite's journal) and at most loses the batch being written, whose
 callers had not returned. A batch that writes takes the write lock first (``BEGIN

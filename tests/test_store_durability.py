@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import Engine, Workflow
+from orchestrator import Engine, JudgeVerdict, LLMJudge, Workflow
 from orchestrator.results import Attempt, NodeResult
 from orchestrator.store import MemoryStore, SQLiteStore, StoreListener
 from orchestrator.testing import TestModel
@@ -149,3 +149,24 @@ async def _step() -> None:
 def test_a_listener_refuses_an_unknown_durability() -> None:
     with pytest.raises(ValueError, match="durability must be 'async' or 'sync'"):
         StoreListener(MemoryStore(), durability="eventually")  # type: ignore[arg-type]
+
+
+async def test_a_python_node_whose_verifier_asks_a_judge_is_paid_work() -> None:
+    workflow = Workflow("checked by a judge")
+
+    @workflow.task(verify=[LLMJudge("is a greeting")])
+    def greet() -> str:
+        return "hello"
+
+    judge = JudgeVerdict(passed=True, reason="it greets", score=0.9).model_dump_json()
+    store = LoggingStore()
+    engine = Engine(TestModel(judge), listeners=[StoreListener(store)])
+    result = await engine.run(workflow)
+    assert result.status == "succeeded"
+    assert result.cost_usd > 0
+
+    log = writes(store.log)
+    # the judge's reserved call, then the attempt with its cost, then the node: each at once
+    assert ("attempt", "greet/python") in log
+    assert log[-1] == ("node", "greet")
+    assert not any(entry[0] == "many" for entry in log)

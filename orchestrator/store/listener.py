@@ -177,5 +177,15 @@ class StoreListener:
 
 
 def _free(attempt: Attempt) -> bool:
-    """Whether an attempt is free work (a Python node's: no model, nothing to pay)."""
-    return attempt.tier == PYTHON_TIER
+    """Whether an attempt is free work: a Python node's that called no model.
+
+    A Python node's verifier may ask a judge model: then it is paid for, and written at
+    once like any model attempt.
+    """
+    return (
+        attempt.tier == PYTHON_TIER
+        and attempt.calls == 0
+        and not attempt.cost_usd
+        and not attempt.in_flight_usd
+        and not attempt.cost_unknown
+    )

@@ -189,6 +189,36 @@ def python_attempt(started_at: datetime) -> Attempt:
     return attempt
 
 
+_UNRUN_NODE_SET = frozenset({"id", "depends_on", "needs", "status"})
+
+
+def unrun_node(node_id: str, depends_on: tuple[str, ...], needs: Needs) -> NodeResult:
+    """A node's result before it runs, built without validation (from a validated task).
+
+    Equal to ``NodeResult(id=..., depends_on=..., needs=..., status=NodeStatus.NOT_RUN)``,
+    field set included (``tests/test_results.py`` compares the two); a run makes one per
+    node as it is prepared, where validating cost about 2 µs a node.
+    """
+    result = _new(NodeResult)
+    _set_state(
+        result,
+        {
+            "id": node_id,
+            "depends_on": depends_on,
+            "needs": needs,
+            "status": NodeStatus.NOT_RUN,
+            "reason": None,
+            "final_tier": None,
+            "attempts": [],
+            "output": None,
+        },
+    )
+    _set_fields_set(result, set(_UNRUN_NODE_SET))
+    _set_extra(result, None)
+    _set_private(result, None)
+    return result
+
+
 def assign(model: BaseModel, name: str, value: Any) -> None:
     """Set field ``name`` of ``model`` as ``model.name = value`` does, about 6x faster.
 

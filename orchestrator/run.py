@@ -48,6 +48,7 @@ from orchestrator.results import (
     RunResult,
     RunStatus,
     planning_from_attempts,
+    unrun_node,
 )
 from orchestrator.routing import LearningRouter, Router
 from orchestrator.scheduler import Scheduler
@@ -200,15 +201,7 @@ class Run:
         self._graph = graph
         restored, self.results = (
             self.results,
-            {
-                task.id: NodeResult(
-                    id=task.id,
-                    depends_on=task.depends_on,
-                    needs=task.needs,
-                    status=NodeStatus.NOT_RUN,
-                )
-                for task in plan.tasks
-            },
+            {task.id: unrun_node(task.id, task.depends_on, task.needs) for task in plan.tasks},
         )
         for node_id, result in restored.items():  # what a resumed run brought along
             if node_id in self.results:

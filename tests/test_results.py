@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from orchestrator import Attempt, Verdict
-from orchestrator.results import python_attempt
+from orchestrator import Attempt, Needs, NodeResult, NodeStatus, Verdict
+from orchestrator.results import python_attempt, unrun_node
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 LATER = datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)
@@ -64,3 +64,15 @@ def test_python_attempts_share_no_state() -> None:
     # field, say) would be shared by every Python node's attempt.
     immutable = (bool, int, float, Decimal, str, datetime, type(None))
     assert all(isinstance(value, immutable) for value in second.__dict__.values())
+
+
+def test_an_unrun_node_is_the_validated_node_result() -> None:
+    needs = Needs(reasoning=2)
+    fast = unrun_node("b", ("a",), needs)
+    slow = NodeResult(id="b", depends_on=("a",), needs=needs, status=NodeStatus.NOT_RUN)
+    assert fast == slow
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert repr(fast) == repr(slow)
+    fast.attempts.append(python_attempt(AT))  # its own list
+    assert unrun_node("c", (), needs).attempts == []

@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -51,17 +52,45 @@ def _cpu() -> str:
     return platform.processor() or "unknown"
 
 
+def _commit() -> str | None:
+    """The commit measured: ``$BENCH_COMMIT`` (for a tree exported from git, which has no
+    repository), else the repository's ``HEAD`` (its working tree may differ: see git)."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"]
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],  # noqa: S607  (git from PATH)
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() or None
+
+
 def environment() -> dict[str, Any]:
-    """Machine and versions, recorded beside every result."""
+    """Machine, versions and commit, recorded beside every result."""
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _commit(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu": _cpu(),
         "cpus": os.cpu_count(),
         "versions": {
             name: _version(name)
-            for name in ("tiered-orchestrator", "anyio", "networkx", "pydantic", "langgraph")
+            for name in (
+                "tiered-orchestrator",
+                "anyio",
+                "networkx",
+                "pydantic",
+                "langgraph",
+                "langgraph-checkpoint",
+                "langgraph-checkpoint-sqlite",
+                "aiosqlite",
+            )
         },
         "argv": sys.argv,
     }

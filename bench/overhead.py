@@ -4,14 +4,28 @@ Run from the repository root with the benchmark venv (``bench/setup.sh``)::
 
     bench/.venv/bin/python -m bench.overhead --json out/bench/overhead.json
 
+Two figures per cell, measured in the same process, alternating run by run:
+
+* **whole call**: what a user pays, from defining the graph to the result, timed as one
+  region: for our engine ``workflow = Workflow(...)`` with one ``@wf.task`` per node, then
+  ``result = await engine.run(workflow)`` (so the Workflow's resolution, the plan's
+  validation and the run's setup are in it); for LangGraph the ``StateGraph`` built,
+  ``compile()``-d and ``ainvoke``-d. The engine itself (and the store, or LangGraph's
+  checkpointer) is made once per cell, before any run, as a program holds one.
+* **execute only**: the same steps with the clock started after preparation: for the
+  engine ``run.execute()`` of a run ``engine.prepare(workflow)`` made untimed, for LangGraph
+  ``ainvoke`` of a graph compiled untimed. Definition (``build``) and preparation
+  (``prepare``: ``engine.prepare``, ``compile``) are timed apart in these runs.
+
 Every (system, shape, mode) cell runs in a fresh subprocess, so peak RSS is that cell's
-alone. In a cell: one warm-up run on a 100-node fan-out, then ``repeats`` timed runs
-(median reported), then one more run under tracemalloc for the peak of Python allocations
-(skipped when a run takes more than 20 s). Wall and CPU (process) time are both recorded:
-on a busy machine, CPU time is the steadier measure of the work done.
+alone. In a cell: one warm-up of each kind on a 100-node fan-out, then ``repeats`` pairs of
+timed runs (a whole call and an execution, in alternating order; medians reported), then
+one more whole call under tracemalloc for the peak of Python allocations (skipped when a
+run takes more than 20 s). Wall and CPU (process) time are both recorded: on a busy
+machine, CPU time is the steadier measure of the work done.
 Node bodies are empty coroutines, so all the time measured is orchestration overhead.
-A run is timed right after its build, as a program would run a plan it just built, so it
-may pay for a full garbage collection over the objects the build made;
+An execution is timed right after its preparation, as a program would run a plan it just
+built, so it may pay for a full garbage collection over the objects the build made;
 ``--collect-before-run`` collects between the two (a diagnostic, recorded in the JSON).
 
 ``--rounds N`` runs the whole matrix N times (every other round in reverse order within a
@@ -19,14 +33,22 @@ shape) and reports, per cell, the median over rounds, and for each ratio the med
 ratios *within* a round: the machine's speed drifts for minutes at a time (the same cell
 measured 4.8 then 9.8 µs a node a minute apart on a quiet 2-vCPU VM), and cells measured
 back to back drift together, so paired ratios are steadier than ratios of medians.
-Modes (our engine only):
+Modes of our engine:
 
-* ``off``: no listeners at all (the engine's telemetry listener taken off the run);
+* ``off``: no listeners at all (the engine's telemetry listener taken off the run, through
+  a private attribute: its "whole call" is then prepare + detach + execute);
 * ``default``: as shipped: the telemetry listener on the global OpenTelemetry providers,
-  which are no-ops until an application installs the SDK, and log lines filtered by level;
+  which are no-ops until an application installs the SDK, and log lines filtered by level
+  (the engine then subscribes no listener at all);
 * ``tracing``: telemetry on the OpenTelemetry SDK (spans recorded and batched to an
   exporter that drops them; metrics recorded);
-* ``store``: ``off`` plus a SQLiteStore (via StoreListener) in a temporary directory.
+* ``store``: as shipped plus a SQLiteStore (``Engine(listeners=[StoreListener(store)])``,
+  as the CLI does) on a file in a temporary directory.
+
+Modes of LangGraph: ``off`` (no checkpointer) and ``store``: LangGraph's own SQLite
+checkpointer (``langgraph-checkpoint-sqlite``'s ``AsyncSqliteSaver.from_conn_string`` on a
+file in a temporary directory, ``compile(checkpointer=saver)``, a new ``thread_id`` per run,
+LangGraph's default durability, ``"async"``), as LangGraph's documentation turns it on.
 """
 
 from __future__ import annotations
@@ -50,46 +72,70 @@ from typing import Any
 
 import anyio
 
-from bench._dags import SHAPES, Dag, fan_out
+from bench._dags import SHAPES, fan_out
 from bench._report import environment, print_table, write_json
-from bench._runners import RUNNERS, Execute, Work, prepare_engine
+from bench._runners import RUNNERS, user_call
 
 MODES = ("off", "default", "tracing", "store")
+LANGGRAPH_MODES = ("off", "store")
 ROOT = Path(__file__).resolve().parent.parent
 TRACEMALLOC_MAX_S = 20.0
 """Cells whose runs take longer than this skip the extra run under tracemalloc."""
 
 
 def default_repeats(size: int, system: str, mode: str) -> int:
-    if mode != "off" or system == "langgraph":  # slow cells, steady per node
-        return 5 if size <= 1000 else 2 if size <= 10_000 else 1
+    """Timed pairs (a whole call and an execution) per cell."""
+    if system == "langgraph" or mode in ("tracing", "store"):  # slow cells, steady per node
+        return 3 if size <= 1000 else 2 if size <= 10_000 else 1
     if size <= 1000:
-        return 15
+        return 9
     if size <= 10_000:
-        return 5
-    return 3
+        return 3
+    return 2
 
 
 @asynccontextmanager
 async def engine_setup(mode: str) -> AsyncIterator[dict[str, Any]]:
-    """Keyword arguments of :func:`prepare_engine` for ``mode``."""
+    """Keyword arguments of :func:`bench._runners.engine_call` for ``mode``."""
     if mode == "off":
         yield {"detach_telemetry": True}
     elif mode == "default":
-        yield {"detach_telemetry": False}
+        yield {}
     elif mode == "tracing":
-        yield {"detach_telemetry": False, "telemetry": sdk_telemetry()}
+        yield {"telemetry": sdk_telemetry()}
     elif mode == "store":
         from orchestrator.store import SQLiteStore, StoreListener  # noqa: PLC0415
 
         with tempfile.TemporaryDirectory() as tmp:
             store = await SQLiteStore.open(Path(tmp) / "runs.db")
             try:
-                yield {"detach_telemetry": True, "listeners": [StoreListener(store)]}
+                yield {"listeners": [StoreListener(store)]}
+                stored = await store.list_runs(limit=10_000)
+                assert stored, "no run was stored"
+                assert all(run.status == "succeeded" for run in stored), stored[:3]
             finally:
                 await store.aclose()
     else:
         raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+
+
+@asynccontextmanager
+async def langgraph_setup(mode: str) -> AsyncIterator[dict[str, Any]]:
+    """Keyword arguments of :func:`bench._runners.langgraph_call` for ``mode``."""
+    if mode == "off":
+        yield {}
+    elif mode == "store":
+        # Only in bench/.venv (langgraph-checkpoint-sqlite, bench/requirements.txt).
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver  # noqa: PLC0415
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "checkpoints.db")
+            async with AsyncSqliteSaver.from_conn_string(path) as saver:
+                yield {"checkpointer": saver}
+                threads = {c.config["configurable"]["thread_id"] async for c in saver.alist(None)}
+                assert threads, "no checkpoint was written"
+    else:
+        raise ValueError(f"unknown LangGraph mode {mode!r}; modes: {', '.join(LANGGRAPH_MODES)}")
 
 
 def sdk_telemetry() -> Any:
@@ -116,16 +162,13 @@ def sdk_telemetry() -> Any:
     return Telemetry(tracer_provider=provider, meter_provider=MeterProvider())
 
 
-async def prepare(system: str, dag: Dag, work: Work, setup: dict[str, Any]) -> Execute:
-    if system == "engine":
-        return await prepare_engine(dag, work, None, **setup)
-    return await RUNNERS[system](dag, work, None)
-
-
 @asynccontextmanager
 async def setup_for(system: str, mode: str) -> AsyncIterator[dict[str, Any]]:
     if system == "engine":
         async with engine_setup(mode) as setup:
+            yield setup
+    elif system == "langgraph":
+        async with langgraph_setup(mode) as setup:
             yield setup
     elif mode == "off":
         yield {}
@@ -133,8 +176,18 @@ async def setup_for(system: str, mode: str) -> AsyncIterator[dict[str, Any]]:
         raise ValueError(f"{system} has no run store or tracing; use mode 'off'")
 
 
+def _per_node(seconds: list[float], size: int) -> float:
+    return statistics.median(seconds) / size * 1e6
+
+
 async def measure_cell(
-    system: str, shape: str, mode: str, repeats: int, *, collect_before_run: bool = False
+    system: str,
+    shape: str,
+    mode: str,
+    repeats: int,
+    *,
+    collect_before_run: bool = False,
+    tracemalloc_max_s: float = TRACEMALLOC_MAX_S,
 ) -> dict[str, Any]:
     dag = SHAPES[shape]()
     calls = [0]
@@ -142,46 +195,64 @@ async def measure_cell(
     async def work(index: int) -> None:
         calls[0] += 1
 
-    run_s: list[float] = []
-    cpu_s: list[float] = []
-    build_s: list[float] = []
+    times: dict[str, list[float]] = {
+        key: [] for key in ("whole", "whole_cpu", "run", "cpu", "build", "prepare")
+    }
     async with setup_for(system, mode) as setup:
-        warm = await prepare(system, fan_out(100), work, setup)
-        await warm()
-        for _ in range(repeats):
-            gc.collect()
-            calls[0] = 0
-            started = time.perf_counter()
-            execute = await prepare(system, dag, work, setup)
-            if collect_before_run:  # diagnostic: the build's objects settled, untimed
+        warm = user_call(system, fan_out(100), work, None, **setup)
+        await warm.whole()
+        await warm.execute(await warm.prepare(await warm.build()))
+        call = user_call(system, dag, work, None, **setup)
+        for repeat in range(repeats):
+            for kind in ("whole", "execute") if repeat % 2 == 0 else ("execute", "whole"):
                 gc.collect()
-            built, cpu = time.perf_counter(), time.process_time()
-            await execute()
-            run_s.append(time.perf_counter() - built)
-            cpu_s.append(time.process_time() - cpu)
-            build_s.append(built - started)
-            assert calls[0] == dag.size, f"{system} ran {calls[0]} of {dag.size} nodes"
-            del execute
+                calls[0] = 0
+                if kind == "whole":  # the user's call, definition to result, one region
+                    started, cpu = time.perf_counter(), time.process_time()
+                    await call.whole()
+                    times["whole"].append(time.perf_counter() - started)
+                    times["whole_cpu"].append(time.process_time() - cpu)
+                else:
+                    started = time.perf_counter()
+                    built = await call.build()
+                    defined = time.perf_counter()
+                    prepared = await call.prepare(built)
+                    ready = time.perf_counter()
+                    if collect_before_run:  # diagnostic: the build's objects settled, untimed
+                        gc.collect()
+                    run_started, cpu = time.perf_counter(), time.process_time()
+                    await call.execute(prepared)
+                    times["run"].append(time.perf_counter() - run_started)
+                    times["cpu"].append(time.process_time() - cpu)
+                    times["build"].append(defined - started)
+                    times["prepare"].append(ready - defined)
+                    del built, prepared
+                assert calls[0] == dag.size, f"{system} ran {calls[0]} of {dag.size} nodes"
         rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         traced_peak = None
-        if max(run_s) < TRACEMALLOC_MAX_S:  # tracemalloc slows a run several times over
+        if max(times["whole"]) < tracemalloc_max_s:  # tracemalloc slows a run several times
             gc.collect()
             tracemalloc.start()
-            execute = await prepare(system, dag, work, setup)
-            await execute()
+            await call.whole()
             traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
+    size = dag.size
     return {
         "system": system,
         "shape": shape,
         "mode": mode,
-        "nodes": dag.size,
+        "nodes": size,
         "repeats": repeats,
-        "us_per_node": statistics.median(run_s) / dag.size * 1e6,
-        "us_per_node_min": min(run_s) / dag.size * 1e6,
-        "cpu_us_per_node": statistics.median(cpu_s) / dag.size * 1e6,
-        "build_us_per_node": statistics.median(build_s) / dag.size * 1e6,
-        "run_s": run_s,
+        "whole_us_per_node": _per_node(times["whole"], size),
+        "whole_us_per_node_min": min(times["whole"]) / size * 1e6,
+        "whole_cpu_us_per_node": _per_node(times["whole_cpu"], size),
+        "us_per_node": _per_node(times["run"], size),
+        "us_per_node_min": min(times["run"]) / size * 1e6,
+        "cpu_us_per_node": _per_node(times["cpu"], size),
+        "build_us_per_node": _per_node(times["build"], size),
+        "prepare_us_per_node": _per_node(times["prepare"], size),
+        "run_s": times["run"],
+        "whole_s": times["whole"],
         "collect_before_run": collect_before_run,
         "peak_rss_mib": rss_mib,
         "load_avg_1m": os.getloadavg()[0],
@@ -190,10 +261,18 @@ async def measure_cell(
 
 
 def run_cell_subprocess(
-    system: str, shape: str, mode: str, repeats: int, timeout: float, *, collect: bool = False
+    system: str,
+    shape: str,
+    mode: str,
+    repeats: int,
+    timeout: float,
+    *,
+    collect: bool = False,
+    tracemalloc_max_s: float = TRACEMALLOC_MAX_S,
 ) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.overhead", "--cell", system, shape, mode]
     command += ["--repeats", str(repeats)] + (["--collect-before-run"] if collect else [])
+    command += ["--tracemalloc-max-s", str(tracemalloc_max_s)]
     try:
         done = subprocess.run(  # noqa: S603  (our own interpreter and module)
             command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
@@ -213,65 +292,92 @@ def _pair(wall: float | None, cpu: float | None, fmt: str) -> str | None:
     return f"{fmt.format(wall)} / {fmt.format(cpu)}"
 
 
+MEASURES = {
+    # measure: (wall key, CPU key, fastest-run key)
+    "whole call": ("whole_us_per_node", "whole_cpu_us_per_node", "whole_us_per_node_min"),
+    "execute only": ("us_per_node", "cpu_us_per_node", "us_per_node_min"),
+}
+
+
 def targets(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per shape, wall / CPU µs per node of each system, and the ratios the targets name:
-    LangGraph / engine (target >= 10) and engine / asyncio (target <= 3), for the engine
-    with no listeners (``off``) and as shipped (``default``: telemetry listener on)."""
+    """Per shape and measure (whole call, execute only), wall / CPU µs per node of each
+    system, and the ratios issue 15's targets name: LangGraph / engine as shipped (>= 20),
+    engine as shipped / asyncio (<= 2), LangGraph + its SQLite checkpointer / engine +
+    our SQLite store (>= 10). Ratios are medians of the ratios within a round."""
     by = {(c["system"], c["shape"], c["mode"]): c for c in cells if "error" not in c}
 
     def get(system: str, shape: str, mode: str, key: str) -> float | None:
         cell = by.get((system, shape, mode))
-        return None if cell is None else cell[key]
+        return None if cell is None else cell.get(key)
 
     def ratio(top: tuple[str, str], bottom: tuple[str, str], shape: str, key: str) -> Any:
         upper, lower = by.get((top[0], shape, top[1])), by.get((bottom[0], shape, bottom[1]))
-        if upper is None or lower is None:
+        if upper is None or lower is None or key not in upper or key not in lower:
             return None
         pairs = zip(upper.get("rounds", ()), lower.get("rounds", ()), strict=False)
-        paired = [a[key] / b[key] for a, b in pairs if b[key]]
+        paired = [a[key] / b[key] for a, b in pairs if b.get(key) and a.get(key)]
         if paired:  # measured back to back: the machine's drift cancels out
             return statistics.median(paired)
         return upper[key] / lower[key] if lower[key] else None
 
     rows = []
     for shape in dict.fromkeys(c["shape"] for c in cells):
-        row: dict[str, Any] = {"shape": shape}
-        for label, system, mode in SUMMARY_SYSTEMS:
-            row[label] = _pair(
-                get(system, shape, mode, "us_per_node"),
-                get(system, shape, mode, "cpu_us_per_node"),
-                "{:.1f}",
-            )
-        for label, top, bottom in SUMMARY_RATIOS:
-            wall = ratio(top, bottom, shape, "us_per_node")
-            cpu = ratio(top, bottom, shape, "cpu_us_per_node")
-            row[label] = _pair(wall, cpu, "{:.2f}")
-        best_engine = get("engine", shape, "default", "us_per_node_min")
-        best_floor = get("asyncio", shape, "off", "us_per_node_min")
-        if best_engine is not None and best_floor:  # each at its fastest: robust to drift
-            row["default_over_asyncio_best"] = f"{best_engine / best_floor:.2f}"
-        row["rss"] = get("engine", shape, "off", "peak_rss_mib")
-        rows.append(row)
+        for measure, (wall, cpu, fastest) in MEASURES.items():
+            row: dict[str, Any] = {"shape": shape, "measure": measure}
+            for label, system, mode in SUMMARY_SYSTEMS:
+                row[label] = _pair(
+                    get(system, shape, mode, wall), get(system, shape, mode, cpu), "{:.1f}"
+                )
+            for label, top, bottom in SUMMARY_RATIOS:
+                row[label] = _pair(
+                    ratio(top, bottom, shape, wall), ratio(top, bottom, shape, cpu), "{:.2f}"
+                )
+            best_engine = get("engine", shape, "default", fastest)
+            best_floor = get("asyncio", shape, "off", fastest)
+            if best_engine is not None and best_floor:  # each at its fastest: robust to drift
+                row["default_over_asyncio_best"] = f"{best_engine / best_floor:.2f}"
+            rows.append(row)
     return rows
 
 
 SUMMARY_SYSTEMS = [
-    ("engine", "engine", "off"),
     ("engine_default", "engine", "default"),
-    ("scheduler", "scheduler", "off"),
-    ("anyio", "anyio", "off"),
+    ("engine", "engine", "off"),
     ("asyncio", "asyncio", "off"),
     ("langgraph", "langgraph", "off"),
+    ("engine_store", "engine", "store"),
+    ("langgraph_store", "langgraph", "store"),
 ]
 SUMMARY_RATIOS = [
-    ("lg_over_engine", ("langgraph", "off"), ("engine", "off")),
-    ("engine_over_asyncio", ("engine", "off"), ("asyncio", "off")),
     ("lg_over_default", ("langgraph", "off"), ("engine", "default")),
     ("default_over_asyncio", ("engine", "default"), ("asyncio", "off")),
+    ("lg_over_engine", ("langgraph", "off"), ("engine", "off")),
+    ("engine_over_asyncio", ("engine", "off"), ("asyncio", "off")),
+    ("lgstore_over_store", ("langgraph", "store"), ("engine", "store")),
 ]
 
 
-_ROUND_KEYS = ("us_per_node", "us_per_node_min", "cpu_us_per_node", "peak_rss_mib")
+_ROUND_KEYS = (
+    "us_per_node",
+    "us_per_node_min",
+    "cpu_us_per_node",
+    "whole_us_per_node",
+    "whole_us_per_node_min",
+    "whole_cpu_us_per_node",
+    "build_us_per_node",
+    "prepare_us_per_node",
+    "peak_rss_mib",
+    "load_avg_1m",
+)
+_MEDIAN_KEYS = (
+    "us_per_node",
+    "cpu_us_per_node",
+    "whole_us_per_node",
+    "whole_cpu_us_per_node",
+    "build_us_per_node",
+    "prepare_us_per_node",
+    "load_avg_1m",
+)
 
 
 def merge_rounds(measured: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -286,12 +392,18 @@ def merge_rounds(measured: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if not good:
             merged.append(group[0])
             continue
-        cell = {key: value for key, value in good[0].items() if key not in ("round", "run_s")}
-        for key in ("us_per_node", "cpu_us_per_node", "build_us_per_node", "load_avg_1m"):
-            cell[key] = statistics.median(c[key] for c in good)
-        cell["us_per_node_min"] = min(c["us_per_node_min"] for c in good)
+        skip = ("round", "run_s", "whole_s")
+        cell = {key: value for key, value in good[0].items() if key not in skip}
+        for key in _MEDIAN_KEYS:
+            if all(key in c for c in good):
+                cell[key] = statistics.median(c[key] for c in good)
+        for key in ("us_per_node_min", "whole_us_per_node_min"):
+            if all(key in c for c in good):
+                cell[key] = min(c[key] for c in good)
         cell["peak_rss_mib"] = max(c["peak_rss_mib"] for c in good)
-        cell["rounds"] = [{key: c[key] for key in ("round", *_ROUND_KEYS)} for c in good]
+        cell["rounds"] = [
+            {key: c[key] for key in ("round", *_ROUND_KEYS) if key in c} for c in good
+        ]
         merged.append(cell)
     return merged
 
@@ -309,6 +421,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--systems", default=",".join(RUNNERS))
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--modes", default=",".join(MODES), help="engine modes, comma-separated")
+    parser.add_argument(
+        "--langgraph-modes",
+        default=",".join(LANGGRAPH_MODES),
+        help="LangGraph modes, comma-separated (off: no checkpointer; store: AsyncSqliteSaver)",
+    )
     parser.add_argument("--repeats", type=int, help="timed runs per cell (default by size)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per cell")
     parser.add_argument("--json", type=Path, help="also write every cell to this JSON file")
@@ -325,6 +442,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "charged for a full collection over the objects its build just made (default: off)",
     )
     parser.add_argument(
+        "--tracemalloc-max-s",
+        type=float,
+        default=TRACEMALLOC_MAX_S,
+        help="skip the extra run under tracemalloc in cells whose whole call takes longer",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -339,26 +462,40 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.cell:
         system, shape, mode = args.cell
         repeats = args.repeats or default_repeats(SHAPES[shape]().size, system, mode)
-        measure = functools.partial(measure_cell, collect_before_run=args.collect_before_run)
+        measure = functools.partial(
+            measure_cell,
+            collect_before_run=args.collect_before_run,
+            tracemalloc_max_s=args.tracemalloc_max_s,
+        )
         print(json.dumps(anyio.run(measure, system, shape, mode, repeats)))
         return
     measured = []
     for round_ in range(args.rounds):
         for shape in args.shapes.split(","):
             size = SHAPES[shape]().size
+            modes_of = {
+                "engine": args.modes.split(","),
+                "langgraph": args.langgraph_modes.split(","),
+            }
             plan = [
                 (system, mode)
                 for system in args.systems.split(",")
-                for mode in (args.modes.split(",") if system == "engine" else ["off"])
+                for mode in modes_of.get(system, ["off"])
             ]
             for system, mode in reversed(plan) if round_ % 2 else plan:
                 if system == "langgraph" and size > args.langgraph_max_nodes:
-                    if round_ == 0 and mode == "off":
-                        print(f"skipping langgraph on {shape}: over --langgraph-max-nodes")
+                    if round_ == 0:
+                        print(f"skipping langgraph {mode} on {shape}: over --langgraph-max-nodes")
                     continue
                 repeats = args.repeats or default_repeats(size, system, mode)
                 cell = run_cell_subprocess(
-                    system, shape, mode, repeats, args.timeout, collect=args.collect_before_run
+                    system,
+                    shape,
+                    mode,
+                    repeats,
+                    args.timeout,
+                    collect=args.collect_before_run,
+                    tracemalloc_max_s=args.tracemalloc_max_s,
                 )
                 cell["round"] = round_ + 1
                 measured.append(cell)
@@ -380,10 +517,14 @@ CELL_COLUMNS = [
     ("nodes", "nodes", "{}"),
     ("system", "system", "{}"),
     ("mode", "mode", "{}"),
-    ("us_per_node", "µs/node (median)", "{:.1f}"),
+    ("whole_us_per_node", "whole call µs/node", "{:.1f}"),
+    ("whole_us_per_node_min", "min", "{:.1f}"),
+    ("whole_cpu_us_per_node", "whole CPU", "{:.1f}"),
+    ("build_us_per_node", "define", "{:.1f}"),
+    ("prepare_us_per_node", "prepare", "{:.1f}"),
+    ("us_per_node", "execute µs/node", "{:.1f}"),
     ("us_per_node_min", "min", "{:.1f}"),
-    ("cpu_us_per_node", "CPU µs/node", "{:.1f}"),
-    ("build_us_per_node", "build µs/node", "{:.1f}"),
+    ("cpu_us_per_node", "execute CPU", "{:.1f}"),
     ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
     ("tracemalloc_peak_mib", "traced peak MiB", "{:.1f}"),
     ("load_avg_1m", "load", "{:.1f}"),
@@ -392,18 +533,19 @@ CELL_COLUMNS = [
 
 TARGET_COLUMNS = [
     ("shape", "shape", "{}"),
-    ("engine", "engine, off", "{}"),
-    ("engine_default", "engine, default", "{}"),
-    ("scheduler", "scheduler", "{}"),
-    ("anyio", "anyio", "{}"),
+    ("measure", "measure", "{}"),
+    ("engine_default", "engine as shipped", "{}"),
     ("asyncio", "asyncio", "{}"),
     ("langgraph", "LangGraph", "{}"),
-    ("lg_over_engine", "LangGraph / engine off (>= 10)", "{}"),
-    ("engine_over_asyncio", "engine off / asyncio (<= 3)", "{}"),
-    ("lg_over_default", "LangGraph / engine default", "{}"),
-    ("default_over_asyncio", "engine default / asyncio", "{}"),
+    ("lg_over_default", "LangGraph / engine (>= 20)", "{}"),
+    ("default_over_asyncio", "engine / asyncio (<= 2)", "{}"),
     ("default_over_asyncio_best", "same, fastest runs", "{}"),
-    ("rss", "engine off peak RSS MiB", "{:.0f}"),
+    ("engine_store", "engine + SQLiteStore", "{}"),
+    ("langgraph_store", "LangGraph + SqliteSaver", "{}"),
+    ("lgstore_over_store", "LangGraph+Saver / engine+store (>= 10)", "{}"),
+    ("engine", "engine off", "{}"),
+    ("lg_over_engine", "LangGraph / engine off", "{}"),
+    ("engine_over_asyncio", "engine off / asyncio", "{}"),
 ]
 
 if __name__ == "__main__":

@@ -18,11 +18,10 @@ paid twice.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
-
-import anyio
 
 from orchestrator.events import (
     AttemptFinished,
@@ -145,7 +144,7 @@ class StoreListener:
                 return False
         deferred = self._deferred[run_id]
         if len(deferred) >= self.max_deferred or (
-            anyio.current_time() - deferred.since >= self.max_delay_s
+            time.monotonic() - deferred.since >= self.max_delay_s
         ):
             await self.flush(run_id)
         return True
@@ -153,7 +152,7 @@ class StoreListener:
     def _waiting(self, run_id: str) -> _Deferred:
         deferred = self._deferred.get(run_id)
         if deferred is None:
-            deferred = self._deferred[run_id] = _Deferred(since=anyio.current_time())
+            deferred = self._deferred[run_id] = _Deferred(since=time.monotonic())
         return deferred
 
     async def _write(

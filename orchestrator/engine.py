@@ -12,8 +12,10 @@ inside the run (:mod:`orchestrator.goal`).
 
 from __future__ import annotations
 
+import gc
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -126,6 +128,22 @@ class Engine:
             PlanValidationError: If the plan is invalid (every problem listed).
             UserError: If a setting or a run input is wrong.
         """
+        with _no_collector_pauses():
+            return self._prepare(
+                work, inputs=inputs, run_id=run_id, resume=resume, planning=planning,
+                overrides=overrides,
+            )  # fmt: skip
+
+    def _prepare(
+        self,
+        work: Plan | Workload | Goal,
+        *,
+        inputs: Mapping[str, Any] | None,
+        run_id: str | None,
+        resume: StoredRun | None,
+        planning: PlanningRecord | None,
+        overrides: Mapping[str, Any],
+    ) -> Run:
         config = self.config
         if overrides:  # checked like the rest: a bad value is an error naming the setting
             config = RunConfig.model_validate({**self.config.model_dump(), **overrides})
@@ -208,6 +226,26 @@ class _NoClient:
 
 async def _never_plans(goal: str, budget: Budget, on_attempt: AttemptHook) -> Plan:
     raise AssertionError("a stored run is never planned")  # pragma: no cover
+
+
+@contextmanager
+def _no_collector_pauses() -> Iterator[None]:
+    """Hold the cyclic garbage collector while a run is prepared (no await happens in it).
+
+    Preparing builds several objects a node (tasks, nodes, results, the graph), all of them
+    alive afterwards: the collector would only traverse them, again and again, a full
+    collection of the whole heap now and then included (measured: a third of preparing a
+    10,000-node plan in a process with LangGraph imported). Held, they are looked at once,
+    at the first collection after it. Reference counting frees garbage as usual meanwhile.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _check_inputs(nodes: Sequence[Node], task_ids: set[str], inputs: Mapping[str, Any]) -> None:

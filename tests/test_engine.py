@@ -410,3 +410,21 @@ async def test_a_finished_run_is_freed_without_the_garbage_collector() -> None:
         assert [ref() for ref in refs] == [None, None, None]
     finally:
         gc.enable()
+
+
+def test_preparing_a_run_leaves_the_garbage_collector_as_it_found_it() -> None:
+    engine = Engine(TestModel("ok"))
+    good = Plan(goal="g", tasks=[Task(id="a", instruction="x")])
+    bad = Plan(goal="g", tasks=[Task(id="a", instruction="x", depends_on=["missing"])])
+    assert gc.isenabled()
+    engine.prepare(good)
+    assert gc.isenabled()
+    with pytest.raises(PlanValidationError):
+        engine.prepare(bad)
+    assert gc.isenabled()  # re-enabled when preparing fails too
+    gc.disable()
+    try:
+        engine.prepare(good)
+        assert not gc.isenabled()  # an application that turned it off keeps it off
+    finally:
+        gc.enable()

@@ -15,7 +15,7 @@ The tree of one run (one trace)::
     └─ node {task}                            needs, final tier, status, cost; links to deps
        └─ attempt {tier}                      number, model, cost, tokens; verdict event;
           │                                   link to the attempt it escalates from
-          ├─ chat {model}                     GenAI inference span (one per HTTP call)
+          ├─ chat {model}                     GenAI inference span (one per model turn)
           └─ execute_tool {tool}              GenAI tool span
 
 Without an SDK configured the API's tracer is a no-op: nothing is recorded or exported.
@@ -157,7 +157,7 @@ class Telemetry:
     def model_call(
         self, *, tier: str, model: str, purpose: str, task_id: str | None, max_tokens: int
     ) -> ModelCallSpan:
-        """Start a ``chat {model}`` span for one HTTP call and make it current.
+        """Start a ``chat {model}`` span for one model turn and make it current.
 
         Operation, provider and model are set at start (samplers see them). The official
         Anthropic instrumentation, when installed (:func:`instrument_anthropic`), finds this

@@ -85,6 +85,7 @@ from orchestrator.routing import (
     LearningRouter,
     RouteDecision,
     Router,
+    RouteRequest,
 )
 from orchestrator.run import Run, RunConfig
 from orchestrator.tiers import Tier, TierLadder, default_ladder, load_ladder
@@ -161,6 +162,7 @@ __all__ = [
     "RequiredSectionsSpec",
     "RetryEvent",
     "RouteDecision",
+    "RouteRequest",
     "Router",
     "Run",
     "RunConfig",

@@ -34,7 +34,8 @@ from orchestrator.results import (
     assign,
     python_attempt,
 )
-from orchestrator.routing import Router
+from orchestrator.routing import Router, RouteRequest
+from orchestrator.routing.rules import TaskKind
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.turns import run_turns
@@ -118,7 +119,8 @@ class NodeRunner:
     # -- LLM nodes --------------------------------------------------------------------
 
     async def _run_llm(self, node: Node, arguments: Mapping[str, Any], result: NodeResult) -> None:
-        decision = self.router.route(node.task.needs, self.ladder)
+        prompt = node.build_prompt(arguments)
+        decision = self.router.route(_route_request(node, prompt), self.ladder)
         top = self.policy.max_tier
         index = min(decision.index, top)
         covered = decision.covered and index == decision.index
@@ -126,7 +128,6 @@ class NodeRunner:
             decision.reason if index == decision.index else f"{decision.reason}; capped at max tier"
         )
         index, reason = self._past_rejections(result, index, top, reason)
-        prompt = node.build_prompt(arguments)
         previous: Attempt | None = None
         previous_text = ""
         limit = self.policy.max_attempts or (top - index + 1)
@@ -376,6 +377,15 @@ class _Spend(list[Meter]):
         attempt.in_flight_usd = sum((m.in_flight_usd for m in self), ZERO_USD)
         runner = self._runner
         await runner.bus.emit(AttemptSpending(runner.run_id, self._node_id, attempt))
+
+
+def _route_request(node: Node, prompt: str) -> RouteRequest:
+    task = node.task
+    kind: TaskKind = "structured" if task.output_schema else ("tools" if task.tools else "text")
+    return RouteRequest(
+        needs=task.needs, instruction=task.instruction, prompt=prompt,
+        input_tokens=len(prompt.encode()), kind=kind, task_id=task.id,
+    )  # fmt: skip
 
 
 def _add_spend(attempt: Attempt, meters: Sequence[Meter]) -> None:

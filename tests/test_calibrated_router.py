@@ -25,7 +25,7 @@ from orchestrator import (
 from orchestrator.cli import main
 from orchestrator.models.test import TestModel
 from orchestrator.results import Attempt, NodeResult, NodeStatus, Verdict
-from orchestrator.routing import needs_key
+from orchestrator.routing import RouteRequest, needs_key
 from orchestrator.routing.calibration import TierRecord
 
 pytestmark = pytest.mark.anyio
@@ -74,9 +74,9 @@ def test_it_is_a_learning_router() -> None:
 
 def test_before_any_outcome_it_routes_like_the_capability_rules() -> None:
     router = CalibratedRouter(warmup_explore=0.0)
-    decision = router.route(STRONG, LADDER)
+    decision = router.route(RouteRequest(STRONG), LADDER)
     assert LADDER[decision.index].name == SONNET
-    assert decision == CapabilityRouter().route(STRONG, LADDER)
+    assert decision == CapabilityRouter().route(RouteRequest(STRONG), LADDER)
 
 
 def test_starts_cheaper_when_the_cheap_tier_has_been_verified_as_good_enough() -> None:
@@ -84,13 +84,13 @@ def test_starts_cheaper_when_the_cheap_tier_has_been_verified_as_good_enough() -
     teach(router, 40, [HAIKU], cost=0.001)  # Haiku-started nodes: verified, cheap
     teach(router, 40, [SONNET], cost=0.02)
     teach(router, 40, [OPUS], cost=0.04)
-    decision = router.route(STRONG, LADDER)
+    decision = router.route(RouteRequest(STRONG), LADDER)
     assert LADDER[decision.index].name == HAIKU
     assert decision.reason.startswith("calibrated: starting on haiku")
     assert "rules: sonnet" in decision.reason
     assert decision.covered is False  # Haiku does not cover reasoning 2: said, not hidden
     # other needs are a separate bucket: still the rules
-    other = router.route(Needs(reasoning=2, coding=2), LADDER)
+    other = router.route(RouteRequest(Needs(reasoning=2, coding=2)), LADDER)
     assert LADDER[other.index].name == SONNET
 
 
@@ -99,7 +99,7 @@ def test_starts_higher_when_cheap_starts_only_add_escalations() -> None:
     teach(router, 40, [HAIKU, SONNET, OPUS], cost=0.02)  # Haiku and Sonnet always rejected
     teach(router, 40, [SONNET, OPUS], cost=0.03)
     teach(router, 40, [OPUS], cost=0.04)
-    assert LADDER[router.route(STRONG, LADDER).index].name == OPUS
+    assert LADDER[router.route(RouteRequest(STRONG), LADDER).index].name == OPUS
 
 
 def test_a_cheap_start_that_verifies_credibly_less_often_is_not_chosen() -> None:
@@ -107,20 +107,20 @@ def test_a_cheap_start_that_verifies_credibly_less_often_is_not_chosen() -> None
     for number in range(200):  # 60% verified, and very cheap per verified answer
         router.observe(finished([HAIKU], passed_last=number % 5 < 3, cost=0.001))
     teach(router, 200, [SONNET], cost=0.02)  # always verified
-    assert LADDER[router.route(STRONG, LADDER).index].name == SONNET
+    assert LADDER[router.route(RouteRequest(STRONG), LADDER).index].name == SONNET
     # ...unless the user accepts that much less success for the saving
     loose = CalibratedRouter(
         min_samples=20, explore=0.0, warmup_explore=0.0, tolerance=0.5,
         calibration=router.calibration,
     )  # fmt: skip
-    assert LADDER[loose.route(STRONG, LADDER).index].name == HAIKU
+    assert LADDER[loose.route(RouteRequest(STRONG), LADDER).index].name == HAIKU
 
 
 def test_warm_up_explores_the_least_observed_tier_and_says_so() -> None:
     router = CalibratedRouter(min_samples=5, warmup_explore=1.0, seed=1)
     teach(router, 5, [SONNET])
     teach(router, 2, [OPUS])
-    decision = router.route(STRONG, LADDER)
+    decision = router.route(RouteRequest(STRONG), LADDER)
     assert LADDER[decision.index].name == HAIKU  # 0 observations
     assert decision.reason.startswith("calibration: exploring haiku")
 
@@ -128,7 +128,7 @@ def test_warm_up_explores_the_least_observed_tier_and_says_so() -> None:
 def test_exploration_is_reproducible_with_a_seed() -> None:
     def picks(seed: int) -> list[int]:
         router = CalibratedRouter(min_samples=50, warmup_explore=0.5, seed=seed)
-        return [router.route(STRONG, LADDER).index for _ in range(200)]
+        return [router.route(RouteRequest(STRONG), LADDER).index for _ in range(200)]
 
     assert picks(3) == picks(3)
     explored = picks(3).count(0)  # Haiku, never the rules' choice here
@@ -139,7 +139,7 @@ def test_only_tiers_whose_context_window_fits_are_considered() -> None:
     router = CalibratedRouter(min_samples=1, warmup_explore=1.0, seed=0)
     big = Needs(reasoning=2, context_tokens=LADDER[0].context_window + 1)
     for _ in range(20):
-        assert router.route(big, LADDER).index != 0
+        assert router.route(RouteRequest(big), LADDER).index != 0
 
 
 def test_outcomes_of_a_replaced_model_are_forgotten() -> None:
@@ -147,7 +147,7 @@ def test_outcomes_of_a_replaced_model_are_forgotten() -> None:
     stale = TierRecord(model="claude-haiku-old", nodes=500, verified=500, cost_usd=0.5)
     router.calibration.entries[needs_key(STRONG)] = {HAIKU: stale}
     teach(router, 40, [SONNET], cost=0.02)
-    assert LADDER[router.route(STRONG, LADDER).index].name == SONNET
+    assert LADDER[router.route(RouteRequest(STRONG), LADDER).index].name == SONNET
     router.observe(finished([HAIKU], cost=0.001))  # the new model starts a fresh record
     record = router.calibration.entries[needs_key(STRONG)][HAIKU]
     assert (record.model, record.nodes) == (MODEL[HAIKU], 1.0)
@@ -157,9 +157,9 @@ def test_old_outcomes_decay_so_routing_follows_a_model_that_changes() -> None:
     router = CalibratedRouter(min_samples=5, explore=0.0, warmup_explore=0.0, decay=0.9)
     teach(router, 100, [HAIKU], cost=0.001)
     teach(router, 100, [SONNET], cost=0.02)
-    assert LADDER[router.route(STRONG, LADDER).index].name == HAIKU
+    assert LADDER[router.route(RouteRequest(STRONG), LADDER).index].name == HAIKU
     teach(router, 100, [HAIKU, SONNET], cost=0.021)  # Haiku got worse at this: now rejected
-    assert LADDER[router.route(STRONG, LADDER).index].name == SONNET
+    assert LADDER[router.route(RouteRequest(STRONG), LADDER).index].name == SONNET
 
 
 def test_only_verified_outcomes_of_model_nodes_are_learned() -> None:
@@ -185,7 +185,7 @@ def test_calibration_round_trips_through_json() -> None:
         min_samples=10, explore=0.0, warmup_explore=0.0,
         calibration=Calibration.model_validate_json(saved),
     )  # fmt: skip
-    assert again.route(STRONG, LADDER) == router.route(STRONG, LADDER)
+    assert again.route(RouteRequest(STRONG), LADDER) == router.route(RouteRequest(STRONG), LADDER)
     assert [row["tier"] for row in again.table(LADDER)] == [HAIKU, SONNET]
 
 
@@ -275,14 +275,16 @@ def test_it_starts_at_most_max_below_tiers_under_the_rules() -> None:
     for tiers, cost in (([HAIKU], 0.001), ([SONNET], 0.02), ([OPUS], 0.04)):
         for _ in range(40):
             bounded.observe(finished(tiers, cost=cost, needs=hard))
-    assert LADDER[bounded.route(hard, LADDER).index].name == SONNET
+    assert LADDER[bounded.route(RouteRequest(hard), LADDER).index].name == SONNET
     free = CalibratedRouter(
         min_samples=20, explore=0.0, warmup_explore=0.0, max_below=None,
         calibration=bounded.calibration,
     )  # fmt: skip
-    assert LADDER[free.route(hard, LADDER).index].name == HAIKU
+    assert LADDER[free.route(RouteRequest(hard), LADDER).index].name == HAIKU
     exploring = CalibratedRouter(min_samples=20, warmup_explore=1.0, seed=0)
-    assert {LADDER[exploring.route(hard, LADDER).index].name for _ in range(30)} == {SONNET}
+    assert {LADDER[exploring.route(RouteRequest(hard), LADDER).index].name for _ in range(30)} == {
+        SONNET
+    }
 
 
 def test_a_tier_with_nothing_verified_shows_no_cost_per_verified_answer() -> None:
@@ -299,7 +301,7 @@ def test_where_every_start_tried_never_verified_it_tries_the_next_tier_up() -> N
     router = CalibratedRouter(explore=0.0, warmup_explore=0.0, decay=1.0)  # min_samples 30
     for _run in range(6):
         teach(router, 6, [SONNET, OPUS], passed_last=False)
-    decision = router.decide(STRONG, LADDER)
+    decision = router.decide(RouteRequest(STRONG), LADDER)
     assert LADDER[decision.index].name == OPUS
     assert "not yet tried as a start" in decision.reason
     assert "sonnet: 0 of 36" in decision.reason
@@ -309,7 +311,7 @@ def test_where_every_start_tried_never_verified_it_tries_the_next_tier_up() -> N
     assert [(row["tier"], row["verified"]) for row in starts] == [(OPUS, None)]
     # once Opus has been tried as often and verifies, it is the calibrated start
     teach(router, 30, [OPUS])
-    decision = router.decide(STRONG, LADDER)
+    decision = router.decide(RouteRequest(STRONG), LADDER)
     assert decision.reason.startswith("calibrated: starting on opus, $")
 
 
@@ -317,15 +319,17 @@ def test_when_nothing_above_is_untried_it_tries_below_within_max_below() -> None
     hard = Needs(reasoning=3)  # the rules start these on Opus, the top tier
     router = CalibratedRouter(explore=0.0, warmup_explore=0.0, min_samples=10, decay=1.0)
     teach(router, 10, [OPUS], passed_last=False, needs=hard)
-    assert LADDER[router.decide(hard, LADDER).index].name == SONNET  # one under the rules
+    assert (
+        LADDER[router.decide(RouteRequest(hard), LADDER).index].name == SONNET
+    )  # one under the rules
     teach(router, 10, [SONNET, OPUS], passed_last=False, needs=hard)
     # every tier it may start on was tried and none verified: the cheaper start, and not
     # Haiku, two under the rules (max_below=1)
-    assert LADDER[router.decide(hard, LADDER).index].name == SONNET
+    assert LADDER[router.decide(RouteRequest(hard), LADDER).index].name == SONNET
     some = CalibratedRouter(explore=0.0, warmup_explore=0.0, min_samples=10, decay=1.0)
     teach(some, 9, [SONNET, OPUS], passed_last=False)
     teach(some, 1, [SONNET])  # one verified: the usual rule, not a jump
-    assert LADDER[some.decide(STRONG, LADDER).index].name == SONNET
+    assert LADDER[some.decide(RouteRequest(STRONG), LADDER).index].name == SONNET
 
 
 def test_escalations_that_verify_above_are_evidence_for_starting_there() -> None:
@@ -334,7 +338,7 @@ def test_escalations_that_verify_above_are_evidence_for_starting_there() -> None
     that reached it show a start there verifies for the Opus attempt alone."""
     router = CalibratedRouter(explore=0.0, warmup_explore=0.0, decay=1.0)
     teach(router, 40, [SONNET, OPUS], cost=0.01)
-    decision = router.decide(STRONG, LADDER)
+    decision = router.decide(RouteRequest(STRONG), LADDER)
     assert LADDER[decision.index].name == OPUS
     assert "$0.01 per verified answer" in decision.reason
     assert "40 of them escalated to it" in decision.reason

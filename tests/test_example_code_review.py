@@ -109,7 +109,7 @@ def test_only_flagged_changes_got_the_strong_review(report) -> None:
         node_id for node_id, node in by_id.items() if node.attempts[0].tier != ladder[0].name
     }
     assert started_above_cheapest == {tasks.deep_review_id(changes[c]) for c in expected}
-    strong = ladder[CapabilityRouter().route(crt.DEEP_REVIEW_NEEDS, ladder).index].name
+    strong = ladder[CapabilityRouter().route_needs(crt.DEEP_REVIEW_NEEDS, ladder).index].name
     assert strong != ladder[0].name
     assert {by_id[n].attempts[0].tier for n in started_above_cheapest} == {strong}
 

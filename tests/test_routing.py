@@ -13,6 +13,7 @@ from orchestrator import (
     PriceBand,
     RouteDecision,
     Router,
+    RouteRequest,
     Tier,
     TierLadder,
     default_ladder,
@@ -21,7 +22,7 @@ from orchestrator import (
 
 def route(needs: Needs, ladder: TierLadder | None = None) -> tuple[str, RouteDecision]:
     ladder = default_ladder() if ladder is None else ladder
-    decision = CapabilityRouter().route(needs, ladder)
+    decision = CapabilityRouter().route(RouteRequest(needs), ladder)
     assert 0 <= decision.index < len(ladder)
     return ladder[decision.index].name, decision
 
@@ -134,8 +135,8 @@ def test_swapping_model_ids_does_not_change_the_route() -> None:
         Needs(reasoning=3, context_tokens=2_000_000),
     ]
     for needs in cases:
-        expected = CapabilityRouter().route(needs, default)
-        actual = CapabilityRouter().route(needs, swapped)
+        expected = CapabilityRouter().route(RouteRequest(needs), default)
+        actual = CapabilityRouter().route(RouteRequest(needs), swapped)
         assert actual.index == expected.index
         assert actual.covered == expected.covered
 
@@ -196,3 +197,60 @@ def test_uncovered_reason_lists_every_shortfall_of_the_strongest() -> None:
 def test_needs_shortfalls(levels: dict[str, Any], window: int, expected: list[str]) -> None:
     covered = Capabilities(reasoning=2, coding=1)
     assert Needs(**levels).shortfalls(covered, window) == expected
+
+
+@pytest.mark.anyio
+async def test_the_router_sees_the_task_it_routes() -> None:
+    """Through the engine: the instruction, the whole prompt with its inputs, their size,
+    the kind of task and its needs, so a router can route on what the task demands."""
+    from orchestrator import Engine, Plan
+    from orchestrator.testing import TestModel
+
+    seen: dict[str, RouteRequest] = {}
+
+    class Recording:
+        def route(self, request: RouteRequest, ladder: TierLadder) -> RouteDecision:
+            seen[request.task_id] = request
+            return CapabilityRouter().route(request, ladder)
+
+    plan = Plan.model_validate(
+        {
+            "goal": "g",
+            "tasks": [
+                {
+                    "id": "facts",
+                    "instruction": "List facts about queues.",
+                    "needs": {"reasoning": 2},
+                },
+                {
+                    "id": "table",
+                    "instruction": "Tabulate the facts.",
+                    "depends_on": ["facts"],
+                    "output_schema": {"type": "object"},
+                },
+            ],
+        }
+    )
+    answer = "A queue is first in, first out. " * 20
+    engine = Engine(TestModel('{"rows": []}', by_tier={"sonnet": answer}), router=Recording())
+    result = await engine.run(plan)
+    assert result.status == "succeeded", [n.reason for n in result.nodes]
+
+    facts, table = seen["facts"], seen["table"]
+    assert (facts.instruction, facts.kind, facts.needs) == (
+        "List facts about queues.",
+        "text",
+        Needs(reasoning=2),
+    )
+    assert facts.prompt == "List facts about queues."
+    assert table.kind == "structured"
+    assert answer.strip() in table.prompt  # its input, as the model will see it
+    assert table.input_tokens == len(table.prompt.encode()) > len(answer)
+
+
+def test_a_router_request_can_be_made_from_needs_alone() -> None:
+    request = RouteRequest.of(Needs(coding=2), "Fix the bug.")
+    assert (request.prompt, request.input_tokens, request.kind) == ("Fix the bug.", 12, "text")
+    assert CapabilityRouter().route(request, default_ladder()) == CapabilityRouter().route_needs(
+        Needs(coding=2), default_ladder()
+    )

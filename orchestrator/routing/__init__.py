@@ -20,7 +20,13 @@ Both routers plug in through the :class:`Router` protocol.
 
 from orchestrator.routing.calibrated import CalibratedRouter
 from orchestrator.routing.calibration import Calibration, needs_key
-from orchestrator.routing.rules import CapabilityRouter, LearningRouter, RouteDecision, Router
+from orchestrator.routing.rules import (
+    CapabilityRouter,
+    LearningRouter,
+    RouteDecision,
+    Router,
+    RouteRequest,
+)
 
 __all__ = [
     "CalibratedRouter",
@@ -28,6 +34,7 @@ __all__ = [
     "CapabilityRouter",
     "LearningRouter",
     "RouteDecision",
+    "RouteRequest",
     "Router",
     "needs_key",
 ]

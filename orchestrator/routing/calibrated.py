@@ -17,7 +17,7 @@ from orchestrator.exceptions import UserError
 from orchestrator.results import NodeResult
 from orchestrator.routing.calibration import Calibration, TierRecord, needs_key
 from orchestrator.routing.learning import learn_from_store, record_outcome
-from orchestrator.routing.rules import CapabilityRouter, RouteDecision, Router
+from orchestrator.routing.rules import CapabilityRouter, RouteDecision, Router, RouteRequest
 from orchestrator.tiers import TierLadder
 
 if TYPE_CHECKING:
@@ -124,9 +124,10 @@ class CalibratedRouter:
 
     # -- routing ------------------------------------------------------------------------
 
-    def route(self, needs: Needs, ladder: TierLadder) -> RouteDecision:
+    def route(self, request: RouteRequest, ladder: TierLadder) -> RouteDecision:
         """Explore now and then (see the class), else :meth:`decide`."""
-        prior = self.prior.route(needs, ladder)
+        needs = request.needs
+        prior = self.prior.route(request, ladder)
         arms = self._arms(needs, ladder, prior.index)
         records = self._records(needs_key(needs), ladder)
         warming = any(records[i].nodes < self.min_samples for i in arms)
@@ -141,7 +142,7 @@ class CalibratedRouter:
             )
         return self._decide(needs, ladder, prior, arms, records)
 
-    def decide(self, needs: Needs, ladder: TierLadder) -> RouteDecision:
+    def decide(self, request: RouteRequest, ladder: TierLadder) -> RouteDecision:
         """The tier the calibration picks, without exploring; ``prior``'s until it can.
 
         Among the tiers it may start on (context fits, at most ``max_below`` under
@@ -149,7 +150,8 @@ class CalibratedRouter:
         answer whose verified rate's upper bound reaches ``prior``'s tier's rate minus
         ``tolerance``.
         """
-        prior = self.prior.route(needs, ladder)
+        needs = request.needs
+        prior = self.prior.route(request, ladder)
         arms = self._arms(needs, ladder, prior.index)
         records = self._records(needs_key(needs), ladder)
         return self._decide(needs, ladder, prior, arms, records)
@@ -251,8 +253,9 @@ class CalibratedRouter:
             records = self._records(key, ladder)
             levels = dict(part.split("=") for part in key.split(","))
             needs = Needs(**{k: int(v) for k, v in levels.items()})
-            start = self.decide(needs, ladder).index
-            untried = start if start != self.prior.route(needs, ladder).index else None
+            request = RouteRequest(needs)
+            start = self.decide(request, ladder).index
+            untried = start if start != self.prior.route(request, ladder).index else None
             for index, (tier, record) in enumerate(zip(ladder.tiers, records, strict=True)):
                 if record.nodes or index == untried:  # calibration may pick an untried start
                     rows.append(

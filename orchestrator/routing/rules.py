@@ -1,6 +1,8 @@
 """Routing by rules: the :class:`Router` protocol and the capability rules.
 
-A router chooses the tier a node's first attempt runs on. The built-in
+A router chooses the tier a node's first attempt runs on, from a :class:`RouteRequest`:
+what it can see of the task (its instruction, the whole prompt with its inputs and their
+size, its kind, its declared needs). The built-in
 :class:`CapabilityRouter` picks the cheapest tier whose capability profile covers every
 need. It reads only capability levels and context windows, never model names, so a new
 model release is a change to the tiers file.
@@ -9,13 +11,46 @@ model release is a change to the tiers file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from orchestrator.capabilities import Needs
 from orchestrator.results import NodeResult
 from orchestrator.tiers import TierLadder
 
-__all__ = ["CapabilityRouter", "LearningRouter", "RouteDecision", "Router"]
+__all__ = ["CapabilityRouter", "LearningRouter", "RouteDecision", "RouteRequest", "Router"]
+
+TaskKind = Literal["text", "structured", "tools"]
+"""What the task produces: free text, structured output (a schema), or text with tools."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """What a router sees of the task it routes.
+
+    Attributes:
+        needs: The declared capability needs (what the rules route on).
+        instruction: The task's instruction.
+        prompt: The first attempt's whole prompt: the instruction and the inputs from
+            earlier tasks (the instruction alone when there are none).
+        input_tokens: An upper estimate of the prompt's size in tokens (its UTF-8 bytes).
+        kind: ``"structured"`` if the task has an output schema, ``"tools"`` if it may call
+            tools, else ``"text"``.
+        task_id: The task's id.
+    """
+
+    needs: Needs
+    instruction: str = ""
+    prompt: str = ""
+    input_tokens: int = 0
+    kind: TaskKind = "text"
+    task_id: str = ""
+
+    @classmethod
+    def of(cls, needs: Needs, instruction: str = "", **fields: Any) -> RouteRequest:
+        """A request for ``needs`` (and an instruction), the prompt being the instruction."""
+        prompt = fields.pop("prompt", instruction)
+        tokens = fields.pop("input_tokens", len(prompt.encode()))
+        return cls(needs, instruction, prompt, tokens, **fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +72,8 @@ class RouteDecision:
 class Router(Protocol):
     """Chooses the tier a node's first attempt runs on."""
 
-    def route(self, needs: Needs, ladder: TierLadder) -> RouteDecision:
-        """Return the starting tier for a task with ``needs``."""
+    def route(self, request: RouteRequest, ladder: TierLadder) -> RouteDecision:
+        """Return the starting tier for the task ``request`` describes."""
         ...
 
 
@@ -54,8 +89,12 @@ class LearningRouter(Router, Protocol):
 class CapabilityRouter:
     """Cheapest tier whose profile covers every need; the strongest when none does."""
 
-    def route(self, needs: Needs, ladder: TierLadder) -> RouteDecision:
+    def route(self, request: RouteRequest, ladder: TierLadder) -> RouteDecision:
         """Return the cheapest covering tier, or the strongest with ``covered=False``."""
+        return self.route_needs(request.needs, ladder)
+
+    def route_needs(self, needs: Needs, ladder: TierLadder) -> RouteDecision:
+        """The same decision from the declared needs alone (all the rules read)."""
         for index, tier in enumerate(ladder.tiers):
             if not needs.shortfalls(tier.capabilities, tier.context_window):
                 return RouteDecision(index, True, f"cheapest tier covering the needs: {tier.name}")

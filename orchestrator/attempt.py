@@ -382,10 +382,7 @@ class _Spend(list[Meter]):
 def _route_request(node: Node, prompt: str) -> RouteRequest:
     task = node.task
     kind: TaskKind = "structured" if task.output_schema else ("tools" if task.tools else "text")
-    return RouteRequest(
-        needs=task.needs, instruction=task.instruction, prompt=prompt,
-        input_tokens=len(prompt.encode()), kind=kind, task_id=task.id,
-    )  # fmt: skip
+    return RouteRequest.of(task.needs, task.instruction, prompt=prompt, kind=kind, task_id=task.id)
 
 
 def _add_spend(attempt: Attempt, meters: Sequence[Meter]) -> None:

@@ -11,7 +11,7 @@ model release is a change to the tiers file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from orchestrator.capabilities import Needs
 from orchestrator.results import NodeResult
@@ -46,11 +46,20 @@ class RouteRequest:
     task_id: str = ""
 
     @classmethod
-    def of(cls, needs: Needs, instruction: str = "", **fields: Any) -> RouteRequest:
-        """A request for ``needs`` (and an instruction), the prompt being the instruction."""
-        prompt = fields.pop("prompt", instruction)
-        tokens = fields.pop("input_tokens", len(prompt.encode()))
-        return cls(needs, instruction, prompt, tokens, **fields)
+    def of(
+        cls,
+        needs: Needs,
+        instruction: str = "",
+        *,
+        prompt: str | None = None,
+        kind: TaskKind = "text",
+        task_id: str = "",
+    ) -> RouteRequest:
+        """A request whose ``input_tokens`` is counted from its prompt (the instruction if
+        none is given): the one place that estimate is made.
+        """
+        text = instruction if prompt is None else prompt
+        return cls(needs, instruction, text, len(text.encode()), kind, task_id)
 
 
 @dataclass(frozen=True, slots=True)

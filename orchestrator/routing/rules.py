@@ -55,8 +55,9 @@ class RouteRequest:
         kind: TaskKind = "text",
         task_id: str = "",
     ) -> RouteRequest:
-        """A request whose ``input_tokens`` is counted from its prompt (the instruction if
-        none is given): the one place that estimate is made.
+        """A request with ``input_tokens`` counted from its prompt (default: the instruction).
+
+        The one place that estimate is made: the engine builds its requests with it too.
         """
         text = instruction if prompt is None else prompt
         return cls(needs, instruction, text, len(text.encode()), kind, task_id)

@@ -146,6 +146,8 @@ class NodeRunner:
             output, previous_text = await self._attempt(node, tier, messages, attempt, prompt)
             if attempt.passed:
                 result.status, result.output, result.reason = NodeStatus.SUCCEEDED, output, None
+                if decision.shadow and index < top:
+                    await self._shadow(node, prompt, output, result, number + 1)
                 return
             result.reason = attempt.error or (attempt.verdict.reason if attempt.verdict else None)
             if attempt.error_type == Outcome.BUDGET_EXHAUSTED:
@@ -158,6 +160,20 @@ class NodeRunner:
             reason = f"escalated after attempt {number} on {tier.name}: {result.reason}"
             previous = attempt
         result.status = NodeStatus.FAILED
+
+    async def _shadow(
+        self, node: Node, prompt: str, accepted: Any, result: NodeResult, number: int
+    ) -> None:
+        """Answer the task on the top tier too (the router asked): paid, compared, not used."""
+        tier = self.ladder[self.policy.max_tier]
+        attempt = Attempt(
+            number=number, tier=tier.name, model=tier.model, started_at=_now(), shadow=True,
+            route_reason="shadow: the top tier answers too, to learn what the checks miss",
+        )  # fmt: skip
+        result.attempts.append(attempt)
+        output, _ = await self._attempt(node, tier, _messages(prompt, None, ""), attempt, prompt)
+        if attempt.passed:
+            attempt.agrees = _same_answer(output, accepted)
 
     async def _attempt(
         self, node: Node, tier: Tier, messages: list[Message], attempt: Attempt, prompt: str
@@ -377,6 +393,13 @@ class _Spend(list[Meter]):
         attempt.in_flight_usd = sum((m.in_flight_usd for m in self), ZERO_USD)
         runner = self._runner
         await runner.bus.emit(AttemptSpending(runner.run_id, self._node_id, attempt))
+
+
+def _same_answer(first: Any, second: Any) -> bool:
+    """Whether two answers say the same: text up to case and spacing, data by equality."""
+    if isinstance(first, str) and isinstance(second, str):
+        return " ".join(first.split()).casefold() == " ".join(second.split()).casefold()
+    return bool(first == second)
 
 
 def _route_request(node: Node, prompt: str) -> RouteRequest:

@@ -99,6 +99,12 @@ class Attempt(BaseModel):
     """Machine-readable kind of error (exception class or API error type)."""
     simulated: bool = False
     """True when the answer came from a simulator or test double, not a real model."""
+    shadow: bool = False
+    """A shadow attempt: the top tier answering a node that had passed below it, paid for
+    and recorded so a learning router can compare, never the node's answer."""
+    agrees: bool | None = None
+    """On a shadow attempt that passed verification: whether its answer says what the
+    node's accepted answer says (text up to case and spacing, structured data equal)."""
 
     @property
     def passed(self) -> bool:
@@ -149,8 +155,13 @@ class NodeResult(BaseModel):
 
     @property
     def wasted_cost_usd(self) -> Decimal:
-        """What attempts that did not pass cost."""
-        return sum((a.cost_usd for a in self.attempts if not a.passed), ZERO_USD)
+        """What attempts that did not pass cost (shadow attempts aside)."""
+        return sum((a.cost_usd for a in self.attempts if not a.passed and not a.shadow), ZERO_USD)
+
+    @property
+    def shadow_cost_usd(self) -> Decimal:
+        """What shadow attempts cost (included in :attr:`cost_usd`)."""
+        return sum((a.cost_usd for a in self.attempts if a.shadow), ZERO_USD)
 
 
 # -- the engine's hot path --------------------------------------------------------------
@@ -340,7 +351,10 @@ class RunResult(BaseModel):
     cost_usd: USD = ZERO_USD
     """Total spend, planning included."""
     wasted_cost_usd: USD = ZERO_USD
-    """Spend on attempts that did not pass."""
+    """Spend on attempts that did not pass (shadow attempts aside)."""
+    shadow_cost_usd: USD = ZERO_USD
+    """Spend on shadow attempts (included in ``cost_usd``): a learning router's checks of
+    what the verifiers miss, see :class:`~orchestrator.routing.CalibratedRouter`."""
     budget_usd: USD | None = None
     """The run's budget, if it had one."""
     started_at: datetime

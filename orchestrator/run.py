@@ -360,8 +360,11 @@ class Run:
             output_task=output_task,
             cost_usd=sum((a.cost_usd for a in attempts), ZERO_USD)
             + (planning.cost_usd if planning else ZERO_USD),
-            wasted_cost_usd=sum((a.cost_usd for a in attempts if not a.passed), ZERO_USD)
+            wasted_cost_usd=sum(
+                (a.cost_usd for a in attempts if not a.passed and not a.shadow), ZERO_USD
+            )
             + (planning.wasted_cost_usd if planning else ZERO_USD),
+            shadow_cost_usd=sum((a.cost_usd for a in attempts if a.shadow), ZERO_USD),
             budget_usd=self.config.budget_usd,
             started_at=self._started_at,
             finished_at=finished,

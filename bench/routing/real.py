@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import numpy as np
 
 from orchestrator import (
     CalibratedRouter,
@@ -114,8 +115,13 @@ class Model:
 
     def __call__(self, request: ModelRequest) -> str:
         row = self.rows[request.task_id or ""]
-        right = row.weak_ok if request.tier.name == "haiku" else row.strong_ok
-        return f"{'RIGHT' if right else 'WRONG'} answer to {row.task_id}"
+        tier = request.tier.name
+        if row.weak_ok if tier == "haiku" else row.strong_ok:
+            return f"RIGHT: the answer to {row.task_id}"
+        # A wrong answer picks one of the three wrong options (a fixed draw per task and
+        # tier), so two wrong tiers agree a third of the time, as independent guesses would.
+        option = int(_draw(row.task_id, f"{tier}:wrong", 0) * 3)
+        return f"WRONG: option {option} for {row.task_id}"
 
 
 class CatchesWrong:
@@ -169,20 +175,47 @@ class Oracle:
 
 @dataclass(slots=True)
 class Outcome:
+    """One policy on one split: per task, where it started, what it answered, its score."""
+
     policy: str
     split: str
-    tasks: int
+    rows: list[Row]
     cost_usd: Decimal
-    right: int
-    silent_wrong: int
-    strong_starts: int
+    shadow_usd: Decimal
+    right: np.ndarray  # the accepted answer was right
+    silent: np.ndarray  # a wrong answer was accepted
+    strong_start: np.ndarray  # the first attempt ran on the strong tier
+    score: np.ndarray  # the router's estimated silent-failure gap (learned router only)
 
-    def line(self) -> str:
-        per_k = self.cost_usd / self.tasks * 1000
-        return (
-            f"| {self.split} | {self.policy} | {per_k:.4f} | {self.right / self.tasks:.1%} "
-            f"| {self.silent_wrong / self.tasks:.1%} | {self.strong_starts / self.tasks:.1%} |"
-        )
+    def projected(self, take: np.ndarray | None = None) -> tuple[float, float, float]:
+        """Two-tier projection (no verifier): strong-call share, accuracy, PGR."""
+        weak, strong = _outcomes(self.rows)
+        start = self.strong_start
+        if take is not None:
+            weak, strong, start = weak[take], strong[take], start[take]
+        accuracy = np.where(start, strong, weak).mean()
+        gap = strong.mean() - weak.mean()
+        return float(start.mean()), float(accuracy), float((accuracy - weak.mean()) / gap)
+
+
+def _outcomes(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray]:
+    weak = np.array([r.weak_ok for r in rows], dtype=float)
+    strong = np.array([r.strong_ok for r in rows], dtype=float)
+    return weak, strong
+
+
+def apgr_cpt(score: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> tuple[float, float]:
+    """RouteLLM's APGR and CPT(50%) of a score (higher: send to strong) on the projection.
+
+    Sorting by score, the first k tasks go to the strong model: PGR(k) is the share of the
+    strong model's accuracy gain recovered; APGR is its mean over k = 0..n (the area under
+    PGR against the strong-call share), CPT(50%) the least share reaching PGR 0.5.
+    """
+    order = np.argsort(-score, kind="stable")
+    gained = np.concatenate([[0.0], np.cumsum(strong[order] - weak[order])])
+    pgr = gained / (strong.sum() - weak.sum())
+    share = np.arange(len(score) + 1) / len(score)
+    return float(np.trapezoid(pgr, share)), float(share[np.argmax(pgr >= 0.5)])
 
 
 async def run_policy(
@@ -190,25 +223,132 @@ async def run_policy(
 ) -> Outcome:
     """Every row as a task through the Engine with ``router``; what it cost and got right."""
     by_id = {row.task_id: row for row in rows}
+    ladder = two_tiers()
+    scores: dict[str, float] = {}
+    routed = _Scoring(router, scores) if isinstance(router, CalibratedRouter) else router
     engine = Engine(
-        FunctionModel(Model(by_id)),
-        two_tiers(),
-        router=router,
-        config=RunConfig(max_concurrency=64),
+        FunctionModel(Model(by_id)), ladder, router=routed, config=RunConfig(max_concurrency=64)
     )
     verifier = CatchesWrong(catch, seed)
     workflow = Workflow(f"routellm {split}")
     for row in rows:
         workflow.llm(name=row.task_id, needs=NEEDS, verify=[verifier])(_prompt(row.prompt))
-    run = engine.prepare(workflow)
-    result = await run.execute()
-    right = silent = strong = 0
-    for node in result.nodes:
-        answer = str(node.output or "")
-        right += answer.startswith("RIGHT")
-        silent += answer.startswith("WRONG")  # accepted, and wrong
-        strong += bool(node.attempts) and node.attempts[0].tier == "opus"
-    return Outcome(name, split, len(rows), result.cost_usd, right, silent, strong)
+    result = await engine.prepare(workflow).execute()
+    nodes = {node.id: node for node in result.nodes}
+    answers = [str(nodes[row.task_id].output or "") for row in rows]
+    starts = [nodes[row.task_id].attempts for row in rows]
+    return Outcome(
+        name, split, list(rows), result.cost_usd, result.shadow_cost_usd,
+        right=np.array([a.startswith("RIGHT") for a in answers]),
+        silent=np.array([a.startswith("WRONG") for a in answers]),
+        strong_start=np.array([bool(a) and a[0].tier == "opus" for a in starts]),
+        score=np.array([scores.get(row.task_id, 0.0) for row in rows]),
+    )  # fmt: skip
+
+
+class _Scoring:
+    """Routes with a ``CalibratedRouter`` and notes its score of each task as it routes."""
+
+    def __init__(self, router: CalibratedRouter, scores: dict[str, float]) -> None:
+        self.router, self.scores = router, scores
+
+    def route(self, request: RouteRequest, ladder: TierLadder) -> RouteDecision:
+        estimates = self.router.estimates(request, ladder) or {}
+        self.scores[request.task_id] = estimates.get("haiku", 0.0) - estimates.get("opus", 0.0)
+        return self.router.route(request, ladder)
+
+    def observe(self, result: Any) -> bool:
+        return self.router.observe(result)
+
+
+def bootstrap(
+    outcome: Outcome, strong_cost: Decimal, *, rounds: int, seed: int
+) -> dict[str, tuple[float, float]]:
+    """95% intervals over tasks drawn with replacement: accuracy, silent, cost ratio, APGR."""
+    rng = np.random.default_rng(seed)
+    weak, strong = _outcomes(outcome.rows)
+    n = len(outcome.rows)
+    draws: dict[str, list[float]] = {"accuracy": [], "silent": [], "apgr": [], "cpt": []}
+    for _ in range(rounds):
+        take = rng.integers(0, n, n)
+        draws["accuracy"].append(float(outcome.right[take].mean()))
+        draws["silent"].append(float(outcome.silent[take].mean()))
+        if outcome.score.any():
+            apgr, cpt = apgr_cpt(outcome.score[take], weak[take], strong[take])
+            draws["apgr"].append(apgr)
+            draws["cpt"].append(cpt)
+    return {
+        key: (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
+        for key, values in draws.items()
+        if values
+    }
+
+
+def _pct(interval: tuple[float, float]) -> str:
+    return f"[{interval[0]:.1%}, {interval[1]:.1%}]"
+
+
+def report(outcomes: list[Outcome], *, rounds: int, seed: int) -> list[str]:
+    """The markdown table of one split, each policy against always-strong."""
+    strong = next(o for o in outcomes if o.policy.startswith("always strong"))
+    lines = [
+        "| split | policy | $ / 1k tasks (shadow) | x always-strong cost | true accuracy [95%] "
+        "| silent wrong [95%] | strong starts | projected: strong calls, PGR | APGR [95%] "
+        "| CPT(50%) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for o in outcomes:
+        per_k = o.cost_usd / len(o.rows) * 1000
+        shadow = o.shadow_usd / len(o.rows) * 1000
+        ratio = o.cost_usd / strong.cost_usd
+        ci = bootstrap(o, strong.cost_usd, rounds=rounds, seed=seed)
+        calls, _, pgr = o.projected()
+        if "apgr" in ci:
+            weak, strong_ok = _outcomes(o.rows)
+            apgr, cpt = apgr_cpt(o.score, weak, strong_ok)
+            scored = f"{apgr:.3f} [{ci['apgr'][0]:.3f}, {ci['apgr'][1]:.3f}] | {cpt:.1%}"
+        else:
+            scored = "| "
+        lines.append(
+            f"| {o.split} | {o.policy} | {per_k:.4f} ({shadow:.4f}) | {ratio:.3f} "
+            f"| {o.right.mean():.1%} {_pct(ci['accuracy'])} | {o.silent.mean():.1%} "
+            f"{_pct(ci['silent'])} | {o.strong_start.mean():.1%} | {calls:.1%}, {pgr:.2f} "
+            f"| {scored} |"
+        )
+    return lines
+
+
+def plot(outcomes: dict[str, list[Outcome]], path: Path) -> None:
+    """Cost against true accuracy per split: the sweep as a line, baselines as points."""
+    import matplotlib as mpl  # noqa: PLC0415  (benchmark-only dependency)
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    figure, axes = plt.subplots(1, len(outcomes), figsize=(6 * len(outcomes), 4.5))
+    for axis, (split, rows) in zip(np.atleast_1d(axes), outcomes.items(), strict=True):
+        sweep = [o for o in rows if o.policy.startswith("CalibratedRouter")]
+        axis.plot(
+            [float(o.cost_usd / len(o.rows) * 1000) for o in sweep],
+            [o.right.mean() * 100 for o in sweep], "o-", label="CalibratedRouter, threshold sweep",
+        )  # fmt: skip
+        for o in rows:
+            if o not in sweep:
+                point = (float(o.cost_usd / len(o.rows) * 1000), o.right.mean() * 100)
+                axis.plot(*point, "s")
+                axis.annotate(
+                    o.policy, point, fontsize=8, xytext=(4, -10), textcoords="offset points"
+                )
+        axis.set_title(f"RouteLLM outcomes, {split} split")
+        axis.set_xlabel("$ per 1,000 tasks (shadow runs included)")
+        axis.set_ylabel("true accuracy, %")
+        axis.grid(alpha=0.3)
+        axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+THRESHOLDS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 1.0)
 
 
 async def main(argv: Sequence[str] | None = None) -> None:
@@ -217,27 +357,51 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=0, help="first N rows of each split")
     parser.add_argument("--catch", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
+    parser.add_argument(
+        "--shadow", type=float, default=0.05, help="CalibratedRouter's shadow share"
+    )
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds")
+    parser.add_argument("--plot", type=Path, help="write the cost-vs-accuracy plot here")
+    parser.add_argument(
+        "--old", action="store_true", help="also the needs-only router (threshold=None)"
+    )
     args = parser.parse_args(argv)
     splits = {name: load(name) for name in ("dev", "test")}
+    order = np.random.default_rng(args.seed)  # a mixed stream: traffic is not sorted by subject
+    splits = {
+        name: [rows[i] for i in order.permutation(len(rows))] for name, rows in splits.items()
+    }
     if args.limit:
         splits = {name: rows[: args.limit] for name, rows in splits.items()}
     wanted = ("dev", "test") if args.split == "both" else (args.split,)
-    learned = CalibratedRouter(seed=args.seed)
-    print("| split | policy | $ / 1k tasks | true accuracy | silent wrong | strong starts |")
-    print("|---|---|---|---|---|---|")
-    for split in ("dev", "test"):
+    learned = {
+        t: CalibratedRouter(threshold=t, shadow=args.shadow, fit="inline", seed=args.seed)
+        for t in args.thresholds
+    }
+    if args.old:
+        learned[-1.0] = CalibratedRouter(threshold=None, seed=args.seed)
+    results: dict[str, list[Outcome]] = {}
+    for split in ("dev", "test"):  # the learned routers learn on dev, then on the test stream
         rows = splits[split]
         oracle = Oracle({row.task_id: row for row in rows})
-        policies = [
+        policies: list[tuple[str, Any]] = [
             ("always weak", Fixed(0)),
             ("always strong (the rules)", CapabilityRouter()),
-            ("CalibratedRouter", learned),  # learns on dev, then on the test stream
             ("oracle", oracle),
         ]
-        for name, router in policies:
-            outcome = await run_policy(name, router, rows, split, catch=args.catch, seed=args.seed)
-            if split in wanted:
-                print(outcome.line(), flush=True)
+        for t, router in learned.items():
+            label = "needs only (threshold=None)" if t < 0 else f"threshold {t:g}"
+            policies.append((f"CalibratedRouter, {label}", router))
+        outcomes = [
+            await run_policy(name, router, rows, split, catch=args.catch, seed=args.seed)
+            for name, router in policies
+        ]
+        if split in wanted:
+            results[split] = outcomes
+            print("\n".join(report(outcomes, rounds=args.bootstrap, seed=args.seed)), flush=True)
+    if args.plot:
+        plot(results, args.plot)
 
 
 if __name__ == "__main__":

@@ -230,7 +230,11 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
             f"{node.id:<{width}}  {node.status.value:<10} {paths[node.id]:<{tiers_width}} "
             f"${node.cost_usd:>8.4f}  {reason[:80]}"
         )
-    escalations = sum(max(0, len(n.attempts) - 1) for n in result.nodes if n.final_tier != "python")
+    escalations = sum(
+        max(0, sum(not a.shadow for a in n.attempts) - 1)
+        for n in result.nodes
+        if n.final_tier != "python"
+    )
     finished_on = Counter(n.final_tier for n in result.nodes if n.status is NodeStatus.SUCCEEDED)
     used = ", ".join(f"{tier} {count}" for tier, count in finished_on.items()) or "none"
     lines.append(f"escalations: {escalations}; nodes finished per tier: {used}")

@@ -9,89 +9,119 @@ been cheapest for it without losing success, and keeps relearning as models chan
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from orchestrator.capabilities import Needs
 from orchestrator.exceptions import UserError
-from orchestrator.results import NodeResult
+from orchestrator.pricing import Usage, price_for
+from orchestrator.results import Attempt, NodeResult
 from orchestrator.routing.calibration import Calibration, TierRecord, needs_key
+from orchestrator.routing.features import Features
 from orchestrator.routing.learning import learn_from_store, record_outcome
+from orchestrator.routing.quality import FitMode, QualityModel
 from orchestrator.routing.rules import CapabilityRouter, RouteDecision, Router, RouteRequest
-from orchestrator.tiers import TierLadder
+from orchestrator.tiers import Tier, TierLadder
 
 if TYPE_CHECKING:
     from orchestrator.store.base import RunStore
 
 __all__ = ["CalibratedRouter"]
 
+_PENDING = 100_000  # requests remembered between route() and observe() (by task id)
+
 
 class CalibratedRouter:
-    """Learns from verified outcomes which tier each kind of task should start on.
+    """The learned router: starts each task on the cheapest tier that is adequate for it.
 
-    Tasks are bucketed by their capability levels (:func:`needs_key`). For each bucket and
-    each tier the router keeps what the nodes that *started* there cost in all (escalations
-    included) and how often they ended with a verified answer. It then starts a node on
-    the tier with the lowest cost per verified answer among those whose verified rate is
-    not credibly below that of the tier ``prior`` picks (its Wilson upper bound reaches
-    that rate minus ``tolerance``): never credibly worse than the rules, as cheap as the
-    evidence allows. So a bucket whose nodes Haiku usually gets right starts on Haiku even
-    if the planner asked for Sonnet, and one where cheap starts only add escalations starts
-    high. Verification is what makes this safe to learn: a cheap start that fails is caught
-    and escalated, and what that cost is what the router learns from. What it cannot see is
-    a wrong answer a verifier accepted; a start with more attempts gets more such chances,
-    which is why the rule ranks by cost and does not chase the highest verified rate.
+    It reads the task (:class:`RouteRequest`: its prompt's words, its family, kind, needs
+    and size; :mod:`~orchestrator.routing.features`) and learns, per tier, how likely an
+    answer to a task like it is to be rejected by verification (a logistic regression,
+    :class:`~orchestrator.routing.quality.QualityModel`; scikit-learn, the ``learn``
+    extra). Rejections are true; passes are not (a lenient check passes wrong answers), so
+    it does not learn "what passed": it scales the rejection chance by the checks' catch
+    rate, estimated from **shadow runs**, a share ``shadow`` of the nodes that pass below
+    the top tier, which the engine also answers on the top tier (paid, recorded as shadow
+    attempts, the result unchanged). A start answer that passed while the top tier's
+    answer (which passed too) differs is a failure the checks missed. Then::
 
-    Two rules keep it from staying where nothing verifies. When every tier a bucket's nodes
+        silent(i) = P(rejected on tier i | task) * (1 - catch) / catch
+
+    and a node starts on the tier with the lowest expected cost (its attempt, plus the
+    escalations its rejection chance makes likely) among those whose ``silent(i)`` exceeds
+    the top tier's by at most ``threshold``: the share of answers, per task, you accept to
+    get silently wrong for a cheaper start (RouteLLM's knob, by its name; 0 starts every
+    task where it is as good as the top, 1 ignores quality and minimises cost).
+
+    Until a tier has ``min_samples`` examples the router explores: a share
+    ``warmup_explore`` of the nodes goes to the tier with the fewest, the rest start where
+    the needs buckets below say; afterwards a share ``explore`` still does, so a kind of
+    task never tried on a tier gets tried. Each tier's model keeps the last ``window``
+    examples and is refitted in a worker thread as they come (``fit="inline"`` for
+    reproducible runs); a tier whose model changes starts afresh.
+
+    With ``threshold=None`` (and while the learned model is not ready) it routes on the
+    declared needs alone, from verified outcomes: tasks are bucketed by their capability
+    levels (:func:`needs_key`); for each bucket and tier it keeps what the nodes that
+    *started* there cost in all (escalations included) and how often they ended verified,
+    and starts a node on the tier with the lowest cost per verified answer among those
+    whose verified rate is not credibly below that of the tier ``prior`` picks (its Wilson
+    upper bound reaches that rate minus ``tolerance``). When every tier a bucket's nodes
     have started on (``min_samples`` times) has never ended verified, the next node starts
     on a tier not yet tried as a start: the cheapest above those tried (preferring one where
     escalations from below ended verified), else the nearest below within ``max_below``.
-    And a tier with too few starts of its own borrows the evidence of the escalations that
-    reached it (counted from their first attempt there on), so that when starts below it
-    mostly end up verified on it, starting on it directly competes on cost; ``prior``'s own
-    tier is judged on its starts only (its rate is the floor).
-
-    Until ``min_samples`` nodes of a bucket have been seen on a tier, that tier is only
-    explored: a share ``warmup_explore`` of the bucket's nodes goes to its least-observed
-    tier, the rest follow ``prior`` (the capability rules by default). Afterwards a small
-    share ``explore`` still goes to the least-observed tier, and old outcomes decay by
-    ``decay`` per new observation of the same tier (0.998: the last ~500 count most), so
-    routing follows models as they change. A record whose tier now runs another model is
-    discarded. Only tiers whose context window fits the task, and at most ``max_below``
-    under the rules' choice, are considered.
+    A tier with too few starts of its own borrows the evidence of the escalations that
+    reached it; old outcomes decay by ``decay`` per new observation of the same tier (0.998:
+    the last ~500 count most), and a record whose tier now runs another model is discarded.
+    Only tiers whose context window fits the task, and at most ``max_below`` under the
+    rules' choice, are considered.
 
     Feed it with :meth:`observe` (the engine does so for every finished node when this
-    router is its router), warm it from recorded runs with :meth:`learn_from_store` (or
-    :meth:`observe_many`), and keep it across processes with :attr:`calibration` /
-    ``CalibratedRouter(calibration=...)``.
+    router is its router; the router remembers the request it routed for each task id),
+    warm it from recorded runs with :meth:`learn_from_store` (the stored plans give each
+    task's instruction, needs and kind; the inputs of a stored task are not re-read), and
+    keep the needs buckets across processes with :attr:`calibration`.
 
     Args:
         prior: Routes buckets not yet calibrated; default :class:`CapabilityRouter`.
-        min_samples: Nodes a tier needs in a bucket before the router relies on it.
-        tolerance: How much verified success (a share, 0.02 = two points) the router may
-            give up for a cheaper start.
+        threshold: Silent failures (a share of answers) a cheaper start may add over the
+            top tier's; ``None``: route on declared needs alone (no scikit-learn needed).
+        shadow: Share of the nodes passing below the top tier that are also answered on
+            the top tier (paid shadow attempts) to learn what the checks miss.
+        min_samples: Examples (or, by needs, nodes) a tier needs before the router relies on
+            it.
+        tolerance: How much verified success (a share, 0.02 = two points) the needs buckets
+            may give up for a cheaper start.
         explore: Share of calibrated nodes sent to the least-observed tier.
-        warmup_explore: Share of a bucket's nodes explored while any tier lacks samples.
+        warmup_explore: Share of nodes explored while any tier lacks samples.
         decay: Weight kept by older outcomes per new one (1.0: never forget).
         max_below: How many tiers under the rules' choice a node may start (``None``: any).
-            Learned routing trusts the verifier; one tier keeps a lenient verifier's false
-            accepts from teaching it to start hard tasks on the cheapest tier.
-        seed: Seed of the exploration draws (reproducible routing).
-        calibration: Memory to start from (e.g. loaded from JSON).
+        window: Examples the learned model keeps per tier.
+        fit: ``"background"`` refits in a worker thread; ``"inline"`` in the caller.
+        seed: Seed of the exploration and shadow draws (reproducible routing).
+        calibration: Needs-bucket memory to start from (e.g. loaded from JSON).
+        quality: A learned model to start from (default: a fresh one when ``threshold``
+            is set).
     """
 
     def __init__(
         self,
         prior: Router | None = None,
         *,
+        threshold: float | None = 0.05,
+        shadow: float = 0.05,
         min_samples: int = 30,
         tolerance: float = 0.02,
         explore: float = 0.02,
         warmup_explore: float = 0.2,
         decay: float = 0.998,
         max_below: int | None = 1,
+        window: int = 5000,
+        fit: FitMode = "background",
         seed: int | None = None,
         calibration: Calibration | None = None,
+        quality: QualityModel | None = None,
     ) -> None:
         if min_samples < 1:
             raise UserError(f"min_samples must be at least 1, got {min_samples}")
@@ -101,6 +131,8 @@ class CalibratedRouter:
             ("tolerance", tolerance),
             ("explore", explore),
             ("warmup_explore", warmup_explore),
+            ("shadow", shadow),
+            ("threshold", 0.0 if threshold is None else threshold),
         ):
             if not 0.0 <= share <= 1.0:
                 raise UserError(f"{name} must be between 0 and 1, got {share}")
@@ -120,27 +152,51 @@ class CalibratedRouter:
         self.decay = decay
         self.max_below = max_below
         self.calibration = calibration or Calibration()
+        self.threshold = threshold
+        self.shadow = shadow
+        self.quality = quality or (
+            QualityModel(window=window, fit=fit) if threshold is not None else None
+        )
         self._random = random.Random(seed)
+        self._pending: OrderedDict[str, tuple[Features, bool]] = OrderedDict()
 
     # -- routing ------------------------------------------------------------------------
 
     def route(self, request: RouteRequest, ladder: TierLadder) -> RouteDecision:
-        """Explore now and then (see the class), else :meth:`decide`."""
+        """Explore now and then (see the class), else :meth:`decide`; maybe a shadow."""
         needs = request.needs
         prior = self.prior.route(request, ladder)
         arms = self._arms(needs, ladder, prior.index)
+        if self.quality is not None:
+            features = self.quality.featurizer.features(request)
+            counts = {i: self._samples(ladder[i]) for i in arms}
+        else:
+            features, counts = None, {}
         records = self._records(needs_key(needs), ladder)
-        warming = any(records[i].nodes < self.min_samples for i in arms)
+        if features is None:
+            counts = {i: int(records[i].nodes) for i in arms}
+        warming = any(counts[i] < self.min_samples for i in arms)
         share = self.warmup_explore if warming else self.explore
         if arms and share and self._random.random() < share:
-            index = min(arms, key=lambda i: (records[i].nodes, i))
-            return RouteDecision(
+            index = min(arms, key=lambda i: (counts[i], i))
+            decision = RouteDecision(
                 index,
                 _covers(needs, ladder, index),
                 f"calibration: exploring {ladder[index].name} "
-                f"({records[index].nodes:.0f} nodes with these needs seen there)",
+                f"({counts[index]} answers to tasks seen there)",
             )
-        return self._decide(needs, ladder, prior, arms, records)
+        else:
+            decision = self._choose(request, features, ladder, prior, arms=arms, records=records)
+        if features is None:
+            return decision
+        sampled = bool(arms) and decision.index < max(arms) and self._random.random() < self.shadow
+        self._remember(request.task_id, features, sampled)
+        if sampled:
+            decision = RouteDecision(
+                decision.index, decision.covered, f"{decision.reason}; shadowed on the top tier",
+                shadow=True,
+            )  # fmt: skip
+        return decision
 
     def decide(self, request: RouteRequest, ladder: TierLadder) -> RouteDecision:
         """The tier the calibration picks, without exploring; ``prior``'s until it can.
@@ -154,7 +210,94 @@ class CalibratedRouter:
         prior = self.prior.route(request, ladder)
         arms = self._arms(needs, ladder, prior.index)
         records = self._records(needs_key(needs), ladder)
-        return self._decide(needs, ladder, prior, arms, records)
+        features = self.quality.featurizer.features(request) if self.quality else None
+        return self._choose(request, features, ladder, prior, arms=arms, records=records)
+
+    def _choose(
+        self,
+        request: RouteRequest,
+        features: Features | None,
+        ladder: TierLadder,
+        prior: RouteDecision,
+        *,
+        arms: list[int],
+        records: list[TierRecord],
+    ) -> RouteDecision:
+        if features is not None:
+            learned = self._learned(request, features, ladder, arms)
+            if learned is not None:
+                return learned
+        return self._decide(request.needs, ladder, prior, arms, records)
+
+    def _learned(
+        self, request: RouteRequest, features: Features, ladder: TierLadder, arms: list[int]
+    ) -> RouteDecision | None:
+        """The threshold rule (see the class); ``None`` while a tier lacks examples."""
+        quality, threshold = self.quality, self.threshold
+        if quality is None or threshold is None or not arms:
+            return None
+        if any(self._samples(ladder[i]) < self.min_samples for i in arms):
+            return None
+        rejected: dict[int, float] = {}
+        for i in arms:
+            p = quality.p_rejected(features, ladder[i].name, ladder[i].model)
+            rejected[i] = 0.5 if p is None else p
+        top = max(arms)
+        silent = {i: quality.silent_rate(rejected[i]) for i in arms}
+        expected: dict[int, float] = {}
+        after = 0.0
+        for i in sorted(arms, reverse=True):  # an attempt here, then the escalations above
+            after = expected[i] = self._attempt_cost(ladder[i], request) + (
+                rejected[i] * after if i < top else 0.0
+            )
+        eligible = [i for i in arms if silent[i] - silent[top] <= threshold]
+        index = min(eligible, key=lambda i: (expected[i], i))
+        tier = ladder[index]
+        return RouteDecision(
+            index,
+            _covers(request.needs, ladder, index),
+            f"learned: starting on {tier.name}, {rejected[index]:.0%} of answers to tasks "
+            f"like this rejected there, est. {silent[index]:.1%} silently wrong "
+            f"(top tier {ladder[top].name}: {silent[top]:.1%}; threshold {threshold:.1%}; "
+            f"catch rate {quality.catch_rate:.0%}), expected ${expected[index]:.4g}",
+        )
+
+    def estimates(self, request: RouteRequest, ladder: TierLadder) -> dict[str, float] | None:
+        """Per tier, the estimated share of silently wrong answers to this task.
+
+        What :meth:`route` weighs against ``threshold`` (the gap to the top tier's), for
+        explaining a decision or scoring a router; ``None`` without a learned model or
+        before any tier has examples.
+        """
+        quality = self.quality
+        if quality is None:
+            return None
+        features = quality.featurizer.features(request)
+        out: dict[str, float] = {}
+        for tier in ladder.tiers:
+            p = quality.p_rejected(features, tier.name, tier.model)
+            if p is not None:
+                out[tier.name] = quality.silent_rate(p)
+        return out or None
+
+    def _samples(self, tier: Tier) -> int:
+        record = self.quality.tiers.get(tier.name) if self.quality else None
+        return record.samples if record is not None and record.model == tier.model else 0
+
+    def _attempt_cost(self, tier: Tier, request: RouteRequest) -> float:
+        """Mean first-attempt cost seen on ``tier``; before any, its price of the prompt."""
+        record = self.quality.tiers.get(tier.name) if self.quality else None
+        if record is not None and record.model == tier.model and record.mean_cost_usd:
+            return record.mean_cost_usd
+        tokens = max(1, request.input_tokens // 4)  # bytes -> tokens, roughly
+        usage = Usage(input_tokens=tokens, output_tokens=min(512, tier.max_output_tokens))
+        return float(price_for(tier.prices, tokens).cost(usage))
+
+    def _remember(self, task_id: str, features: Features, sampled: bool) -> None:
+        self._pending[task_id] = (features, sampled)
+        self._pending.move_to_end(task_id)
+        while len(self._pending) > _PENDING:
+            self._pending.popitem(last=False)
 
     def _decide(
         self,
@@ -218,15 +361,42 @@ class CalibratedRouter:
 
     # -- learning -----------------------------------------------------------------------
 
-    def observe(self, result: NodeResult) -> bool:
+    def observe(self, result: NodeResult, request: RouteRequest | None = None) -> bool:
         """Learn from a finished node; returns whether it was counted.
 
-        Counted: model nodes that succeeded or failed after attempts that all reached a
-        verdict. Not counted: Python nodes, skipped or unrun nodes, and nodes with an
-        attempt that errored (rate limits, outages, cancellation, an interrupted process),
-        which say nothing about what the tier can do.
+        ``request`` is what the node was routed with (default: the one this router routed
+        for its id). Counted in the needs buckets: model nodes that succeeded or failed
+        after attempts that all reached a verdict. Not counted: Python nodes, skipped or
+        unrun nodes, and nodes with an attempt that errored (rate limits, outages,
+        cancellation, an interrupted process), which say nothing about what the tier can
+        do. The learned model learns from the first attempt and any shadow attempt that
+        reached a verdict, and from each sampled node whether the checks missed a failure.
         """
-        return record_outcome(self.calibration, result, decay=self.decay)
+        counted = record_outcome(self.calibration, result, decay=self.decay)
+        if self.quality is not None:
+            remembered = self._pending.pop(result.id, None)
+            if request is not None:
+                sampled = remembered[1] if remembered else False
+                remembered = (self.quality.featurizer.features(request), sampled)
+            if remembered is not None:
+                counted = self._learn(result, *remembered) or counted
+        return counted
+
+    def _learn(self, result: NodeResult, features: Features, sampled: bool) -> bool:
+        quality = self.quality
+        first = next((a for a in result.attempts if not a.shadow), None)
+        if quality is None or first is None or first.model is None or not _judged(first):
+            return False
+        quality.add(features, first.tier, first.model, rejected=not first.passed)
+        quality.add_cost(first.tier, first.model, float(first.cost_usd), decay=self.decay)
+        for shadow in result.attempts:
+            if shadow.shadow and shadow.model is not None and _judged(shadow):
+                quality.add(features, shadow.tier, shadow.model, rejected=not shadow.passed)
+                if first.passed and shadow.agrees is False:  # a failure the checks missed
+                    quality.add_shadow(caught=False, decay=self.decay)
+        if sampled and not first.passed:
+            quality.add_shadow(caught=True, decay=self.decay)
+        return True
 
     def observe_many(self, results: Iterable[NodeResult]) -> int:
         """Learn from past nodes, oldest first; returns how many were counted."""
@@ -286,6 +456,11 @@ def _untried(arms: list[int], started: list[int], records: list[TierRecord]) -> 
     if proven or above:
         return (proven or above)[0]
     return max(fresh, default=None)
+
+
+def _judged(attempt: Attempt) -> bool:
+    """The attempt reached a verdict (an error says nothing of what the tier can do)."""
+    return attempt.error is None and attempt.verdict is not None
 
 
 def _covers(needs: Needs, ladder: TierLadder, index: int) -> bool:

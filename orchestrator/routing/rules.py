@@ -71,11 +71,15 @@ class RouteDecision:
         index: Position of the chosen tier on the ladder.
         covered: Whether that tier covers every need (``False``: nothing does; strongest used).
         reason: Why this tier, in plain words (shown on the attempt).
+        shadow: Also answer the task on the top tier if it passes below it (a paid
+            shadow attempt that changes nothing in the result; a learning router compares
+            the two answers to learn what its checks miss).
     """
 
     index: int
     covered: bool
     reason: str
+    shadow: bool = False
 
 
 @runtime_checkable

@@ -35,7 +35,7 @@ from orchestrator.results import (
     python_attempt,
 )
 from orchestrator.routing import Router, RouteRequest
-from orchestrator.routing.rules import TaskKind
+from orchestrator.routing.rules import task_kind
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.turns import run_turns
@@ -121,6 +121,8 @@ class NodeRunner:
     async def _run_llm(self, node: Node, arguments: Mapping[str, Any], result: NodeResult) -> None:
         prompt = node.build_prompt(arguments)
         decision = self.router.route(_route_request(node, prompt), self.ladder)
+        if decision.shadow:
+            result.shadowed = True
         top = self.policy.max_tier
         index = min(decision.index, top)
         covered = decision.covered and index == decision.index
@@ -404,7 +406,7 @@ def _same_answer(first: Any, second: Any) -> bool:
 
 def _route_request(node: Node, prompt: str) -> RouteRequest:
     task = node.task
-    kind: TaskKind = "structured" if task.output_schema else ("tools" if task.tools else "text")
+    kind = task_kind(structured=bool(task.output_schema), tools=bool(task.tools))
     return RouteRequest.of(task.needs, task.instruction, prompt=prompt, kind=kind, task_id=task.id)
 
 

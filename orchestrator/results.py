@@ -147,6 +147,11 @@ class NodeResult(BaseModel):
     """Every attempt, in order."""
     output: Any = None
     """The accepted output (``None`` unless succeeded)."""
+    shadowed: bool = False
+    """The router sampled this node for a shadow run: had it passed below the top tier,
+    the top tier answered it too (a shadow attempt). A learning router compares those
+    answers, and counts the sampled nodes whose start was rejected, to learn the share of
+    wrong answers its checks catch."""
 
     @property
     def cost_usd(self) -> Decimal:
@@ -222,6 +227,7 @@ def unrun_node(node_id: str, depends_on: tuple[str, ...], needs: Needs) -> NodeR
             "final_tier": None,
             "attempts": [],
             "output": None,
+            "shadowed": False,
         },
     )
     _set_fields_set(result, set(_UNRUN_NODE_SET))

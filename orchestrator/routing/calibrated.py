@@ -158,7 +158,7 @@ class CalibratedRouter:
             QualityModel(window=window, fit=fit) if threshold is not None else None
         )
         self._random = random.Random(seed)
-        self._pending: OrderedDict[str, tuple[Features, bool]] = OrderedDict()
+        self._pending: OrderedDict[str, Features] = OrderedDict()
 
     # -- routing ------------------------------------------------------------------------
 
@@ -190,7 +190,7 @@ class CalibratedRouter:
         if features is None:
             return decision
         sampled = bool(arms) and decision.index < max(arms) and self._random.random() < self.shadow
-        self._remember(request.task_id, features, sampled)
+        self._remember(request.task_id, features)
         if sampled:
             decision = RouteDecision(
                 decision.index, decision.covered, f"{decision.reason}; shadowed on the top tier",
@@ -293,8 +293,8 @@ class CalibratedRouter:
         usage = Usage(input_tokens=tokens, output_tokens=min(512, tier.max_output_tokens))
         return float(price_for(tier.prices, tokens).cost(usage))
 
-    def _remember(self, task_id: str, features: Features, sampled: bool) -> None:
-        self._pending[task_id] = (features, sampled)
+    def _remember(self, task_id: str, features: Features) -> None:
+        self._pending[task_id] = features
         self._pending.move_to_end(task_id)
         while len(self._pending) > _PENDING:
             self._pending.popitem(last=False)
@@ -374,15 +374,14 @@ class CalibratedRouter:
         """
         counted = record_outcome(self.calibration, result, decay=self.decay)
         if self.quality is not None:
-            remembered = self._pending.pop(result.id, None)
+            features = self._pending.pop(result.id, None)
             if request is not None:
-                sampled = remembered[1] if remembered else False
-                remembered = (self.quality.featurizer.features(request), sampled)
-            if remembered is not None:
-                counted = self._learn(result, *remembered) or counted
+                features = self.quality.featurizer.features(request)
+            if features is not None:
+                counted = self._learn(result, features) or counted
         return counted
 
-    def _learn(self, result: NodeResult, features: Features, sampled: bool) -> bool:
+    def _learn(self, result: NodeResult, features: Features) -> bool:
         quality = self.quality
         first = next((a for a in result.attempts if not a.shadow), None)
         if quality is None or first is None or first.model is None or not _judged(first):
@@ -394,7 +393,7 @@ class CalibratedRouter:
                 quality.add(features, shadow.tier, shadow.model, rejected=not shadow.passed)
                 if first.passed and shadow.agrees is False:  # a failure the checks missed
                     quality.add_shadow(caught=False, decay=self.decay)
-        if sampled and not first.passed:
+        if result.shadowed and not first.passed:
             quality.add_shadow(caught=True, decay=self.decay)
         return True
 

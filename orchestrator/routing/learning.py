@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 from orchestrator.results import PLANNING_NODE, NodeResult, NodeStatus
 from orchestrator.routing.calibration import Calibration, TierRecord, needs_key
-from orchestrator.routing.rules import LearningRouter
+from orchestrator.routing.rules import LearningRouter, RouteRequest, task_kind
 
 if TYPE_CHECKING:
+    from orchestrator.plan import Plan
     from orchestrator.store.base import RunStore
 
 __all__ = ["learn_from_store", "record_outcome"]
@@ -67,8 +68,18 @@ async def learn_from_store(router: LearningRouter, store: RunStore, *, runs: int
     for summary in reversed(await store.list_runs(runs)):
         stored = await store.load_run(summary.run_id)
         nodes = stored.result.nodes if stored.result else list(stored.nodes.values())
-        counted += sum(router.observe(node) for node in nodes)
+        requests = _requests(stored.plan) if stored.plan is not None else {}
+        counted += sum(router.observe(node, requests.get(node.id)) for node in nodes)
     return counted
+
+
+def _requests(plan: Plan) -> dict[str, RouteRequest]:
+    """What each stored task was routed with, as far as the plan tells (not its inputs)."""
+    out: dict[str, RouteRequest] = {}
+    for task in plan.tasks:
+        kind = task_kind(structured=bool(task.output_schema), tools=bool(task.tools))
+        out[task.id] = RouteRequest.of(task.needs, task.instruction, kind=kind, task_id=task.id)
+    return out
 
 
 def _record(bucket: dict[str, TierRecord], tier: str, model: str) -> TierRecord:

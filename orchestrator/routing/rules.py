@@ -23,6 +23,11 @@ TaskKind = Literal["text", "structured", "tools"]
 """What the task produces: free text, structured output (a schema), or text with tools."""
 
 
+def task_kind(*, structured: bool, tools: bool) -> TaskKind:
+    """The kind of a task with (or without) an output schema and tools."""
+    return "structured" if structured else ("tools" if tools else "text")
+
+
 @dataclass(frozen=True, slots=True)
 class RouteRequest:
     """What a router sees of the task it routes.
@@ -95,8 +100,13 @@ class Router(Protocol):
 class LearningRouter(Router, Protocol):
     """A router that learns from finished nodes; the engine feeds it every one."""
 
-    def observe(self, result: NodeResult) -> bool:
-        """Learn from a finished node; return whether it was counted."""
+    def observe(self, result: NodeResult, request: RouteRequest | None = None) -> bool:
+        """Learn from a finished node; return whether it was counted.
+
+        ``request``: what the node was routed with, when the caller knows it (replaying
+        the store); the engine passes only the result, so a router that learns from the
+        task's content remembers the requests it routed.
+        """
         ...
 
 

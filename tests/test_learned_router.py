@@ -23,8 +23,8 @@ from orchestrator import (
 from orchestrator.models.base import ModelRequest
 from orchestrator.routing.features import Featurizer, task_family
 from orchestrator.routing.quality import QualityModel
-from orchestrator.store.memory import MemoryStore
 from orchestrator.store.listener import StoreListener
+from orchestrator.store.memory import MemoryStore
 from orchestrator.testing import FunctionModel
 from orchestrator.verifier import VerificationContext
 
@@ -112,7 +112,8 @@ def test_the_quality_model_learns_which_kind_of_task_a_tier_gets_wrong() -> None
     easy = model.p_rejected(
         featurizer.features(RouteRequest.of(NEEDS, "q", task_id="easy_999")), "haiku", "m"
     )
-    assert hard is not None and easy is not None
+    assert hard is not None
+    assert easy is not None
     assert 0.3 < hard < 0.7
     assert easy < 0.15
     assert (
@@ -206,11 +207,13 @@ async def test_a_router_relearns_from_the_store_what_it_learned_live() -> None:
     fresh = router(threshold=0.05)
     counted = await fresh.learn_from_store(store)
     assert counted >= 150
-    assert fresh.quality is not None and live.quality is not None
+    assert fresh.quality is not None
+    assert live.quality is not None
     assert fresh.quality.tiers["haiku"].samples == live.quality.tiers["haiku"].samples
     hard = RouteRequest.of(NEEDS, "A hard question number 5000.", task_id="hard_5000")
     estimates = fresh.estimates(hard, two_tiers())
-    assert estimates is not None and estimates["haiku"] > estimates["opus"]
+    assert estimates is not None
+    assert estimates["haiku"] > estimates["opus"]
 
 
 def test_threshold_and_shadow_are_checked() -> None:

@@ -353,6 +353,7 @@ THRESHOLDS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 1.0)
 
 async def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA, help=f"the data (default {DATA})")
     parser.add_argument("--split", choices=("dev", "test", "both"), default="both")
     parser.add_argument("--limit", type=int, default=0, help="first N rows of each split")
     parser.add_argument("--catch", type=float, default=0.5)
@@ -367,7 +368,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
         "--old", action="store_true", help="also the needs-only router (threshold=None)"
     )
     args = parser.parse_args(argv)
-    splits = {name: load(name) for name in ("dev", "test")}
+    if not (args.data / "mmlu").is_dir():
+        parser.error(f"no RouteLLM data in {args.data} (expected its mmlu/ and gsm8k.csv)")
+    splits = {name: load(name, args.data) for name in ("dev", "test")}
     order = np.random.default_rng(args.seed)  # a mixed stream: traffic is not sorted by subject
     splits = {
         name: [rows[i] for i in order.permutation(len(rows))] for name, rows in splits.items()

@@ -22,7 +22,7 @@ from orchestrator.events import AttemptFinished, AttemptSpending, AttemptStarted
 from orchestrator.exceptions import BudgetExhausted, ModelAPIError
 from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelResponse
 from orchestrator.models.instrumented import instrumented
-from orchestrator.node import Node, render_value
+from orchestrator.node import Node, render_value, same_answer
 from orchestrator.pricing import ZERO_USD, Usage
 from orchestrator.results import (
     PYTHON_TIER,
@@ -175,7 +175,7 @@ class NodeRunner:
         result.attempts.append(attempt)
         output, _ = await self._attempt(node, tier, _messages(prompt, None, ""), attempt, prompt)
         if attempt.passed:
-            attempt.agrees = _same_answer(output, accepted)
+            attempt.agrees = same_answer(output, accepted)
 
     async def _attempt(
         self, node: Node, tier: Tier, messages: list[Message], attempt: Attempt, prompt: str
@@ -395,13 +395,6 @@ class _Spend(list[Meter]):
         attempt.in_flight_usd = sum((m.in_flight_usd for m in self), ZERO_USD)
         runner = self._runner
         await runner.bus.emit(AttemptSpending(runner.run_id, self._node_id, attempt))
-
-
-def _same_answer(first: Any, second: Any) -> bool:
-    """Whether two answers say the same: text up to case and spacing, data by equality."""
-    if isinstance(first, str) and isinstance(second, str):
-        return " ".join(first.split()).casefold() == " ".join(second.split()).casefold()
-    return bool(first == second)
 
 
 def _route_request(node: Node, prompt: str) -> RouteRequest:

@@ -22,7 +22,7 @@ from orchestrator.plan import Task
 from orchestrator.verify import Verifier, verifiers_from_specs
 from orchestrator.wire import inputs_prompt
 
-__all__ = ["Node", "default_prompt", "node_from_task", "render_value"]
+__all__ = ["Node", "default_prompt", "node_from_task", "render_value", "same_answer"]
 
 PromptBuilder = Callable[[Mapping[str, Any]], str]
 """Builds an LLM node's prompt from its arguments (by parameter name)."""
@@ -91,6 +91,13 @@ def default_prompt(task: Task, arguments: Mapping[str, Any]) -> str:
     if not arguments:
         return task.instruction
     return inputs_prompt(task.instruction, ((n, render_value(v)) for n, v in arguments.items()))
+
+
+def same_answer(first: Any, second: Any) -> bool:
+    """Whether two answers say the same: text up to case and spacing, data by equality."""
+    if isinstance(first, str) and isinstance(second, str):
+        return " ".join(first.split()).casefold() == " ".join(second.split()).casefold()
+    return bool(first == second)
 
 
 def render_value(value: Any) -> str:

@@ -111,7 +111,7 @@ class CostModel:
     def call(self, tier: int, kind: str, input_tokens: int, output_tokens: int) -> Call:
         usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
         ttft, speed = self.speed[tier]
-        cost = self.ladder[tier].cost(usage)
+        cost = float(self.ladder[tier].cost(usage))  # the cost model's sums are floats
         return Call(tier, kind, input_tokens, output_tokens, cost, ttft + output_tokens / speed)
 
     def task(self, tier: int, node: NodeDraw, escalated: bool) -> Call:

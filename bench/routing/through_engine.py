@@ -47,8 +47,12 @@ from orchestrator_sim.brain import BrainReply, BrainRequest
 from orchestrator_sim.prompts import last_user_text
 
 _MARKER = re.compile(r"\[bench dag=(\d+) node=(\d+)\]")
-_AUTHOR = re.compile(r"<answer>\s*answer tier=(\w+)")
 CRITERIA = "The answer fully and correctly does what the task asks."
+
+
+def _answer(index: int, node: NodeDraw, tier: int) -> str:
+    """A right answer reads the same from every tier (a shadow run agrees); a wrong one not."""
+    return f"answer node={index} " + ("right" if node.passes[tier] else f"wrong tier={TIERS[tier]}")
 
 
 def _node_of(text: str, dag: DagDraw) -> tuple[int, NodeDraw]:
@@ -122,22 +126,22 @@ class DrawnModel:
     def __init__(self, dag: DagDraw, verifier: VerifierRates, costs: CostModel) -> None:
         self.dag, self.verifier, self.costs = dag, verifier, costs
         self.latency: dict[int, float] = {}
+        self.author: dict[int, int] = {}  # node -> tier of its latest answer (for judges)
 
     def __call__(self, request: ModelRequest) -> ModelResponse:
         text = request.messages[-1].content
         index, node = _node_of(text, self.dag)
         tier = TIERS.index(request.tier.name)
         if request.purpose == "judge":
-            author = _AUTHOR.search(text)
-            assert author is not None, "judge request without an answer from this bench"
-            written_by = TIERS.index(author.group(1))
+            written_by = self.author[index]  # a node's attempts run one after the other
             accepted = self.verifier.accepts(node.passes[written_by], node.verdict_u[written_by])
             call = self.costs.judge(tier, node)
             data = _judge_data(accepted, pad=False)
             answer = json.dumps(data)
         else:
             call = self.costs.task(tier, node, escalated="<previous_attempt" in text)
-            data, answer = None, f"answer tier={request.tier.name} node={index}"
+            self.author[index] = tier
+            data, answer = None, _answer(index, node, tier)
         self.latency[index] = self.latency.get(index, 0.0) + call.latency
         usage = Usage(input_tokens=call.input_tokens, output_tokens=call.output_tokens)
         return ModelResponse(
@@ -152,9 +156,10 @@ def node_runs(result: RunResult, dag: DagDraw, latency: Mapping[int, float]) -> 
     for index, draw in enumerate(dag.nodes):
         node = by_id[f"n{index}"]
         run = NodeRun(latency=latency.get(index, 0.0))
-        run.attempts = [TIERS.index(attempt.tier) for attempt in node.attempts]
-        run.cost = sum(attempt.cost_usd for attempt in node.attempts)
-        run.wasted = sum(attempt.cost_usd for attempt in node.attempts if not attempt.passed)
+        tried = [attempt for attempt in node.attempts if not attempt.shadow]
+        run.attempts = [TIERS.index(attempt.tier) for attempt in tried]
+        run.cost = float(sum(attempt.cost_usd for attempt in node.attempts))  # shadows paid too
+        run.wasted = float(sum(attempt.cost_usd for attempt in tried if not attempt.passed))
         run.delivered = node.status == "succeeded"
         run.correct = run.delivered and draw.passes[run.attempts[-1]]
         runs.append(run)
@@ -196,6 +201,7 @@ class OutcomeBrain:
     def __init__(self, dags: Sequence[DagDraw], verifier: VerifierRates) -> None:
         self.dags = {dag.index: dag for dag in dags}
         self.verifier = verifier
+        self.author: dict[tuple[int, int], int] = {}  # (dag, node) -> tier of its last answer
 
     def respond(self, request: BrainRequest) -> BrainReply:
         user = last_user_text(request.messages)
@@ -207,13 +213,12 @@ class OutcomeBrain:
         tier = request.capability - 1
         notes = {"dag": dag.index, "node": index}
         if "verifier" in request.system:
-            author = _AUTHOR.search(user)
-            assert author is not None, "judge request without an answer from this bench"
-            written_by = TIERS.index(author.group(1))
+            written_by = self.author[dag.index, index]
             accepted = self.verifier.accepts(node.passes[written_by], node.verdict_u[written_by])
             text = json.dumps(_judge_data(accepted, pad=True))
             return BrainReply([_block(text)], "end_turn", "judge", "j", notes=notes)
-        text = f"answer tier={TIERS[tier]} node={index} "
+        self.author[dag.index, index] = tier
+        text = _answer(index, node, tier) + " "
         text += "word " * max(0, (node.output_tokens * 4 - len(text)) // 5)
         return BrainReply([_block(text)], "end_turn", "task", "t", notes=notes)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from orchestrator.cli.calibrate import cmd_calibrate
 from orchestrator.cli.commands import (
     cmd_plan,
     cmd_resume,
@@ -96,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     routing.add_argument("--home", metavar="DIR", help="data directory ($ORCHESTRATOR_HOME)")
     routing.set_defaults(handler=cmd_routing)
 
+    _add_calibrate_command(commands)
+
     validate = commands.add_parser("validate", help="check a plan file; list every problem")
     validate.add_argument("plan", metavar="FILE")
     validate.set_defaults(handler=cmd_validate)
@@ -139,6 +142,36 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
         "--fault-rate", type=_fraction, default=0.0, help="simulator faults, 0 to 1 (offline)"
     )
     _telemetry_flags(parser)
+
+
+def _add_calibrate_command(commands: Any) -> None:
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="run every tier on a sample of recorded tasks (or a plan); show where each fails",
+        description="Run a sample of the tasks recorded in the store (or the tasks of --plan "
+        "FILE) once on the top tier, then on each cheaper tier, one attempt each, and compare "
+        "each answer that passes its checks with the top tier's. Shows, per family of task "
+        "and tier, the answers that agreed, were caught by the checks, or passed them while "
+        "wrong (silent failures). The runs are recorded: `run --router calibrated` learns "
+        "from them. Every tier is paid for: use --budget.",
+    )
+    calibrate.add_argument("--plan", metavar="FILE", help="calibrate on these tasks instead")
+    calibrate.add_argument("--sample", type=int, default=30, help="recorded tasks to draw")
+    calibrate.add_argument("--runs", type=int, default=500, help="draw from the last N runs")
+    calibrate.add_argument("--plot", metavar="FILE", help="write the failure shape (PNG)")
+    calibrate.add_argument("--corpus", metavar="DIR", help="the corpus research tasks search")
+    calibrate.add_argument("--offline", action="store_true", help="against the local simulator")
+    calibrate.add_argument("--tiers", metavar="FILE", help="tiers file (TOML) over the ladder")
+    calibrate.add_argument("--budget", type=_usd, metavar="USD", help="most all tiers may spend")
+    calibrate.add_argument("--max-concurrency", type=int, default=16, metavar="N")
+    calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
+    calibrate.add_argument("--home", metavar="DIR", help="data directory ($ORCHESTRATOR_HOME)")
+    calibrate.add_argument("--seed", type=int, default=0, help="sample and simulator seed")
+    calibrate.add_argument(
+        "--fault-rate", type=_fraction, default=0.0, help="simulator faults, 0 to 1 (offline)"
+    )
+    _telemetry_flags(calibrate)
+    calibrate.set_defaults(handler=cmd_calibrate)
 
 
 def _add_plan_command(commands: Any) -> None:

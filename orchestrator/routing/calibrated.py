@@ -15,13 +15,19 @@ from typing import TYPE_CHECKING
 
 from orchestrator.capabilities import Needs
 from orchestrator.exceptions import UserError
-from orchestrator.pricing import Usage, price_for
 from orchestrator.results import Attempt, NodeResult
 from orchestrator.routing.calibration import Calibration, TierRecord, needs_key
 from orchestrator.routing.features import Features
 from orchestrator.routing.learning import learn_from_store, record_outcome
 from orchestrator.routing.quality import FitMode, QualityModel
-from orchestrator.routing.rules import CapabilityRouter, RouteDecision, Router, RouteRequest
+from orchestrator.routing.rules import (
+    CALIBRATION_ROUTE,
+    REFERENCE_CHECK,
+    CapabilityRouter,
+    RouteDecision,
+    Router,
+    RouteRequest,
+)
 from orchestrator.tiers import Tier, TierLadder
 
 if TYPE_CHECKING:
@@ -109,8 +115,8 @@ class CalibratedRouter:
         self,
         prior: Router | None = None,
         *,
-        threshold: float | None = 0.05,
-        shadow: float = 0.05,
+        threshold: float | None = 0.1,
+        shadow: float = 0.02,
         min_samples: int = 30,
         tolerance: float = 0.02,
         explore: float = 0.02,
@@ -167,14 +173,12 @@ class CalibratedRouter:
         needs = request.needs
         prior = self.prior.route(request, ladder)
         arms = self._arms(needs, ladder, prior.index)
-        if self.quality is not None:
-            features = self.quality.featurizer.features(request)
-            counts = {i: self._samples(ladder[i]) for i in arms}
-        else:
-            features, counts = None, {}
         records = self._records(needs_key(needs), ladder)
-        if features is None:
-            counts = {i: int(records[i].nodes) for i in arms}
+        counts = {i: int(records[i].nodes) for i in arms}  # nodes of these needs per tier
+        features = None
+        if self.quality is not None:  # and answers to any task there, for the learned gate
+            features = self.quality.featurizer.features(request)
+            counts = {i: min(counts[i], self._samples(ladder[i])) for i in arms}
         warming = any(counts[i] < self.min_samples for i in arms)
         share = self.warmup_explore if warming else self.explore
         if arms and share and self._random.random() < share:
@@ -223,44 +227,44 @@ class CalibratedRouter:
         arms: list[int],
         records: list[TierRecord],
     ) -> RouteDecision:
-        if features is not None:
-            learned = self._learned(request, features, ladder, arms)
-            if learned is not None:
-                return learned
-        return self._decide(request.needs, ladder, prior, arms, records)
+        gate = self._gate(features, ladder, arms) if features is not None else None
+        if gate is None:
+            return self._decide(request.needs, ladder, prior, arms, records)
+        eligible, note = gate
+        decision = self._decide(request.needs, ladder, prior, eligible, records)
+        if decision.index not in eligible:  # the rules' pick, which the gate rules out
+            index = min((i for i in eligible if i > decision.index), default=max(eligible))
+            decision = RouteDecision(
+                index, _covers(request.needs, ladder, index),
+                f"{ladder[decision.index].name} ruled out, starting on {ladder[index].name}",
+            )  # fmt: skip
+        return RouteDecision(decision.index, decision.covered, f"{decision.reason}; {note}")
 
-    def _learned(
-        self, request: RouteRequest, features: Features, ladder: TierLadder, arms: list[int]
-    ) -> RouteDecision | None:
-        """The threshold rule (see the class); ``None`` while a tier lacks examples."""
+    def _gate(
+        self, features: Features, ladder: TierLadder, arms: list[int]
+    ) -> tuple[list[int], str] | None:
+        """The tiers whose silent failures exceed the top's by at most ``threshold``.
+
+        ``None`` while a tier lacks ``min_samples`` examples (the needs buckets decide).
+        """
         quality, threshold = self.quality, self.threshold
         if quality is None or threshold is None or not arms:
             return None
         if any(self._samples(ladder[i]) < self.min_samples for i in arms):
             return None
-        rejected: dict[int, float] = {}
+        silent: dict[int, float] = {}
         for i in arms:
             p = quality.p_rejected(features, ladder[i].name, ladder[i].model)
-            rejected[i] = 0.5 if p is None else p
+            silent[i] = quality.silent_rate(0.5 if p is None else p)
         top = max(arms)
-        silent = {i: quality.silent_rate(rejected[i]) for i in arms}
-        expected: dict[int, float] = {}
-        after = 0.0
-        for i in sorted(arms, reverse=True):  # an attempt here, then the escalations above
-            after = expected[i] = self._attempt_cost(ladder[i], request) + (
-                rejected[i] * after if i < top else 0.0
-            )
         eligible = [i for i in arms if silent[i] - silent[top] <= threshold]
-        index = min(eligible, key=lambda i: (expected[i], i))
-        tier = ladder[index]
-        return RouteDecision(
-            index,
-            _covers(request.needs, ladder, index),
-            f"learned: starting on {tier.name}, {rejected[index]:.0%} of answers to tasks "
-            f"like this rejected there, est. {silent[index]:.1%} silently wrong "
-            f"(top tier {ladder[top].name}: {silent[top]:.1%}; threshold {threshold:.1%}; "
-            f"catch rate {quality.catch_rate:.0%}), expected ${expected[index]:.4g}",
+        estimates = ", ".join(f"{ladder[i].name} {silent[i]:.1%}" for i in arms)
+        note = (
+            f"learned: est. silently wrong {estimates} (catch rate {quality.catch_rate:.0%}, "
+            f"threshold {threshold:.1%}): may start on "
+            + ", ".join(ladder[i].name for i in eligible)
         )
+        return eligible, note
 
     def estimates(self, request: RouteRequest, ladder: TierLadder) -> dict[str, float] | None:
         """Per tier, the estimated share of silently wrong answers to this task.
@@ -283,15 +287,6 @@ class CalibratedRouter:
     def _samples(self, tier: Tier) -> int:
         record = self.quality.tiers.get(tier.name) if self.quality else None
         return record.samples if record is not None and record.model == tier.model else 0
-
-    def _attempt_cost(self, tier: Tier, request: RouteRequest) -> float:
-        """Mean first-attempt cost seen on ``tier``; before any, its price of the prompt."""
-        record = self.quality.tiers.get(tier.name) if self.quality else None
-        if record is not None and record.model == tier.model and record.mean_cost_usd:
-            return record.mean_cost_usd
-        tokens = max(1, request.input_tokens // 4)  # bytes -> tokens, roughly
-        usage = Usage(input_tokens=tokens, output_tokens=min(512, tier.max_output_tokens))
-        return float(price_for(tier.prices, tokens).cost(usage))
 
     def _remember(self, task_id: str, features: Features) -> None:
         self._pending[task_id] = features
@@ -386,14 +381,24 @@ class CalibratedRouter:
         first = next((a for a in result.attempts if not a.shadow), None)
         if quality is None or first is None or first.model is None or not _judged(first):
             return False
-        quality.add(features, first.tier, first.model, rejected=not first.passed)
+        verdict = first.verdict
+        calibrating = first.route_reason.startswith(CALIBRATION_ROUTE) and not (
+            first.route_reason.startswith(f"{CALIBRATION_ROUTE}reference")
+        )
+        # A calibration run's comparison with the top tier is not the task's own check: an
+        # answer it rejects passed those, and was silently wrong.
+        missed = verdict is not None and not verdict.passed and verdict.verifier == REFERENCE_CHECK
+        rejected = not first.passed and not missed
+        quality.add(features, first.tier, first.model, rejected=rejected)
         quality.add_cost(first.tier, first.model, float(first.cost_usd), decay=self.decay)
+        if missed:
+            quality.add_shadow(caught=False, decay=self.decay)
         for shadow in result.attempts:
             if shadow.shadow and shadow.model is not None and _judged(shadow):
                 quality.add(features, shadow.tier, shadow.model, rejected=not shadow.passed)
                 if first.passed and shadow.agrees is False:  # a failure the checks missed
                     quality.add_shadow(caught=False, decay=self.decay)
-        if result.shadowed and not first.passed:
+        if (result.shadowed or calibrating) and rejected:
             quality.add_shadow(caught=True, decay=self.decay)
         return True
 

@@ -17,7 +17,22 @@ from orchestrator.capabilities import Needs
 from orchestrator.results import NodeResult
 from orchestrator.tiers import TierLadder
 
-__all__ = ["CapabilityRouter", "LearningRouter", "RouteDecision", "RouteRequest", "Router"]
+__all__ = [
+    "CALIBRATION_ROUTE",
+    "REFERENCE_CHECK",
+    "CapabilityRouter",
+    "LearningRouter",
+    "RouteDecision",
+    "RouteRequest",
+    "Router",
+]
+
+CALIBRATION_ROUTE = "calibration run: "
+"""How the route reason of a calibration run's attempts starts (:mod:`orchestrator.calibrate`):
+every task of the run sampled, its answers compared with the top tier's."""
+
+REFERENCE_CHECK = "reference"
+"""The verifier name of a calibration run's comparison with the top tier's answer."""
 
 TaskKind = Literal["text", "structured", "tools"]
 """What the task produces: free text, structured output (a schema), or text with tools."""

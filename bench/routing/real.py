@@ -186,6 +186,19 @@ class Outcome:
     silent: np.ndarray  # a wrong answer was accepted
     strong_start: np.ndarray  # the first attempt ran on the strong tier
     score: np.ndarray  # the router's estimated silent-failure gap (learned router only)
+    p_weak: np.ndarray  # its P(rejected on the weak tier) at routing time (nan: none yet)
+    weak_rejected: np.ndarray  # 1/0 when the first attempt ran on the weak tier, else nan
+
+    def reliability(self) -> tuple[float, float, int] | None:
+        """Are its probabilities calibrated? ECE (10 bins) and Brier score on weak starts."""
+        known = ~np.isnan(self.p_weak) & ~np.isnan(self.weak_rejected)
+        if not known.any():
+            return None
+        p, y = self.p_weak[known], self.weak_rejected[known]
+        bins = np.minimum((p * 10).astype(int), 9)
+        ece = sum(abs(p[bins == b].mean() - y[bins == b].mean()) * (bins == b).mean()
+                  for b in range(10) if (bins == b).any())  # fmt: skip
+        return float(ece), float(((p - y) ** 2).mean()), int(known.sum())
 
     def projected(self, take: np.ndarray | None = None) -> tuple[float, float, float]:
         """Two-tier projection (no verifier): strong-call share, accuracy, PGR."""
@@ -225,7 +238,8 @@ async def run_policy(
     by_id = {row.task_id: row for row in rows}
     ladder = two_tiers()
     scores: dict[str, float] = {}
-    routed = _Scoring(router, scores) if isinstance(router, CalibratedRouter) else router
+    p_weak: dict[str, float] = {}
+    routed = _Scoring(router, scores, p_weak) if isinstance(router, CalibratedRouter) else router
     engine = Engine(
         FunctionModel(Model(by_id)), ladder, router=routed, config=RunConfig(max_concurrency=64)
     )
@@ -243,18 +257,35 @@ async def run_policy(
         silent=np.array([a.startswith("WRONG") for a in answers]),
         strong_start=np.array([bool(a) and a[0].tier == "opus" for a in starts]),
         score=np.array([scores.get(row.task_id, 0.0) for row in rows]),
+        p_weak=np.array([p_weak.get(row.task_id, np.nan) for row in rows]),
+        weak_rejected=np.array([_rejected_on(a, "haiku") for a in starts]),
     )  # fmt: skip
+
+
+def _rejected_on(attempts: Sequence[Any], tier: str) -> float:
+    first = next((a for a in attempts if not a.shadow), None)
+    if first is None or first.tier != tier or first.verdict is None:
+        return np.nan
+    return 0.0 if first.passed else 1.0
 
 
 class _Scoring:
     """Routes with a ``CalibratedRouter`` and notes its score of each task as it routes."""
 
-    def __init__(self, router: CalibratedRouter, scores: dict[str, float]) -> None:
-        self.router, self.scores = router, scores
+    def __init__(
+        self, router: CalibratedRouter, scores: dict[str, float], p_weak: dict[str, float]
+    ) -> None:
+        self.router, self.scores, self.p_weak = router, scores, p_weak
 
     def route(self, request: RouteRequest, ladder: TierLadder) -> RouteDecision:
         estimates = self.router.estimates(request, ladder) or {}
         self.scores[request.task_id] = estimates.get("haiku", 0.0) - estimates.get("opus", 0.0)
+        quality = self.router.quality
+        if quality is not None:
+            weak = ladder.get("haiku")
+            p = quality.p_rejected(quality.featurizer.features(request), weak.name, weak.model)
+            if p is not None:
+                self.p_weak[request.task_id] = p
         return self.router.route(request, ladder)
 
     def observe(self, result: Any, request: RouteRequest | None = None) -> bool:
@@ -360,7 +391,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
     parser.add_argument(
-        "--shadow", type=float, default=0.05, help="CalibratedRouter's shadow share"
+        "--shadow", type=float, default=0.02, help="CalibratedRouter's shadow share"
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds")
     parser.add_argument("--plot", type=Path, help="write the cost-vs-accuracy plot here")
@@ -405,6 +436,11 @@ async def main(argv: Sequence[str] | None = None) -> None:
         if split in wanted:
             results[split] = outcomes
             print("\n".join(report(outcomes, rounds=args.bootstrap, seed=args.seed)), flush=True)
+            for o in outcomes:
+                fit = o.reliability()
+                if fit is not None:
+                    print(f"{split}, {o.policy}: P(rejected on the weak tier) over {fit[2]} weak "
+                          f"starts: ECE {fit[0]:.3f}, Brier {fit[1]:.3f}")  # fmt: skip
     if args.plot:
         plot(results, args.plot)
 

@@ -281,7 +281,27 @@ def render_calibration(router: CalibratedRouter, ladder: TierLadder, counted: in
             f"{row['needs']:<46} {mark}{row['tier']!s:<10} {row['nodes']!s:>8} "
             f"{share:>9} {cost:>11}"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, *_learned_lines(router, ladder)])
+
+
+def _learned_lines(router: CalibratedRouter, ladder: TierLadder) -> list[str]:
+    """What the learned gate knows: answers seen per tier, rejected shares, catch rate."""
+    quality = router.quality
+    if quality is None or not quality.tiers:
+        return []
+    seen = [
+        f"{tier.name} {record.samples} ({record.rejected / record.samples:.0%} rejected)"
+        for tier in ladder.tiers
+        if (record := quality.tiers.get(tier.name)) is not None and record.samples
+    ]
+    compared = quality.caught + quality.silent
+    return [
+        "",
+        f"learned gate (threshold {router.threshold:.1%}): answers seen per tier: "
+        + ", ".join(seen),
+        f"checks catch {quality.catch_rate:.0%} of wrong answers, from {compared:.0f} "
+        "compared with the top tier (shadow attempts and `orchestrator calibrate`)",
+    ]
 
 
 def _needs_text(task: Task) -> str:

@@ -222,3 +222,26 @@ def test_threshold_and_shadow_are_checked() -> None:
     with pytest.raises(UserError, match="shadow"):
         CalibratedRouter(shadow=-0.1)
     assert CalibratedRouter(threshold=None).quality is None
+
+
+def test_shadows_drop_to_a_tenth_once_the_catch_rate_cannot_change_the_start() -> None:
+    """While the catch rate is a guess, every sampled cheap start is shadowed; once it is
+    known so well that the gate would allow the same tiers at either end of its
+    uncertainty, a shadow teaches little and only a tenth are."""
+    ladder = two_tiers()
+    cheap = Needs(reasoning=1)  # the rules start these on Haiku
+
+    def shadows(caught: float, silent: float) -> int:
+        learned = router(threshold=0.2, shadow=1.0, explore=0.0, warmup_explore=0.0)
+        quality = learned.quality
+        assert quality is not None
+        for i in range(40):
+            features = quality.featurizer.features(RouteRequest.of(cheap, f"question {i}"))
+            quality.add(features, "haiku", ladder.get("haiku").model, rejected=i % 7 == 0)
+            quality.add(features, "opus", ladder.get("opus").model, rejected=False)
+        quality.caught, quality.silent = caught, silent
+        requests = (RouteRequest.of(cheap, f"question {i}", task_id=f"q_{i}") for i in range(400))
+        return sum(learned.route(request, ladder).shadow for request in requests)
+
+    assert shadows(0.0, 0.0) == 400  # catch rate unknown: haiku's start depends on it
+    assert 15 <= shadows(1000.0, 10.0) <= 70  # known: ~10% of 400

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["CalibratedRouter"]
 
 _PENDING = 100_000  # requests remembered between route() and observe() (by task id)
+SETTLED_SHADOW = 0.1  # share of `shadow` left where the catch rate cannot change the start
 
 
 class CalibratedRouter:
@@ -50,7 +51,8 @@ class CalibratedRouter:
     rate, estimated from **shadow runs**, a share ``shadow`` of the nodes that pass below
     the top tier, which the engine also answers on the top tier (paid, recorded as shadow
     attempts, the result unchanged). A start answer that passed while the top tier's
-    answer (which passed too) differs is a failure the checks missed. Then::
+    answer (which passed too) differs is a failure the checks missed (once the catch rate
+    cannot change where a node starts, at a tenth of that share: :data:`SETTLED_SHADOW`)::
 
         silent(i) = P(rejected on tier i | task) * (1 - catch) / catch
 
@@ -94,7 +96,8 @@ class CalibratedRouter:
         threshold: Silent failures (a share of answers) a cheaper start may add over the
             top tier's; ``None``: route on declared needs alone (no scikit-learn needed).
         shadow: Share of the nodes passing below the top tier that are also answered on
-            the top tier (paid shadow attempts) to learn what the checks miss.
+            the top tier (paid shadow attempts) to learn what the checks miss; a tenth
+            of it once the catch rate cannot change the node's start.
         min_samples: Examples (or, by needs, nodes) a tier needs before the router relies on
             it.
         tolerance: How much verified success (a share, 0.02 = two points) the needs buckets
@@ -193,7 +196,10 @@ class CalibratedRouter:
             decision = self._choose(request, features, ladder, prior, arms=arms, records=records)
         if features is None:
             return decision
-        sampled = bool(arms) and decision.index < max(arms) and self._random.random() < self.shadow
+        draw = self._random.random()
+        sampled = bool(arms) and decision.index < max(arms) and draw < self.shadow
+        if sampled and draw >= self.shadow * SETTLED_SHADOW:  # worth a shadow at full rate?
+            sampled = not self._settled(features, ladder, arms)
         self._remember(request.task_id, features)
         if sampled:
             decision = RouteDecision(
@@ -265,6 +271,28 @@ class CalibratedRouter:
             + ", ".join(ladder[i].name for i in eligible)
         )
         return eligible, note
+
+    def _settled(self, features: Features, ladder: TierLadder, arms: list[int]) -> bool:
+        """Whether the catch rate is known well enough not to matter for this task.
+
+        True when the gate lets the same tiers start with the catch rate at either end of
+        its uncertainty (:attr:`QualityModel.catch_bounds`): a shadow run would teach
+        little, so such nodes are shadowed at a share ``SETTLED_SHADOW`` of ``shadow``.
+        """
+        quality, threshold = self.quality, self.threshold
+        if quality is None or threshold is None:
+            return False
+        if any(self._samples(ladder[i]) < self.min_samples for i in arms):
+            return False
+        rejected = [quality.p_rejected(features, ladder[i].name, ladder[i].model) for i in arms]
+        ps = [0.5 if p is None else p for p in rejected]
+
+        def eligible(catch: float) -> list[bool]:
+            top = quality.silent_rate(ps[-1], catch)
+            return [quality.silent_rate(p, catch) - top <= threshold for p in ps]
+
+        low, high = quality.catch_bounds
+        return eligible(low) == eligible(high)
 
     def estimates(self, request: RouteRequest, ladder: TierLadder) -> dict[str, float] | None:
         """Per tier, the estimated share of silently wrong answers to this task.

@@ -156,9 +156,21 @@ class QualityModel:
         )
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, score))))
 
-    def silent_rate(self, p_rejected: float) -> float:
-        """Expected silent failures of an answer rejected with ``p_rejected``."""
-        catch = self.catch_rate
+    @property
+    def catch_bounds(self) -> tuple[float, float]:
+        """Where the catch rate may be: its Wilson interval at two standard errors."""
+        catch, seen, z2 = self.catch_rate, self.caught + self.silent + 2.0, 4.0
+        centre = (catch + z2 / (2.0 * seen)) / (1.0 + z2 / seen)
+        spread = math.sqrt(catch * (1.0 - catch) / seen + z2 / (4.0 * seen * seen))
+        spread *= 2.0 / (1.0 + z2 / seen)
+        return max(1e-6, centre - spread), min(1.0, centre + spread)
+
+    def silent_rate(self, p_rejected: float, catch: float | None = None) -> float:
+        """Expected silent failures of an answer rejected with ``p_rejected``.
+
+        ``catch``: the catch rate to assume (default: the estimate, :attr:`catch_rate`).
+        """
+        catch = self.catch_rate if catch is None else catch
         return min(1.0 - p_rejected, p_rejected * (1.0 - catch) / catch)
 
     def wait(self) -> None:

@@ -34,7 +34,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.sample < 1:
         raise UserError(f"--sample must be at least 1, got {args.sample}")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise UserError("--plot needs matplotlib: pip install 'orchestrator[plot]'")
+        raise UserError("--plot needs matplotlib: pip install 'tiered-orchestrator[plot]'")
     if not args.offline and not _has_key(ladder):
         raise UserError(NO_KEY_HELP)
     with session(args):

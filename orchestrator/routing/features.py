@@ -7,7 +7,7 @@ its kind, its declared capability levels and its size (log of the prompt's bytes
 Stateless, so a router featurizes a request the same way in every process, live or
 replaying the store; one request costs about 0.1 ms.
 
-Needs the ``learn`` extra (``pip install 'orchestrator[learn]'``: scikit-learn).
+Needs the ``learn`` extra (``pip install 'tiered-orchestrator[learn]'``: scikit-learn).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def learning_available() -> bool:
 def _require_learning() -> None:
     if not learning_available():
         raise UserError(
-            "the learned router needs scikit-learn: pip install 'orchestrator[learn]' "
+            "the learned router needs scikit-learn: pip install 'tiered-orchestrator[learn]' "
             "(or route with threshold=None, on declared needs alone)"
         )
 

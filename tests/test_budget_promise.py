@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ from rich.console import Console
 from orchestrator.cli import main
 from orchestrator.cli.render import LiveProgress
 from orchestrator.models.anthropic import AnthropicClient
+from orchestrator.plan import Plan, Task
 from orchestrator.research import ResearchAgent
-from orchestrator.results import PLANNING_NODE
+from orchestrator.results import PLANNING_NODE, Attempt, Verdict
 from orchestrator.store import SQLiteStore
 from orchestrator.tools.corpus import Corpus
 from orchestrator_sim import BrainReply, BrainRequest, DefaultBrain, SimConfig, serve
@@ -254,3 +256,61 @@ async def _only_run_id(home: Path) -> list[str]:
         return [summary.run_id for summary in await store.list_runs()]
     finally:
         await store.aclose()
+
+
+async def _record_interrupted_research_run(home: Path) -> str:
+    """What a research run leaves when its process dies mid-run: planned, a node in flight.
+
+    Recorded through the store's API as :class:`~orchestrator.store.StoreListener` records
+    a run: planning first, then the plan (its tasks use the corpus tools, which the
+    ``show`` process never has), the planning round, and an attempt cut off in flight.
+    """
+    run_id = "run_20250101T000000_deadbeef"
+    plan = Plan(
+        goal=GOAL,
+        tasks=[
+            Task(id="find", instruction="Find passages.", tools=("search_corpus", "read_passage")),
+            Task(id="answer", instruction="Answer from them.", depends_on=("find",)),
+        ],
+    )
+    started = datetime(2025, 1, 1, tzinfo=UTC)
+    planned = Attempt(
+        number=1, tier="sonnet", model="m", started_at=started, finished_at=started,
+        cost_usd=Decimal("0.002"), calls=1,
+        verdict=Verdict(passed=True, verifier="planner", reason="1 round(s)"),
+    )  # fmt: skip
+    cut_off = Attempt(
+        number=1, tier="haiku", model="m", started_at=started, in_flight_usd=Decimal("0.004")
+    )
+    store = await SQLiteStore.open(home / "runs.db")
+    try:
+        await store.start_planning(run_id, GOAL, started)
+        await store.record_attempt(run_id, PLANNING_NODE, planned)
+        await store.start_run(run_id, plan, started)
+        await store.record_attempt(run_id, "find", cut_off)
+    finally:
+        await store.aclose()  # and no finish_run: the process died
+    return run_id
+
+
+def test_show_and_runs_of_an_interrupted_research_run_need_none_of_its_tools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Was exit 2: "plan is invalid ... unknown tool 'search_corpus'".
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(tmp_path))
+    run_id = anyio.run(_record_interrupted_research_run, tmp_path)
+
+    assert main(["show", run_id, "--json"]) == 0
+    shown = _json(capsys)
+    assert (shown["run_id"], shown["goal"]) == (run_id, GOAL)
+    nodes = {node["id"]: node for node in shown["nodes"]}
+    assert set(nodes) == {"find", "answer"}
+    (attempt,) = nodes["find"]["attempts"]
+    assert (attempt["error_type"], attempt["cost_unknown"]) == ("interrupted", True)
+    assert shown["cost_usd"] == pytest.approx(0.006)  # the cut-off call at its worst case
+
+    assert main(["show", run_id]) == 0  # the summary, as a user reads it
+    assert run_id in capsys.readouterr().out
+    (listed,) = _runs(tmp_path, capsys)
+    assert (listed["run_id"], listed["status"]) == (run_id, "running")
+    assert listed["cost_usd"] == pytest.approx(0.006)

@@ -82,10 +82,12 @@ from orchestrator.routing import (
     CalibratedRouter,
     Calibration,
     CapabilityRouter,
+    ClassifyingRouter,
     LearningRouter,
     RouteDecision,
     Router,
     RouteRequest,
+    TaskClassifier,
 )
 from orchestrator.run import Run, RunConfig
 from orchestrator.tiers import Tier, TierLadder, default_ladder, load_ladder
@@ -123,6 +125,7 @@ __all__ = [
     "Capabilities",
     "CapabilityRouter",
     "CitationsSpec",
+    "ClassifyingRouter",
     "ConfigIssue",
     "Engine",
     "Event",
@@ -177,6 +180,7 @@ __all__ = [
     "SelfCheck",
     "ServerTool",
     "Task",
+    "TaskClassifier",
     "TaskRef",
     "TextBlock",
     "Tier",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ from orchestrator.results import (
     assign,
     python_attempt,
 )
-from orchestrator.routing import Router, RouteRequest
+from orchestrator.routing import Router, RouteRequest, TaskClassifier
 from orchestrator.routing.rules import task_kind
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tools.registry import ToolRegistry
@@ -120,7 +120,15 @@ class NodeRunner:
 
     async def _run_llm(self, node: Node, arguments: Mapping[str, Any], result: NodeResult) -> None:
         prompt = node.build_prompt(arguments)
-        decision = self.router.route(_route_request(node, prompt), self.ladder)
+        request = _route_request(node, prompt)
+        classifier: TaskClassifier | None = getattr(self.router, "classifier", None)
+        if classifier is not None:
+            label, afforded = await self._classify(node, classifier, prompt, result)
+            if not afforded:
+                result.status, result.reason = NodeStatus.NOT_RUN, Outcome.BUDGET_EXHAUSTED
+                return
+            request = replace(request, label=label)
+        decision = self.router.route(request, self.ladder)
         if decision.shadow:
             result.shadowed = True
         top = self.policy.max_tier
@@ -162,6 +170,55 @@ class NodeRunner:
             reason = f"escalated after attempt {number} on {tier.name}: {result.reason}"
             previous = attempt
         result.status = NodeStatus.FAILED
+
+    async def _classify(
+        self, node: Node, classifier: TaskClassifier, prompt: str, result: NodeResult
+    ) -> tuple[str | None, bool]:
+        """The label a cheap-tier call gives the task (paid, recorded, not the answer).
+
+        Returns the label (``None``: none named, or the call failed) and whether the budget
+        covered the call (if not, the node does not run). A resumed node reuses the label
+        an earlier process paid for.
+        """
+        earlier = next((a for a in result.attempts if a.classify and a.error is None), None)
+        if earlier is not None:
+            return earlier.label, True
+        tier = classifier.pick_tier(self.ladder)
+        attempt = Attempt(
+            number=len(result.attempts) + 1, tier=tier.name, model=tier.model,
+            started_at=_now(), classify=True,
+            route_reason=f"classify: {tier.name} labels the task before it is routed",
+        )  # fmt: skip
+        result.attempts.append(attempt)
+        meters = _Spend(self, node.task.id, attempt)
+        request = ModelRequest(
+            tier=tier,
+            system=classifier.system,
+            messages=[Message(role="user", content=classifier.prompt(prompt))],
+            max_output_tokens=classifier.max_output_tokens,
+            purpose="classify",
+            task_id=node.task.id,
+        )
+        try:
+            async with self._tier_limits[tier.name]:
+                attempt.started_at = _now()
+                await self.bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
+                response = await self.client.complete(request, meters.meter(tier))
+                attempt.simulated = response.simulated
+                attempt.label = classifier.parse(response.text)
+        except BudgetExhausted as exc:
+            attempt.error, attempt.error_type = str(exc), Outcome.BUDGET_EXHAUSTED
+            return None, False
+        except ModelAPIError as exc:  # routed without a label; the answer's calls retry anew
+            attempt.error, attempt.error_type = str(exc), exc.error_type
+        except anyio.get_cancelled_exc_class():
+            attempt.error, attempt.error_type = "cancelled", Outcome.CANCELLED
+            raise
+        finally:
+            _settle(attempt, meters)
+            with anyio.CancelScope(shield=True):
+                await self.bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
+        return attempt.label, True
 
     async def _shadow(
         self, node: Node, prompt: str, accepted: Any, result: NodeResult, number: int

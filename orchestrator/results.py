@@ -105,11 +105,21 @@ class Attempt(BaseModel):
     agrees: bool | None = None
     """On a shadow attempt that passed verification: whether its answer says what the
     node's accepted answer says (text up to case and spacing, structured data equal)."""
+    classify: bool = False
+    """A classifier call before routing (:class:`~orchestrator.routing.TaskClassifier`):
+    a cheap tier labelling the task, paid for, never the node's answer, never verified."""
+    label: str | None = None
+    """On a classify attempt: the label it answered (``None``: it named none, or failed)."""
 
     @property
     def passed(self) -> bool:
         """Whether the attempt produced an accepted output."""
         return self.error is None and self.verdict is not None and self.verdict.passed
+
+    @property
+    def answering(self) -> bool:
+        """An attempt at the node's answer: not a shadow run, not a classifier call."""
+        return not (self.shadow or self.classify)
 
 
 class NodeStatus(StrEnum):
@@ -160,13 +170,18 @@ class NodeResult(BaseModel):
 
     @property
     def wasted_cost_usd(self) -> Decimal:
-        """What attempts that did not pass cost (shadow attempts aside)."""
-        return sum((a.cost_usd for a in self.attempts if not a.passed and not a.shadow), ZERO_USD)
+        """What answering attempts that did not pass cost (shadow and classify aside)."""
+        return sum((a.cost_usd for a in self.attempts if not a.passed and a.answering), ZERO_USD)
 
     @property
     def shadow_cost_usd(self) -> Decimal:
         """What shadow attempts cost (included in :attr:`cost_usd`)."""
         return sum((a.cost_usd for a in self.attempts if a.shadow), ZERO_USD)
+
+    @property
+    def classify_cost_usd(self) -> Decimal:
+        """What classifier calls cost (included in :attr:`cost_usd`)."""
+        return sum((a.cost_usd for a in self.attempts if a.classify), ZERO_USD)
 
 
 # -- the engine's hot path --------------------------------------------------------------
@@ -357,10 +372,13 @@ class RunResult(BaseModel):
     cost_usd: USD = ZERO_USD
     """Total spend, planning included."""
     wasted_cost_usd: USD = ZERO_USD
-    """Spend on attempts that did not pass (shadow attempts aside)."""
+    """Spend on answering attempts that did not pass (shadow and classify attempts aside)."""
     shadow_cost_usd: USD = ZERO_USD
     """Spend on shadow attempts (included in ``cost_usd``): a learning router's checks of
     what the verifiers miss, see :class:`~orchestrator.routing.CalibratedRouter`."""
+    classify_cost_usd: USD = ZERO_USD
+    """Spend on classifier calls before routing (included in ``cost_usd``), see
+    :class:`~orchestrator.routing.TaskClassifier`."""
     budget_usd: USD | None = None
     """The run's budget, if it had one."""
     started_at: datetime

@@ -361,10 +361,11 @@ class Run:
             cost_usd=sum((a.cost_usd for a in attempts), ZERO_USD)
             + (planning.cost_usd if planning else ZERO_USD),
             wasted_cost_usd=sum(
-                (a.cost_usd for a in attempts if not a.passed and not a.shadow), ZERO_USD
+                (a.cost_usd for a in attempts if not a.passed and a.answering), ZERO_USD
             )
             + (planning.wasted_cost_usd if planning else ZERO_USD),
             shadow_cost_usd=sum((a.cost_usd for a in attempts if a.shadow), ZERO_USD),
+            classify_cost_usd=sum((a.cost_usd for a in attempts if a.classify), ZERO_USD),
             budget_usd=self.config.budget_usd,
             started_at=self._started_at,
             finished_at=finished,

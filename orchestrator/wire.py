@@ -12,6 +12,9 @@ from collections.abc import Iterable
 
 __all__ = [
     "CITED_PASSAGES_MARK",
+    "CLASSIFY_LABELS_MARK",
+    "CLASSIFY_SYSTEM_PROMPT",
+    "CLASSIFY_TASK_MARK",
     "DEFAULT_SYSTEM_PROMPT",
     "FEEDBACK_MARK",
     "INPUTS_MARK",
@@ -20,10 +23,12 @@ __all__ = [
     "JUDGE_SYSTEM_PROMPT",
     "JUDGE_TASK_MARK",
     "SIMULATED_HEADER",
+    "classify_prompt",
     "feedback_prompt",
     "inputs_prompt",
     "is_simulated",
     "judge_prompt",
+    "parse_label",
 ]
 
 SIMULATED_HEADER = "x-orchestrator-simulated"
@@ -43,6 +48,14 @@ JUDGE_SYSTEM_PROMPT = (
     "complete. Reply with the verdict as JSON."
 )
 """The system prompt of a judge call."""
+
+CLASSIFY_SYSTEM_PROMPT = (
+    "You sort tasks before they are assigned. Say how hard the task is for a small, fast "
+    "language model to answer correctly. Do not do the task. Reply with one label only."
+)
+"""The system prompt of a classifier call (a cheap tier labelling a task before routing)."""
+CLASSIFY_TASK_MARK = "Task to classify:"
+CLASSIFY_LABELS_MARK = "Labels, easiest first:"
 
 INPUTS_MARK = "Inputs from earlier tasks:"
 """Starts the dependencies' outputs after a task's instruction."""
@@ -80,6 +93,24 @@ def judge_prompt(task: str, criteria: str, answer: str, evidence: str = "") -> s
     if evidence:
         content += f"\n\n{CITED_PASSAGES_MARK}\n{evidence}"
     return content
+
+
+def classify_prompt(task: str, labels: Iterable[str]) -> str:
+    """The user turn of a classifier call: the task, then the labels (easiest first)."""
+    return (
+        f"{CLASSIFY_TASK_MARK}\n<task>\n{task}\n</task>\n\n"
+        f"{CLASSIFY_LABELS_MARK} {', '.join(labels)}\nAnswer with one of these labels."
+    )
+
+
+def parse_label(text: str, labels: Iterable[str]) -> str | None:
+    """The label a classifier answered: the first word of ``text`` that is one, any case."""
+    known = {label.lower(): label for label in labels}
+    for word in text.replace(",", " ").replace(".", " ").split():
+        label = known.get(word.strip("\"'*`:;!?()[]").lower())
+        if label is not None:
+            return label
+    return None
 
 
 def is_simulated(header_value: str | None) -> bool:

@@ -5,6 +5,9 @@ default one, :class:`DefaultBrain`, classifies the request and answers from temp
 
 * ``judge``: the output schema's title is ``JudgeVerdict``, or the system prompt asks to
   judge or verify; answers a verdict whose accuracy rises with capability (:mod:`.judge`);
+* ``classify``: the engine's classifier call (:data:`orchestrator.wire.CLASSIFY_TASK_MARK`);
+  answers a label from the task's true difficulty, right with a chance that rises with
+  capability (``SimConfig.classifier_accuracy``);
 * ``plan``: the output schema's title is ``Plan`` (:mod:`.plans`);
 * ``tool_turn``: tools are given (:mod:`.tool_use`);
 * ``task``: anything else.
@@ -23,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from orchestrator.wire import CLASSIFY_LABELS_MARK, CLASSIFY_SYSTEM_PROMPT, CLASSIFY_TASK_MARK
 from orchestrator_sim.config import SimConfig
 from orchestrator_sim.diffs import Anchor, citable, diff_anchors, misplace_one_citation
 from orchestrator_sim.judge import FlawRegistry, judge_answer
@@ -53,9 +57,13 @@ from orchestrator_sim.writer import Brief, Evidence, Flaw, write_answer
 
 __all__ = ["Brain", "BrainReply", "BrainRequest", "DefaultBrain", "Kind"]
 
-Kind = Literal["task", "tool_turn", "judge", "plan"]
+Kind = Literal["task", "tool_turn", "judge", "plan", "classify"]
 _JUDGE_SYSTEM = re.compile(r"\b(judge|verif(y|ier)|grader)\b", re.IGNORECASE)
 _GOAL = re.compile(r"^Goal:\s*(.+)$", re.MULTILINE)
+_CLASSIFY_TASK = re.compile(
+    re.escape(CLASSIFY_TASK_MARK) + r"\s*<task>\n?(.*?)\n?</task>", re.DOTALL
+)
+_CLASSIFY_LABELS = re.compile(re.escape(CLASSIFY_LABELS_MARK) + r"\s*(.+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +146,9 @@ class DefaultBrain:
 
     @staticmethod
     def classify(request: BrainRequest) -> Kind:
-        """Return the kind of request (judge > plan > tool_turn > task)."""
+        """Return the kind of request (classify > judge > plan > tool_turn > task)."""
+        if request.system == CLASSIFY_SYSTEM_PROMPT:
+            return "classify"
         title = (request.output_schema or {}).get("title")
         if title == "JudgeVerdict" or _JUDGE_SYSTEM.search(request.system):
             return "judge"
@@ -153,6 +163,8 @@ class DefaultBrain:
         kind = self.classify(request)
         user = last_user_text(request.messages)
         task_hash = digest("task", normalise(instruction(user)))[:16]
+        if kind == "classify":
+            return self._classify(request, user)
         if kind == "judge":
             return self._judge(request, user, task_hash)
         if kind == "plan":
@@ -301,6 +313,32 @@ class DefaultBrain:
         }
         reply = [_text_block(json.dumps(data))]
         return BrainReply(reply, "end_turn", "judge", task_hash, notes=notes)
+
+    def _classify(self, request: BrainRequest, user: str) -> BrainReply:
+        """A label for the task: its true difficulty on the labels' scale, or a wrong one.
+
+        Difficulty 1 (what a capability-1 model answers right) is the first label, 3 the
+        last, 2 rounds up (with two labels, anything a small model gets wrong is "hard").
+        """
+        task = _CLASSIFY_TASK.search(user)
+        labels_line = _CLASSIFY_LABELS.search(user)
+        core = instruction(task.group(1) if task else user)
+        labels = [x.strip() for x in (labels_line.group(1) if labels_line else "").split(",")]
+        labels = [x for x in labels if x] or ["easy", "hard"]
+        level = difficulty(core, self.config.seed)
+        true = min(len(labels) - 1, -(-(level - 1) * (len(labels) - 1) // 2))
+        task_hash = digest("task", normalise(core))[:16]
+        roll = unit(self.config.seed, "classify", request.model, task_hash)
+        if roll < self.config.classifier_accuracy[request.capability - 1]:
+            chosen = true
+        else:  # one of the other labels, by a second fixed draw
+            others = [i for i in range(len(labels)) if i != true]
+            pick = unit(self.config.seed, "classify-wrong", request.model, task_hash)
+            chosen = others[int(pick * len(others))]
+        notes = {"label": labels[chosen], "true_label": labels[true]}
+        return BrainReply(
+            [_text_block(labels[chosen])], "end_turn", "classify", task_hash, level, notes=notes
+        )
 
     def _plan(self, request: BrainRequest, user: str, task_hash: str) -> BrainReply:
         broken = None

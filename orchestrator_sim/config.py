@@ -125,6 +125,8 @@ class SimConfig(BaseModel):
         judge_detection: Chance a judge catches a visible flaw, by judge capability 1..3.
         judge_subtle_detection: Chance a judge catches a subtle flaw, by capability.
         judge_false_reject: Chance a judge rejects a sound answer, by capability.
+        classifier_accuracy: Chance a classifier call names the task's true label (from
+            its difficulty), by the classifying model's capability; else another label.
         max_tool_calls: Tool calls the brain makes in one conversation before answering
             (unless ``tool_choice`` forces another).
         cache_entries: Prompt-cache prefixes remembered (least recently used dropped).
@@ -149,6 +151,7 @@ class SimConfig(BaseModel):
     judge_detection: ByCapability = (0.6, 0.85, 0.97)
     judge_subtle_detection: ByCapability = (0.25, 0.55, 0.85)
     judge_false_reject: ByCapability = (0.06, 0.03, 0.01)
+    classifier_accuracy: ByCapability = (0.75, 0.85, 0.95)
     max_tool_calls: Annotated[int, Field(ge=1)] = 2
     cache_entries: Annotated[int, Field(gt=0)] = 512
     max_body_bytes: Annotated[int, Field(gt=0)] = 32_000_000

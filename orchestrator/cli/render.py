@@ -231,7 +231,7 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
             f"${node.cost_usd:>8.4f}  {reason[:80]}"
         )
     escalations = sum(
-        max(0, sum(not a.shadow for a in n.attempts) - 1)
+        max(0, sum(a.answering for a in n.attempts) - 1)
         for n in result.nodes
         if n.final_tier != "python"
     )

@@ -123,7 +123,7 @@ class ModelRequest(BaseModel):
     """``"none"``: the model must answer in text (the tool loop's last step)."""
     output_schema: dict[str, Any] | None = None
     """JSON Schema for structured output; ``None`` for free text."""
-    purpose: Literal["task", "judge", "plan"] = "task"
+    purpose: Literal["task", "judge", "plan", "classify"] = "task"
     """Why the call is made (clients may log or trace it)."""
     task_id: str | None = None
     """The task this call serves, for logs and traces."""

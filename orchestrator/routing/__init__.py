@@ -11,17 +11,26 @@ The flow, one module each:
   saved to and loaded from JSON.
 - :mod:`~orchestrator.routing.learning`: what finished nodes teach it, live or replayed
   from the runs in a store.
-- :mod:`~orchestrator.routing.calibrated`: :class:`CalibratedRouter`, which learns from the
-  verified outcomes of finished nodes to start each kind of task on the tier that has been
-  cheapest for it without losing success, and keeps relearning as models change.
+- :mod:`~orchestrator.routing.features`: what the learned router reads of a task (hashed
+  words of its prompt, its family, kind, needs, size and any classifier label).
+- :mod:`~orchestrator.routing.quality`: per tier, P(an answer to this task is rejected)
+  and the share of wrong answers the checks catch, learned.
+- :mod:`~orchestrator.routing.classifier`: :class:`TaskClassifier`, an optional cheap-tier
+  call that labels each task before it is routed.
+- :mod:`~orchestrator.routing.calibrated`: :class:`CalibratedRouter`, the learned router:
+  it gates starts on the estimated silent failures of each tier for this task, and picks
+  among the tiers left by what nodes with the same needs cost, relearning as models
+  change.
 
 Both routers plug in through the :class:`Router` protocol.
 """
 
 from orchestrator.routing.calibrated import CalibratedRouter
 from orchestrator.routing.calibration import Calibration, needs_key
+from orchestrator.routing.classifier import TaskClassifier
 from orchestrator.routing.rules import (
     CapabilityRouter,
+    ClassifyingRouter,
     LearningRouter,
     RouteDecision,
     Router,
@@ -32,9 +41,11 @@ __all__ = [
     "CalibratedRouter",
     "Calibration",
     "CapabilityRouter",
+    "ClassifyingRouter",
     "LearningRouter",
     "RouteDecision",
     "RouteRequest",
     "Router",
+    "TaskClassifier",
     "needs_key",
 ]

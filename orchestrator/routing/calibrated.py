@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from orchestrator.capabilities import Needs
 from orchestrator.exceptions import UserError
 from orchestrator.results import Attempt, NodeResult
-from orchestrator.routing.calibration import Calibration, TierRecord, needs_key
+from orchestrator.routing.calibration import Calibration, TierRecord, needs_key, untried_start
+from orchestrator.routing.classifier import TaskClassifier
 from orchestrator.routing.features import Features
 from orchestrator.routing.learning import learn_from_store, record_outcome
 from orchestrator.routing.quality import FitMode, QualityModel
@@ -112,6 +113,8 @@ class CalibratedRouter:
         calibration: Needs-bucket memory to start from (e.g. loaded from JSON).
         quality: A learned model to start from (default: a fresh one when ``threshold``
             is set).
+        classifier: Label each task with a cheap-tier call before routing it (paid, in
+            the budget; the label is one more feature), see :class:`TaskClassifier`.
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class CalibratedRouter:
         seed: int | None = None,
         calibration: Calibration | None = None,
         quality: QualityModel | None = None,
+        classifier: TaskClassifier | None = None,
     ) -> None:
         if min_samples < 1:
             raise UserError(f"min_samples must be at least 1, got {min_samples}")
@@ -163,6 +167,7 @@ class CalibratedRouter:
         self.calibration = calibration or Calibration()
         self.threshold = threshold
         self.shadow = shadow
+        self.classifier = classifier
         self.quality = quality or (
             QualityModel(window=window, fit=fit) if threshold is not None else None
         )
@@ -333,7 +338,7 @@ class CalibratedRouter:
         started = [i for i in arms if records[i].nodes >= self.min_samples]
         if prior.index not in started:
             return prior
-        untried = _untried(arms, started, records)
+        untried = untried_start(arms, started, records)
         if untried is not None and not any(records[i].verified for i in started):
             tried = ", ".join(f"{ladder[i].name}: 0 of {records[i].nodes:.0f}" for i in started)
             return RouteDecision(
@@ -406,7 +411,7 @@ class CalibratedRouter:
 
     def _learn(self, result: NodeResult, features: Features) -> bool:
         quality = self.quality
-        first = next((a for a in result.attempts if not a.shadow), None)
+        first = next((a for a in result.attempts if a.answering), None)
         if quality is None or first is None or first.model is None or not _judged(first):
             return False
         verdict = first.verdict
@@ -474,20 +479,6 @@ class CalibratedRouter:
                         }
                     )
         return rows
-
-
-def _untried(arms: list[int], started: list[int], records: list[TierRecord]) -> int | None:
-    """Where to start when no tier started on ever verified; ``None``: all were tried.
-
-    A tier not yet tried as a start: the cheapest above those tried (one where escalations
-    from below ended verified first), else the nearest below.
-    """
-    fresh = [i for i in arms if i not in started]
-    above = [i for i in fresh if i > max(started)]
-    proven = [i for i in above if records[i].escalated_verified]
-    if proven or above:
-        return (proven or above)[0]
-    return max(fresh, default=None)
 
 
 def _judged(attempt: Attempt) -> bool:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.capabilities import Needs
 
-__all__ = ["Calibration", "TierRecord", "needs_key"]
+__all__ = ["Calibration", "TierRecord", "needs_key", "untried_start"]
 
 _Z95 = 1.96
 
@@ -96,3 +96,17 @@ class Calibration(BaseModel):
 def needs_key(needs: Needs) -> str:
     """The calibration bucket of a task: its capability levels (not its context size)."""
     return ",".join(f"{name}={level}" for name, level in needs.levels().items())
+
+
+def untried_start(arms: list[int], started: list[int], records: list[TierRecord]) -> int | None:
+    """Where to start when no tier started on ever verified; ``None``: all were tried.
+
+    A tier not yet tried as a start: the cheapest above those tried (one where escalations
+    from below ended verified first), else the nearest below.
+    """
+    fresh = [i for i in arms if i not in started]
+    above = [i for i in fresh if i > max(started)]
+    proven = [i for i in above if records[i].escalated_verified]
+    if proven or above:
+        return (proven or above)[0]
+    return max(fresh, default=None)

@@ -131,4 +131,5 @@ def _tokens(request: RouteRequest) -> list[str]:
         f"kind={request.kind}",
         f"size={int(math.log2(request.input_tokens + 1))}",
         *levels,
+        *([f"label={request.label}"] if request.label is not None else []),
     ]

@@ -8,6 +8,7 @@ replays the nodes of recorded runs, oldest first, into any :class:`LearningRoute
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from orchestrator.results import PLANNING_NODE, NodeResult, NodeStatus
@@ -33,7 +34,7 @@ def record_outcome(calibration: Calibration, result: NodeResult, *, decay: float
         return False
     if result.id == PLANNING_NODE:
         return False
-    attempts = result.attempts
+    attempts = [a for a in result.attempts if a.answering]
     first = attempts[0] if attempts else None
     if first is None or first.model is None:
         return False
@@ -69,8 +70,15 @@ async def learn_from_store(router: LearningRouter, store: RunStore, *, runs: int
         stored = await store.load_run(summary.run_id)
         nodes = stored.result.nodes if stored.result else list(stored.nodes.values())
         requests = _requests(stored.plan) if stored.plan is not None else {}
-        counted += sum(router.observe(node, requests.get(node.id)) for node in nodes)
+        counted += sum(router.observe(node, _labelled(requests, node)) for node in nodes)
     return counted
+
+
+def _labelled(requests: dict[str, RouteRequest], node: NodeResult) -> RouteRequest | None:
+    """The node's request with the label its classifier call answered, if it made one."""
+    request = requests.get(node.id)
+    label = next((a.label for a in node.attempts if a.classify and a.label), None)
+    return replace(request, label=label) if request is not None and label else request
 
 
 def _requests(plan: Plan) -> dict[str, RouteRequest]:

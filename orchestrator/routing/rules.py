@@ -11,16 +11,20 @@ model release is a change to the tiers file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from orchestrator.capabilities import Needs
 from orchestrator.results import NodeResult
 from orchestrator.tiers import TierLadder
 
+if TYPE_CHECKING:
+    from orchestrator.routing.classifier import TaskClassifier
+
 __all__ = [
     "CALIBRATION_ROUTE",
     "REFERENCE_CHECK",
     "CapabilityRouter",
+    "ClassifyingRouter",
     "LearningRouter",
     "RouteDecision",
     "RouteRequest",
@@ -56,6 +60,8 @@ class RouteRequest:
         kind: ``"structured"`` if the task has an output schema, ``"tools"`` if it may call
             tools, else ``"text"``.
         task_id: The task's id.
+        label: What a classifier call said of the task before routing (a router with a
+            :class:`~orchestrator.routing.classifier.TaskClassifier`), else ``None``.
     """
 
     needs: Needs
@@ -64,6 +70,7 @@ class RouteRequest:
     input_tokens: int = 0
     kind: TaskKind = "text"
     task_id: str = ""
+    label: str | None = None
 
     @classmethod
     def of(
@@ -109,6 +116,17 @@ class Router(Protocol):
     def route(self, request: RouteRequest, ladder: TierLadder) -> RouteDecision:
         """Return the starting tier for the task ``request`` describes."""
         ...
+
+
+@runtime_checkable
+class ClassifyingRouter(Router, Protocol):
+    """A router that wants each task labelled by a cheap-tier call before routing it.
+
+    The engine makes the call (paid, recorded as a ``classify`` attempt) when
+    ``classifier`` is set, and routes with the answer in :attr:`RouteRequest.label`.
+    """
+
+    classifier: TaskClassifier | None
 
 
 @runtime_checkable

@@ -45,6 +45,7 @@ from orchestrator import (
     RouteDecision,
     RouteRequest,
     RunConfig,
+    TaskClassifier,
     TierLadder,
     Verdict,
     Workflow,
@@ -110,12 +111,16 @@ def two_tiers() -> TierLadder:
 class Model:
     """A model double whose answers are right or wrong as the real models' were."""
 
-    def __init__(self, rows: dict[str, Row]) -> None:
-        self.rows = rows
+    def __init__(self, rows: dict[str, Row], classifier_accuracy: float = 1.0) -> None:
+        self.rows, self.classifier_accuracy = rows, classifier_accuracy
 
     def __call__(self, request: ModelRequest) -> str:
         row = self.rows[request.task_id or ""]
         tier = request.tier.name
+        if request.purpose == "classify":  # an ASSUMED classifier, not a measured one:
+            # "hard" iff the weak model got it wrong, with the stated accuracy (fixed draw)
+            right = _draw(row.task_id, "classify", 0) < self.classifier_accuracy
+            return "easy" if row.weak_ok == right else "hard"
         if row.weak_ok if tier == "haiku" else row.strong_ok:
             return f"RIGHT: the answer to {row.task_id}"
         # A wrong answer picks one of the three wrong options (a fixed draw per task and
@@ -182,6 +187,7 @@ class Outcome:
     rows: list[Row]
     cost_usd: Decimal
     shadow_usd: Decimal
+    classify_usd: Decimal
     right: np.ndarray  # the accepted answer was right
     silent: np.ndarray  # a wrong answer was accepted
     strong_start: np.ndarray  # the first attempt ran on the strong tier
@@ -232,7 +238,14 @@ def apgr_cpt(score: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> tuple[f
 
 
 async def run_policy(
-    name: str, router: Any, rows: Sequence[Row], split: str, *, catch: float, seed: int
+    name: str,
+    router: Any,
+    rows: Sequence[Row],
+    split: str,
+    *,
+    catch: float,
+    seed: int,
+    classifier_accuracy: float = 1.0,
 ) -> Outcome:
     """Every row as a task through the Engine with ``router``; what it cost and got right."""
     by_id = {row.task_id: row for row in rows}
@@ -241,7 +254,10 @@ async def run_policy(
     p_weak: dict[str, float] = {}
     routed = _Scoring(router, scores, p_weak) if isinstance(router, CalibratedRouter) else router
     engine = Engine(
-        FunctionModel(Model(by_id)), ladder, router=routed, config=RunConfig(max_concurrency=64)
+        FunctionModel(Model(by_id, classifier_accuracy)),
+        ladder,
+        router=routed,
+        config=RunConfig(max_concurrency=64),
     )
     verifier = CatchesWrong(catch, seed)
     workflow = Workflow(f"routellm {split}")
@@ -253,17 +269,22 @@ async def run_policy(
     starts = [nodes[row.task_id].attempts for row in rows]
     return Outcome(
         name, split, list(rows), result.cost_usd, result.shadow_cost_usd,
+        result.classify_cost_usd,
         right=np.array([a.startswith("RIGHT") for a in answers]),
         silent=np.array([a.startswith("WRONG") for a in answers]),
-        strong_start=np.array([bool(a) and a[0].tier == "opus" for a in starts]),
+        strong_start=np.array([_start(a) == "opus" for a in starts]),
         score=np.array([scores.get(row.task_id, 0.0) for row in rows]),
         p_weak=np.array([p_weak.get(row.task_id, np.nan) for row in rows]),
         weak_rejected=np.array([_rejected_on(a, "haiku") for a in starts]),
     )  # fmt: skip
 
 
+def _start(attempts: Sequence[Any]) -> str | None:
+    return next((a.tier for a in attempts if a.answering), None)
+
+
 def _rejected_on(attempts: Sequence[Any], tier: str) -> float:
-    first = next((a for a in attempts if not a.shadow), None)
+    first = next((a for a in attempts if a.answering), None)
     if first is None or first.tier != tier or first.verdict is None:
         return np.nan
     return 0.0 if first.passed else 1.0
@@ -276,6 +297,7 @@ class _Scoring:
         self, router: CalibratedRouter, scores: dict[str, float], p_weak: dict[str, float]
     ) -> None:
         self.router, self.scores, self.p_weak = router, scores, p_weak
+        self.classifier = router.classifier  # the engine labels tasks for it, if it asks
 
     def route(self, request: RouteRequest, ladder: TierLadder) -> RouteDecision:
         estimates = self.router.estimates(request, ladder) or {}
@@ -323,7 +345,8 @@ def report(outcomes: list[Outcome], *, rounds: int, seed: int) -> list[str]:
     """The markdown table of one split, each policy against always-strong."""
     strong = next(o for o in outcomes if o.policy.startswith("always strong"))
     lines = [
-        "| split | policy | $ / 1k tasks (shadow) | x always-strong cost | true accuracy [95%] "
+        "| split | policy | $ / 1k tasks (shadow; classify) | x always-strong cost "
+        "| true accuracy [95%] "
         "| silent wrong [95%] | strong starts | projected: strong calls, PGR | APGR [95%] "
         "| CPT(50%) |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -331,6 +354,7 @@ def report(outcomes: list[Outcome], *, rounds: int, seed: int) -> list[str]:
     for o in outcomes:
         per_k = o.cost_usd / len(o.rows) * 1000
         shadow = o.shadow_usd / len(o.rows) * 1000
+        classify = o.classify_usd / len(o.rows) * 1000
         ratio = o.cost_usd / strong.cost_usd
         ci = bootstrap(o, strong.cost_usd, rounds=rounds, seed=seed)
         calls, _, pgr = o.projected()
@@ -341,7 +365,7 @@ def report(outcomes: list[Outcome], *, rounds: int, seed: int) -> list[str]:
         else:
             scored = "| "
         lines.append(
-            f"| {o.split} | {o.policy} | {per_k:.4f} ({shadow:.4f}) | {ratio:.3f} "
+            f"| {o.split} | {o.policy} | {per_k:.4f} ({shadow:.4f}; {classify:.4f}) | {ratio:.3f} "
             f"| {o.right.mean():.1%} {_pct(ci['accuracy'])} | {o.silent.mean():.1%} "
             f"{_pct(ci['silent'])} | {o.strong_start.mean():.1%} | {calls:.1%}, {pgr:.2f} "
             f"| {scored} |"
@@ -398,6 +422,12 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--old", action="store_true", help="also the needs-only router (threshold=None)"
     )
+    parser.add_argument(
+        "--classifier", type=float, nargs="*", default=[], metavar="ACCURACY",
+        help="also the learned router with a TaskClassifier whose label is right with this "
+        "(assumed) accuracy, at --classifier-thresholds; its calls are paid",
+    )  # fmt: skip
+    parser.add_argument("--classifier-thresholds", type=float, nargs="+", default=[0.1, 0.15])
     args = parser.parse_args(argv)
     if not (args.data / "mmlu").is_dir():
         parser.error(f"no RouteLLM data in {args.data} (expected its mmlu/ and gsm8k.csv)")
@@ -415,24 +445,38 @@ async def main(argv: Sequence[str] | None = None) -> None:
     }
     if args.old:
         learned[-1.0] = CalibratedRouter(threshold=None, seed=args.seed)
+    classified = {
+        (accuracy, t): CalibratedRouter(
+            threshold=t, shadow=args.shadow, fit="inline", seed=args.seed,
+            classifier=TaskClassifier(),
+        )
+        for accuracy in args.classifier
+        for t in args.classifier_thresholds
+    }  # fmt: skip
     results: dict[str, list[Outcome]] = {}
     for split in ("dev", "test"):  # the learned routers learn on dev, then on the test stream
         if split not in wanted and split == "test":
             break
         rows = splits[split]
         oracle = Oracle({row.task_id: row for row in rows})
-        policies: list[tuple[str, Any]] = [
-            ("always weak", Fixed(0)),
-            ("always strong (the rules)", CapabilityRouter()),
-            ("oracle", oracle),
+        policies: list[tuple[str, Any, float]] = [
+            ("always weak", Fixed(0), 1.0),
+            ("always strong (the rules)", CapabilityRouter(), 1.0),
+            ("oracle", oracle, 1.0),
         ]
         for t, router in learned.items():
             label = "needs only (threshold=None)" if t < 0 else f"threshold {t:g}"
-            policies.append((f"CalibratedRouter, {label}", router))
+            policies.append((f"CalibratedRouter, {label}", router, 1.0))
+        for (accuracy, t), router in classified.items():
+            name = f"CalibratedRouter + classifier (assumed {accuracy:.0%} right), threshold {t:g}"
+            policies.append((name, router, accuracy))
         outcomes = [
-            await run_policy(name, router, rows, split, catch=args.catch, seed=args.seed)
-            for name, router in policies
-        ]
+            await run_policy(
+                name, router, rows, split, catch=args.catch, seed=args.seed,
+                classifier_accuracy=accuracy,
+            )
+            for name, router, accuracy in policies
+        ]  # fmt: skip
         if split in wanted:
             results[split] = outcomes
             print("\n".join(report(outcomes, rounds=args.bootstrap, seed=args.seed)), flush=True)

@@ -8,6 +8,7 @@ import random
 import jsonschema
 import pytest
 
+from orchestrator.wire import CLASSIFY_SYSTEM_PROMPT, classify_prompt
 from orchestrator_sim import SimConfig
 from orchestrator_sim.brain import BrainRequest, DefaultBrain
 from orchestrator_sim.faults import FaultInjector
@@ -215,3 +216,29 @@ def test_brain_judges_without_a_schema() -> None:
     verdict = json.loads(reply.content[0]["text"])
     assert verdict["passed"] is False
     assert set(verdict) == {"passed", "reason", "score"}
+
+
+@pytest.mark.parametrize(("capability", "accuracy"), [(1, 0.75), (3, 0.95)])
+def test_a_classifier_names_the_true_label_as_often_as_configured(
+    capability: int, accuracy: float
+) -> None:
+    brain = DefaultBrain(SimConfig(seed=4))
+    labels = ["low", "mid", "high"]
+    right = 0
+    for i in range(600):
+        level = 1 + i % 3
+        task = f"Describe item {i} of the catalogue. [difficulty={level}]"
+        reply = brain.respond(
+            BrainRequest(
+                model="claude-haiku-5-5" if capability == 1 else "claude-opus-5-5",
+                capability=capability,
+                system=CLASSIFY_SYSTEM_PROMPT,
+                messages=[{"role": "user", "content": classify_prompt(task, labels)}],
+            )
+        )
+        assert reply.kind == "classify"
+        text = reply.content[0]["text"]
+        assert text in labels
+        assert reply.notes["true_label"] == labels[level - 1]
+        right += text == labels[level - 1]
+    assert abs(right / 600 - accuracy) < 0.06

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.plan import Plan
+from orchestrator.pricing import USD
 from orchestrator.results import Attempt, NodeResult, PlanningRecord, RunResult
 
 __all__ = [
@@ -44,6 +45,8 @@ class PlanningStarted:
 
     run_id: str
     goal: str
+    budget_usd: USD | None = None
+    """The run's budget (``None``: none); the store keeps it, and ``resume`` runs on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,8 @@ class RunStarted:
     plan: Plan
     planning: PlanningRecord | None = None
     """What planning the plan cost, when a model planned it."""
+    budget_usd: USD | None = None
+    """The run's budget (``None``: none); the store keeps it, and ``resume`` runs on it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -277,7 +277,7 @@ class Run:
         """Plan the goal within the run's budget, recording every round as it goes."""
         goal = self._goal
         assert goal is not None, "a run without a plan has a goal"
-        await self._bus.emit(PlanningStarted(self.run_id, goal.text))
+        await self._bus.emit(PlanningStarted(self.run_id, goal.text, self.config.budget_usd))
         started = anyio.current_time()
         error: str | None = None
         plan: Plan | None = None
@@ -305,7 +305,7 @@ class Run:
     async def _run_plan(self) -> None:
         assert self.plan is not None
         planning = None if self._planning_stored else self.planning
-        await self._bus.emit(RunStarted(self.run_id, self.plan, planning))
+        await self._bus.emit(RunStarted(self.run_id, self.plan, planning, self.config.budget_usd))
         self._trace_id = current_trace_id()  # the run span's, once telemetry opened it
         scheduler = Scheduler(
             self._graph,

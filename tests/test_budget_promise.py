@@ -3,7 +3,8 @@
 The budget covers the whole run, planning included, and a budgeted run always ends; a run
 is recorded before its planner's first call, and planning that fails ends the run (with
 its cost, printed, resumable) instead of crashing the command; what a killed process may
-have been billed is counted; ``show`` needs none of a run's tools.
+have been billed is counted; ``show`` needs none of a run's tools; ``resume`` keeps the
+budget the run was started with.
 """
 
 from __future__ import annotations
@@ -314,3 +315,87 @@ def test_show_and_runs_of_an_interrupted_research_run_need_none_of_its_tools(
     (listed,) = _runs(tmp_path, capsys)
     assert (listed["run_id"], listed["status"]) == (run_id, "running")
     assert listed["cost_usd"] == pytest.approx(0.006)
+
+
+def _queue_plan(path: Path) -> Path:
+    """Eight small independent tasks: $0.00021 unbudgeted offline, $0.000078 worst case each."""
+    tasks = [
+        {"id": f"t{i}", "instruction": f"Name {i + 2} uses of a queue.", "max_output_tokens": 64}
+        for i in range(8)
+    ]
+    path.write_text(json.dumps({"goal": "queues", "tasks": tasks}))
+    return path
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ORCHESTRATOR_HOME": str(home)}
+    return subprocess.run(
+        [*CLI, *args], check=False, capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def _within(result: dict[str, Any], budget: str) -> None:
+    assert result["budget_usd"] is not None, "resumed with no budget"
+    assert Decimal(str(result["budget_usd"])) == Decimal(budget)
+    assert Decimal(str(result["cost_usd"])) <= Decimal(budget)
+
+
+def test_resume_keeps_the_budget_of_a_run_that_ran_out(tmp_path: Path) -> None:
+    # `resume` without --budget used to run on with no budget ("budget_usd": null) and
+    # finish the plan at $0.00021, twice the $0.0001 the run was started with.
+    plan = _queue_plan(tmp_path / "plan.json")
+    started = _cli(tmp_path, "run", "--plan", str(plan), "--offline", "--json",
+                   "--budget", "0.0001", "--max-concurrency", "1")  # fmt: skip
+    assert started.returncode == 1, started.stderr
+    first = json.loads(started.stdout)
+    assert first["status"] == "budget_exhausted"
+    assert any(node["status"] == "succeeded" for node in first["nodes"])  # it got somewhere
+
+    again = _cli(tmp_path, "resume", first["run_id"], "--offline", "--json")
+    assert again.returncode == 1, again.stderr
+    resumed = json.loads(again.stdout)
+    assert (resumed["run_id"], resumed["status"]) == (first["run_id"], "budget_exhausted")
+    _within(resumed, "0.0001")
+
+    # An explicit --budget replaces it: the most the whole run may spend, what was spent
+    # before included.
+    raised = _cli(tmp_path, "resume", first["run_id"], "--offline", "--json", "--budget", "0.01")
+    assert raised.returncode == 0, raised.stderr
+    finished = json.loads(raised.stdout)
+    assert finished["status"] == "succeeded"
+    _within(finished, "0.01")
+    assert finished["cost_usd"] > resumed["cost_usd"]
+
+
+@pytest.mark.anyio
+async def test_resume_keeps_the_budget_of_a_killed_run(tmp_path: Path) -> None:
+    # A run killed in its first call has no result stored, so no budget in it either.
+    budget = "0.0002"
+    plan = _queue_plan(tmp_path / "plan.json")
+    home = ["--home", str(tmp_path)]
+    slow = SimConfig(seed=2, time_scale=20)  # an answer takes far longer than the test
+    brain = _CountingBrain(slow)
+    async with serve(slow, brain=brain) as sim:
+        process = await anyio.open_process(
+            [*CLI, "run", "--plan", str(plan), "--json", "--budget", budget,
+             "--max-concurrency", "1", *home],
+            env=_env(sim.base_url), stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            await brain.next_request()  # the first node's call is in flight
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+    assert process.returncode == -signal.SIGKILL, "the CLI ended before its first call"
+    (run_id,) = await _only_run_id(tmp_path)
+
+    with anyio.fail_after(120):
+        again = await anyio.run_process(
+            [*CLI, "resume", run_id, "--offline", "--json", *home], check=False
+        )
+    assert again.returncode == 1, again.stderr.decode()
+    resumed = json.loads(again.stdout)
+    # Unbudgeted, it finished all eight nodes: $0.00029 with the killed call's worst case.
+    assert (resumed["run_id"], resumed["status"]) == (run_id, "budget_exhausted")
+    _within(resumed, budget)

@@ -22,6 +22,7 @@ from orchestrator.store import MemoryStore, RunStore, SQLiteStore, StoreError, S
 from orchestrator.store import lease as lease_module
 from orchestrator.store.lease import LeaseOwner, hold_lease, process_started
 from orchestrator.store.sqlite import SCHEMA_VERSION
+from orchestrator.store.sqlite_queries import read_run
 from orchestrator.testing import FunctionModel, TestModel
 
 pytestmark = pytest.mark.anyio
@@ -583,3 +584,44 @@ async def test_an_older_store_file_gets_the_leases_table_when_opened(tmp_path: P
     finally:
         db.close()
     assert version == (str(SCHEMA_VERSION),)  # unchanged: older versions ignore the table
+
+
+async def test_a_runs_budget_is_stored_from_its_start_and_replaced_on_resume(
+    store: RunStore,
+) -> None:
+    plan = Plan(goal="g", tasks=[Task(id="t", instruction="x")])
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    await store.start_planning("planned", "g", started, budget_usd=Decimal("0.1"))
+    assert (await store.load_run("planned")).budget_usd == Decimal("0.1")  # before any plan
+    await store.start_run("planned", plan, started, budget_usd=Decimal("0.1"))
+    await store.start_run("none", plan, started)
+    assert (await store.load_run("none")).budget_usd is None
+    await store.start_run("planned", plan, started, budget_usd=Decimal("0.30000000000000004"))
+    assert (await store.load_run("planned")).budget_usd == Decimal("0.30000000000000004")
+
+
+async def test_an_older_store_file_gets_the_budget_column_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    plan = Plan(goal="g", tasks=[Task(id="t", instruction="x")])
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    store = await SQLiteStore.open(path)
+    engine = Engine(TestModel("fine"), listeners=[StoreListener(store)])
+    await engine.run(plan, run_id="done", budget_usd=Decimal("0.5"))
+    await store.start_run("unfinished", plan, started, budget_usd=Decimal("0.5"))
+    await store.aclose()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE runs DROP COLUMN budget_usd")  # as written before budgets were
+    db.commit()
+    db.close()
+    readonly = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:  # a file that cannot be written is read without the column
+        assert read_run(readonly, "done").budget_usd == Decimal("0.5")  # its result's
+        assert read_run(readonly, "unfinished").budget_usd is None  # not known
+    finally:
+        readonly.close()
+    store = await SQLiteStore.open(path)
+    try:
+        await store.start_run("unfinished", plan, started, budget_usd=Decimal("0.2"))
+        assert (await store.load_run("unfinished")).budget_usd == Decimal("0.2")
+    finally:
+        await store.aclose()

@@ -139,7 +139,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    """Continue a stored run: only what did not finish runs, nothing is paid for twice."""
+    """Continue a stored run: only what did not finish runs, nothing is paid for twice.
+
+    The run keeps the budget it was started with (what it spent counts against it);
+    ``--budget`` replaces it, as the most the whole run may spend, earlier spend included.
+    """
     ladder = load_ladder(args.tiers)
     if not args.offline and not _has_key(ladder):
         raise UserError(NO_KEY_HELP)
@@ -267,6 +271,8 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
     if args.command == "resume":  # read now that this process owns it
         resume = await store.load_run(run_id)
         plan = resume.plan
+        if args.budget is None:  # the run's budget holds; --budget replaces it
+            config = config.model_copy(update={"budget_usd": resume.budget_usd})
     async with (
         _endpoint(args, ladder) as (client, run_ladder),
         _progress(args) as progress,

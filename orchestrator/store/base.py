@@ -65,20 +65,32 @@ class StoredRun(BaseModel):
     """Every attempt recorded, by node id (including ones in flight when it died)."""
     result: RunResult | None
     """The final result, once the run ended."""
+    budget_usd: USD | None = None
+    """The budget it was started (or last resumed) with, the most the whole run may spend
+    (``orchestrator resume`` keeps it); ``None`` if it had none. A run an older version
+    left unfinished, before stores kept budgets, reads as ``None``."""
 
 
 class RunStore(abc.ABC):
     """Where runs are recorded. Every method is async and safe to call from the loop."""
 
     @abc.abstractmethod
-    async def start_run(self, run_id: str, plan: Plan, started_at: datetime) -> None:
-        """Record a new run (or a resumed one: the plan is kept, the status set to running)."""
+    async def start_run(
+        self, run_id: str, plan: Plan, started_at: datetime, *, budget_usd: Decimal | None = None
+    ) -> None:
+        """Record a new run (or a resumed one: the plan is kept, the status set to running).
+
+        ``budget_usd`` is the run's budget (``None``: none); it replaces the stored one.
+        """
 
     @abc.abstractmethod
-    async def start_planning(self, run_id: str, goal: str, started_at: datetime) -> None:
+    async def start_planning(
+        self, run_id: str, goal: str, started_at: datetime, *, budget_usd: Decimal | None = None
+    ) -> None:
         """Record a run that plans its goal first (status ``planning``, no plan yet).
 
         A resumed run is marked planning again; :meth:`start_run` later records its plan.
+        ``budget_usd`` is the run's budget, as for :meth:`start_run`.
         """
 
     @abc.abstractmethod

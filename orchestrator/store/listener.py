@@ -101,15 +101,16 @@ class StoreListener:
         if self.durability == "async" and await self._free_work(event):
             return
         match event:
-            case PlanningStarted(run_id=run_id, goal=goal):
-                await self.flush(run_id)
-                await self.store.start_planning(run_id, goal, datetime.now().astimezone())
-            case AttemptSpending(run_id=run_id, node_id=node_id, attempt=attempt):
-                await self._write(run_id, attempt=(node_id, attempt))
-            case RunStarted(run_id=run_id, plan=plan, planning=planning):
+            case PlanningStarted(run_id=run_id, goal=goal, budget_usd=budget):
                 await self.flush(run_id)
                 started = datetime.now().astimezone()
-                await self.store.start_run(run_id, plan, started)
+                await self.store.start_planning(run_id, goal, started, budget_usd=budget)
+            case AttemptSpending(run_id=run_id, node_id=node_id, attempt=attempt):
+                await self._write(run_id, attempt=(node_id, attempt))
+            case RunStarted(run_id=run_id, plan=plan, planning=planning, budget_usd=budget):
+                await self.flush(run_id)
+                started = datetime.now().astimezone()
+                await self.store.start_run(run_id, plan, started, budget_usd=budget)
                 if planning is not None:  # its spend counts when the run is resumed
                     attempt = planning_attempt(planning, started)
                     await self.store.record_attempt(run_id, PLANNING_NODE, attempt)

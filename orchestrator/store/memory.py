@@ -8,6 +8,7 @@ happens to a run is lost with the process.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from orchestrator.plan import Plan
 from orchestrator.pricing import ZERO_USD
@@ -25,16 +26,26 @@ class MemoryStore(RunStore):
         self._runs: dict[str, StoredRun] = {}
         self._leases: dict[str, Lease] = {}  # by run id
 
-    async def start_run(self, run_id: str, plan: Plan, started_at: datetime) -> None:
+    async def start_run(
+        self, run_id: str, plan: Plan, started_at: datetime, *, budget_usd: Decimal | None = None
+    ) -> None:
         """Record a new run (a planned one gets its plan; a resumed one keeps its plan)."""
-        self._begin(run_id, plan.goal, plan, started_at, "running")
+        self._begin(run_id, plan.goal, plan, started_at, "running", budget_usd)
 
-    async def start_planning(self, run_id: str, goal: str, started_at: datetime) -> None:
+    async def start_planning(
+        self, run_id: str, goal: str, started_at: datetime, *, budget_usd: Decimal | None = None
+    ) -> None:
         """Record a run that plans its goal first."""
-        self._begin(run_id, goal, None, started_at, "planning")
+        self._begin(run_id, goal, None, started_at, "planning", budget_usd)
 
-    def _begin(
-        self, run_id: str, goal: str, plan: Plan | None, started_at: datetime, status: str
+    def _begin(  # noqa: PLR0917  (the arguments of start_run and start_planning)
+        self,
+        run_id: str,
+        goal: str,
+        plan: Plan | None,
+        started_at: datetime,
+        status: str,
+        budget_usd: Decimal | None,
     ) -> None:
         existing = self._runs.get(run_id)
         summary = RunSummary(
@@ -45,10 +56,12 @@ class MemoryStore(RunStore):
         if existing:
             existing.summary, existing.result = summary, None
             existing.plan = existing.plan or plan
+            existing.budget_usd = budget_usd
         else:
             self._runs[run_id] = StoredRun(
-                summary=summary, plan=plan, nodes={}, attempts={}, result=None
-            )
+                summary=summary, plan=plan, nodes={}, attempts={}, result=None,
+                budget_usd=budget_usd,
+            )  # fmt: skip
 
     async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
         """Insert or update an attempt."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
 
@@ -74,13 +75,17 @@ class SQLiteStore(BatchWriter, RunStore):
         connection = await anyio.to_thread.run_sync(connect, path)
         return cls(path, connection, max_queued=max_queued)
 
-    async def start_run(self, run_id: str, plan: Plan, started_at: datetime) -> None:
-        """Record a new run, or mark a resumed one running again."""
-        await self._call(START_RUN, run_id, plan, started_at)
+    async def start_run(
+        self, run_id: str, plan: Plan, started_at: datetime, *, budget_usd: Decimal | None = None
+    ) -> None:
+        """Record a new run, or mark a resumed one running again (with ``budget_usd``)."""
+        await self._call(START_RUN, run_id, plan, started_at, budget_usd)
 
-    async def start_planning(self, run_id: str, goal: str, started_at: datetime) -> None:
+    async def start_planning(
+        self, run_id: str, goal: str, started_at: datetime, *, budget_usd: Decimal | None = None
+    ) -> None:
         """Record a run that plans its goal first (no plan yet), or mark one planning again."""
-        await self._call(START_PLANNING, run_id, goal, started_at)
+        await self._call(START_PLANNING, run_id, goal, started_at, budget_usd)
 
     async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
         """Insert or update an attempt (serialised when written: do not change it meanwhile)."""

@@ -43,12 +43,22 @@ __all__ = [
 ]
 
 
-def _start_run_row(run_id: str, plan: Plan, started_at: datetime) -> tuple[Any, ...]:
-    return (run_id, plan.goal, "running", plan.model_dump_json(), started_at.isoformat())
+def _start_run_row(
+    run_id: str, plan: Plan, started_at: datetime, budget_usd: Decimal | None
+) -> tuple[Any, ...]:
+    return (run_id, plan.goal, "running", plan.model_dump_json(), started_at.isoformat(),
+            _budget_text(budget_usd))  # fmt: skip
 
 
-def _start_planning_row(run_id: str, goal: str, started_at: datetime) -> tuple[Any, ...]:
-    return (run_id, goal, "planning", _NO_PLAN, started_at.isoformat())
+def _start_planning_row(
+    run_id: str, goal: str, started_at: datetime, budget_usd: Decimal | None
+) -> tuple[Any, ...]:
+    return (run_id, goal, "planning", _NO_PLAN, started_at.isoformat(), _budget_text(budget_usd))
+
+
+def _budget_text(budget_usd: Decimal | None) -> str | None:
+    """A budget as stored: the exact decimal as text (``NULL``: no budget)."""
+    return None if budget_usd is None else str(budget_usd)
 
 
 _NO_PLAN = ""
@@ -109,14 +119,18 @@ def write_records(
 
 
 START_RUN = Write(
-    "INSERT INTO runs (run_id, goal, status, plan, started_at) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO runs (run_id, goal, status, plan, started_at, budget_usd)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT(run_id) DO UPDATE SET status='running', finished_at=NULL, result=NULL,"
+    " budget_usd=excluded.budget_usd,"
     " plan=CASE WHEN runs.plan='' THEN excluded.plan ELSE runs.plan END",  # planned: its plan
     _start_run_row,
 )
 START_PLANNING = Write(
-    "INSERT INTO runs (run_id, goal, status, plan, started_at) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT(run_id) DO UPDATE SET status='planning', finished_at=NULL, result=NULL",
+    "INSERT INTO runs (run_id, goal, status, plan, started_at, budget_usd)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT(run_id) DO UPDATE SET status='planning', finished_at=NULL, result=NULL,"
+    " budget_usd=excluded.budget_usd",
     _start_planning_row,
 )
 PUT_ATTEMPT = Write(
@@ -200,9 +214,24 @@ def read_run(db: sqlite3.Connection, run_id: str) -> StoredRun:
     if final is not None and "nodes" not in final.model_fields_set:  # schema 2: in ``nodes``
         tasks = stored_plan.tasks if stored_plan is not None else []
         final.nodes = [nodes[task.id] for task in tasks if task.id in nodes]
+    budget = _read_budget(db, run_id)
+    if budget is None and final is not None:  # finished before stores kept budgets
+        budget = final.budget_usd
     return StoredRun(
-        summary=summary, plan=stored_plan, nodes=nodes, attempts=attempts, result=final
-    )
+        summary=summary, plan=stored_plan, nodes=nodes, attempts=attempts, result=final,
+        budget_usd=budget,
+    )  # fmt: skip
+
+
+def _read_budget(db: sqlite3.Connection, run_id: str) -> Decimal | None:
+    """A run's stored budget; ``None`` if none (or a read-only older file has no column)."""
+    try:
+        row = db.execute("SELECT budget_usd FROM runs WHERE run_id=?", (run_id,)).fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such column" not in str(exc):
+            raise
+        return None
+    return None if row is None or row[0] is None else Decimal(row[0])
 
 
 def read_summaries(db: sqlite3.Connection, limit: int) -> list[RunSummary]:

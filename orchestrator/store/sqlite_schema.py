@@ -16,6 +16,12 @@ schema version stays 2: older versions never read ``meta`` beyond their checks n
 table they do not know, so they still read and write such a file correctly (only without
 leases, as before), and nothing an older version writes makes a lease wrong. Raising the
 version would lock them out of their own runs for a table that changes nothing they store.
+
+A run's budget is the column ``runs.budget_usd`` (the exact decimal as text, ``NULL`` for
+none), added the same way to an older file when it is opened: older versions name the
+columns they read and write, so they ignore it (a run they start or resume keeps the
+budget stored before). A read-only file without it reads an unfinished run with no
+budget (a finished one with its result's).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, goal TEXT NOT NULL, status TEXT NOT NULL, plan TEXT NOT NULL,
-    started_at TEXT NOT NULL, finished_at TEXT, result TEXT
+    started_at TEXT NOT NULL, finished_at TEXT, result TEXT, budget_usd TEXT
 );
 CREATE TABLE IF NOT EXISTS attempts (
     run_id TEXT NOT NULL REFERENCES runs(run_id), node_id TEXT NOT NULL,
@@ -80,6 +86,7 @@ def connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA foreign_keys=ON")
         if existed:
             _add_leases(db)
+            _add_budget_column(db)
         if version < SCHEMA_VERSION:  # what it holds reads as it is; what is added is newer
             with db:
                 db.execute(
@@ -102,6 +109,19 @@ def _add_leases(db: sqlite3.Connection) -> None:
     except sqlite3.OperationalError as exc:
         if "readonly" not in str(exc):
             raise  # a read-only file stays readable; anything else is an error
+
+
+def _add_budget_column(db: sqlite3.Connection) -> None:
+    """Add ``runs.budget_usd`` to a file written before it existed (see the module)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    if "budget_usd" in columns:
+        return
+    try:
+        with db:
+            db.execute("ALTER TABLE runs ADD COLUMN budget_usd TEXT")
+    except sqlite3.OperationalError as exc:
+        if "readonly" not in str(exc):
+            raise  # a read-only file stays readable (its runs read with no budget)
 
 
 def _create(db: sqlite3.Connection) -> None:

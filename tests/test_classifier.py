@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from pathlib import Path
 
 import anyio
 import pytest
@@ -24,6 +26,7 @@ from orchestrator import (
     Workflow,
     default_ladder,
 )
+from orchestrator.cli import main
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.models.base import ModelRequest
 from orchestrator.store.listener import StoreListener
@@ -229,3 +232,30 @@ async def test_a_resumed_node_reuses_the_label_it_paid_for() -> None:
     assert attempts[0].classify
     assert attempts[0].label == "hard"
     assert resumed.node("a").output == "answer a"
+
+
+PLAN = Path(__file__).parent.parent / "examples" / "plans" / "release_notes.json"
+
+
+def test_the_cli_labels_each_task_within_the_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--offline", "--plan", str(PLAN), "--classify"]) == 2
+    assert "--classify needs --router calibrated" in capsys.readouterr().err
+
+    flags = ["run", "--offline", "--plan", str(PLAN), "--router", "calibrated", "--classify"]
+    assert main([*flags, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for node in result["nodes"]:
+        first = node["attempts"][0]
+        assert first["classify"], node
+        assert first["label"] in {"easy", "hard"}
+        assert first["simulated"]
+    labels = sum(a["cost_usd"] for n in result["nodes"] for a in n["attempts"] if a["classify"])
+    assert float(result["classify_cost_usd"]) == pytest.approx(labels)
+    assert float(result["classify_cost_usd"]) > 0
+
+    budget = float(result["cost_usd"]) / 3
+    assert main([*flags, "--json", "--budget", f"{budget:.6f}"]) in {0, 1}
+    tight = json.loads(capsys.readouterr().out)
+    assert float(tight["cost_usd"]) <= budget
+    assert main(flags) == 0
+    assert "[haiku: " in capsys.readouterr().out  # the label, shown in the node's path

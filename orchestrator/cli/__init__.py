@@ -18,7 +18,6 @@ from orchestrator.cli.calibrate import cmd_calibrate
 from orchestrator.cli.commands import (
     cmd_plan,
     cmd_resume,
-    cmd_routing,
     cmd_run,
     cmd_runs,
     cmd_show,
@@ -28,6 +27,7 @@ from orchestrator.cli.commands import (
     store_path,
 )
 from orchestrator.cli.otel import add_flags as _telemetry_flags
+from orchestrator.cli.routing import cmd_routing
 from orchestrator.exceptions import UserError
 
 __all__ = ["main"]
@@ -130,7 +130,14 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
         choices=("rules", "calibrated"),
         default="rules",
         help="rules: cheapest tier whose capabilities cover the needs (default); calibrated: "
-        "the tier that has been cheapest per verified answer for such tasks in past runs",
+        "learned from the stored runs, it reads each task and starts it on the cheapest tier "
+        "whose estimated silent failures are within threshold 0.1 of the top tier's",
+    )
+    parser.add_argument(
+        "--classify",
+        action="store_true",
+        help="with --router calibrated: the cheapest tier labels each task easy or hard "
+        "before it is routed (one paid call per task; the label is learned from)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document only")
     parser.add_argument(

@@ -20,7 +20,6 @@ from orchestrator.cli.otel import session
 from orchestrator.cli.render import (
     LiveProgress,
     ProgressPrinter,
-    render_calibration,
     render_ladder,
     render_mermaid,
     render_summary,
@@ -42,7 +41,7 @@ from orchestrator.planners.llm import PlanningReport
 from orchestrator.planners.static import load_plan_file
 from orchestrator.research import ResearchAgent, render_report
 from orchestrator.results import RunResult, RunStatus
-from orchestrator.routing import CalibratedRouter, Router
+from orchestrator.routing import CalibratedRouter, Router, TaskClassifier
 from orchestrator.run import Run, RunConfig
 from orchestrator.store import RunSummary, SQLiteStore, StoredRun, StoreListener, hold_lease
 from orchestrator.telemetry import current_telemetry, write_timeline
@@ -52,7 +51,6 @@ from orchestrator.tools.corpus import CORPUS_TOOL_NAMES, Corpus, corpus_tools
 __all__ = [
     "cmd_plan",
     "cmd_resume",
-    "cmd_routing",
     "cmd_run",
     "cmd_runs",
     "cmd_show",
@@ -312,33 +310,16 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
 
 async def _router(args: argparse.Namespace, store: SQLiteStore) -> Router | None:
     """``--router calibrated``: a router that has learned from every run in the store."""
+    classify = getattr(args, "classify", False)
     if getattr(args, "router", "rules") != "calibrated":
+        if classify:
+            raise UserError("--classify needs --router calibrated (the rules read no labels)")
         return None
-    router = CalibratedRouter(seed=args.seed)
+    classifier = TaskClassifier() if classify else None
+    router = CalibratedRouter(seed=args.seed, classifier=classifier)
     counted = await router.learn_from_store(store)
     _note(args, f"routing: calibrated from {counted} verified nodes of past runs")
     return router
-
-
-def cmd_routing(args: argparse.Namespace) -> int:
-    """Show what calibrated routing has learned from the runs in the store."""
-    ladder = load_ladder(args.tiers)
-
-    async def learn() -> tuple[CalibratedRouter, int]:
-        store = await SQLiteStore.open(store_path(args))
-        try:
-            router = CalibratedRouter(seed=0, explore=0.0, warmup_explore=0.0)
-            return router, await router.learn_from_store(store, runs=args.runs)
-        finally:
-            await store.aclose()
-
-    router, counted = anyio.run(learn)
-    rows = router.table(ladder)
-    if args.json:
-        print(json.dumps({"nodes_counted": counted, "rows": rows}, indent=2))
-        return 0
-    print(render_calibration(router, ladder, counted))
-    return 0
 
 
 async def _plan_only(

@@ -206,7 +206,10 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
     """A human summary: status, cost, a table of nodes, escalations and (optionally) output."""
     lines = [
         f"Run {result.run_id}: {result.status.value} in {result.wall_s:.2f}s, "
-        f"cost ${result.cost_usd:.4f} (wasted ${result.wasted_cost_usd:.4f})",
+        f"cost ${result.cost_usd:.4f} (wasted ${result.wasted_cost_usd:.4f}"
+        + (f", labels ${result.classify_cost_usd:.4f}" if result.classify_cost_usd else "")
+        + (f", shadow runs ${result.shadow_cost_usd:.4f}" if result.shadow_cost_usd else "")
+        + ")",
     ]
     if result.simulated:
         lines.append(SIMULATED_NOTE)
@@ -221,7 +224,7 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
         if planning.error:
             lines.append(f"planning failed: {planning.error}")
     width = max([len(n.id) for n in result.nodes] + [4])
-    paths = {node.id: " -> ".join(a.tier for a in node.attempts) or "-" for node in result.nodes}
+    paths = {node.id: " -> ".join(map(_step, node.attempts)) or "-" for node in result.nodes}
     tiers_width = max([len(path) for path in paths.values()] + [5])
     lines.append(f"{'node':<{width}}  {'status':<10} {'tiers':<{tiers_width}} {'cost':>9}  reason")
     for node in result.nodes:
@@ -356,3 +359,10 @@ def render_mermaid(plan: Plan) -> str:
 
 def _mermaid_id(task_id: str) -> str:
     return "t_" + "".join(ch if ch.isalnum() else "_" for ch in task_id)
+
+
+def _step(attempt: Attempt) -> str:
+    """An attempt in a node's path of tiers; a label or a shadow run says what it was."""
+    if attempt.classify:
+        return f"[{attempt.tier}: {attempt.label or '?'}]"
+    return f"({attempt.tier} shadow)" if attempt.shadow else attempt.tier

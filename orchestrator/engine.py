@@ -201,7 +201,8 @@ def stored_result(stored: StoredRun) -> RunResult:
         return stored.result
     engine = Engine(_NoClient(), passages=_NoPassages())
     goal = Goal(stored.summary.goal, _never_plans) if stored.plan is None else None
-    run = Run(engine=engine, config=RunConfig(), inputs={}, run_id=stored.summary.run_id,
+    config = RunConfig(budget_usd=stored.budget_usd)
+    run = Run(engine=engine, config=config, inputs={}, run_id=stored.summary.run_id,
               goal=goal, spent_usd=stored.summary.cost_usd)  # fmt: skip
     if stored.plan is not None:
         plan = stored.plan

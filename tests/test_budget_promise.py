@@ -285,9 +285,9 @@ async def _record_interrupted_research_run(home: Path) -> str:
     )
     store = await SQLiteStore.open(home / "runs.db")
     try:
-        await store.start_planning(run_id, GOAL, started)
+        await store.start_planning(run_id, GOAL, started, budget_usd=Decimal("0.5"))
         await store.record_attempt(run_id, PLANNING_NODE, planned)
-        await store.start_run(run_id, plan, started)
+        await store.start_run(run_id, plan, started, budget_usd=Decimal("0.5"))
         await store.record_attempt(run_id, "find", cut_off)
     finally:
         await store.aclose()  # and no finish_run: the process died
@@ -309,6 +309,7 @@ def test_show_and_runs_of_an_interrupted_research_run_need_none_of_its_tools(
     (attempt,) = nodes["find"]["attempts"]
     assert (attempt["error_type"], attempt["cost_unknown"]) == ("interrupted", True)
     assert shown["cost_usd"] == pytest.approx(0.006)  # the cut-off call at its worst case
+    assert shown["budget_usd"] == pytest.approx(0.5)  # as stored, though it never finished
 
     assert main(["show", run_id]) == 0  # the summary, as a user reads it
     assert run_id in capsys.readouterr().out

@@ -35,7 +35,7 @@ from orchestrator.results import (
     python_attempt,
 )
 from orchestrator.routing import Router, RouteRequest, TaskClassifier
-from orchestrator.routing.rules import task_kind
+from orchestrator.routing.rules import PROBE_ROUTE, task_kind
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.turns import run_turns
@@ -129,7 +129,8 @@ class NodeRunner:
                 return
             request = replace(request, label=label)
         decision = self.router.route(request, self.ladder)
-        if decision.shadow:
+        above = decision.shadow_tier is None or decision.shadow_tier > decision.index
+        if decision.shadow and above:  # sampled for the top tier's check (not a probe below)
             result.shadowed = True
         top = self.policy.max_tier
         index = min(decision.index, top)
@@ -156,8 +157,9 @@ class NodeRunner:
             output, previous_text = await self._attempt(node, tier, messages, attempt, prompt)
             if attempt.passed:
                 result.status, result.output, result.reason = NodeStatus.SUCCEEDED, output, None
-                if decision.shadow and index < top:
-                    await self._shadow(node, prompt, output, result, number + 1)
+                other = top if decision.shadow_tier is None else min(decision.shadow_tier, top)
+                if decision.shadow and other != index:
+                    await self._shadow(node, prompt, output, result, number=number + 1, index=other)
                 return
             result.reason = attempt.error or (attempt.verdict.reason if attempt.verdict else None)
             if attempt.error_type == Outcome.BUDGET_EXHAUSTED:
@@ -221,13 +223,26 @@ class NodeRunner:
         return attempt.label, True
 
     async def _shadow(
-        self, node: Node, prompt: str, accepted: Any, result: NodeResult, number: int
+        self,
+        node: Node,
+        prompt: str,
+        accepted: Any,
+        result: NodeResult,
+        *,
+        number: int,
+        index: int,
     ) -> None:
-        """Answer the task on the top tier too (the router asked): paid, compared, not used."""
-        tier = self.ladder[self.policy.max_tier]
+        """Answer the task on tier ``index`` too (the router asked): paid, compared, not used."""
+        tier = self.ladder[index]
+        probe = index < self.ladder.index(result.final_tier or tier.name)
+        reason = (
+            f"{PROBE_ROUTE}{tier.name} answers too, to learn what it gets wrong"
+            if probe
+            else f"shadow: {tier.name} answers too, to learn what the checks miss"
+        )
         attempt = Attempt(
             number=number, tier=tier.name, model=tier.model, started_at=_now(), shadow=True,
-            route_reason="shadow: the top tier answers too, to learn what the checks miss",
+            route_reason=reason,
         )  # fmt: skip
         result.attempts.append(attempt)
         output, _ = await self._attempt(node, tier, _messages(prompt, None, ""), attempt, prompt)

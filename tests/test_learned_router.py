@@ -23,6 +23,7 @@ from orchestrator import (
 from orchestrator.models.base import ModelRequest
 from orchestrator.routing.features import Featurizer, task_family
 from orchestrator.routing.quality import QualityModel
+from orchestrator.routing.rules import PROBE_ROUTE
 from orchestrator.store.listener import StoreListener
 from orchestrator.store.memory import MemoryStore
 from orchestrator.testing import FunctionModel
@@ -31,6 +32,7 @@ from orchestrator.verifier import VerificationContext
 pytestmark = pytest.mark.anyio
 
 NEEDS = Needs(reasoning=3)  # the rules put every task on the strong tier
+ZERO = Decimal(0)
 
 
 def two_tiers() -> TierLadder:
@@ -157,7 +159,7 @@ async def test_the_needs_router_learns_the_lie_the_learned_router_does_not() -> 
 
 
 async def test_a_shadow_attempt_is_paid_recorded_and_never_the_answer() -> None:
-    learned = router(threshold=0.05, shadow=1.0, warmup_explore=1.0, min_samples=400)
+    learned = router(threshold=0.05, shadow=1.0, probe=0.0, warmup_explore=1.0, min_samples=400)
     store = MemoryStore()
     engine = Engine(
         FunctionModel(answer), two_tiers(), router=learned, listeners=[StoreListener(store)]
@@ -180,6 +182,33 @@ async def test_a_shadow_attempt_is_paid_recorded_and_never_the_answer() -> None:
     assert result.wasted_cost_usd == sum((n.wasted_cost_usd for n in result.nodes), Decimal(0))
     stored = await store.load_run(result.run_id)
     assert any(a.shadow for attempts in stored.attempts.values() for a in attempts)
+
+
+async def test_a_probe_answers_a_top_tier_start_on_the_cheap_tier_and_teaches_it() -> None:
+    """Nodes started on Opus that pass are also answered on Haiku (cheaply): what Haiku
+    gets wrong on such tasks is learned, and the checks' misses on its answers counted."""
+    learned = router(threshold=0.05, shadow=0.0, probe=1.0, warmup_explore=0.0, explore=0.0)
+    engine = Engine(FunctionModel(answer), two_tiers(), router=learned)
+    with anyio.fail_after(30):
+        result = await engine.run(workflow("probes", 40))  # the rules: all start on Opus
+    for node in result.nodes:
+        first, probe = node.attempts
+        assert (first.tier, probe.tier) == ("opus", "haiku")
+        assert probe.shadow
+        assert probe.route_reason.startswith(PROBE_ROUTE)
+        assert not node.shadowed  # not sampled for the top tier's check
+        assert node.output == f"right answer to {node.id}"  # Opus's, never the probe's
+        if probe.passed:
+            assert probe.agrees is node.id.startswith("easy")  # Haiku's wrong answers differ
+        else:
+            assert node.id.startswith("hard")
+    assert result.shadow_cost_usd == sum((n.attempts[1].cost_usd for n in result.nodes), ZERO)
+    assert result.shadow_cost_usd < result.cost_usd / 10  # Haiku is cheap
+    quality = learned.quality
+    assert quality is not None
+    assert quality.tiers["haiku"].samples == 80
+    assert quality.caught + quality.silent == pytest.approx(40, abs=2)  # 40 wrong, decayed
+    assert 0.3 < quality.catch_rate < 0.7
 
 
 async def test_the_catch_rate_is_learned_from_shadow_runs() -> None:

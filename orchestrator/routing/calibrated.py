@@ -23,6 +23,7 @@ from orchestrator.routing.learning import learn_from_store, record_outcome
 from orchestrator.routing.quality import FitMode, QualityModel
 from orchestrator.routing.rules import (
     CALIBRATION_ROUTE,
+    PROBE_ROUTE,
     REFERENCE_CHECK,
     CapabilityRouter,
     RouteDecision,
@@ -43,54 +44,38 @@ SETTLED_SHADOW = 0.1  # share of `shadow` left where the catch rate cannot chang
 class CalibratedRouter:
     """The learned router: starts each task on the cheapest tier that is adequate for it.
 
-    It reads the task (:class:`RouteRequest`: its prompt's words, its family, kind, needs
-    and size; :mod:`~orchestrator.routing.features`) and learns, per tier, how likely an
-    answer to a task like it is to be rejected by verification (a logistic regression,
-    :class:`~orchestrator.routing.quality.QualityModel`; scikit-learn, the ``learn``
-    extra). Rejections are true; passes are not (a lenient check passes wrong answers), so
-    it does not learn "what passed": it scales the rejection chance by the checks' catch
-    rate, estimated from **shadow runs**, a share ``shadow`` of the nodes that pass below
-    the top tier, which the engine also answers on the top tier (paid, recorded as shadow
-    attempts, the result unchanged). A start answer that passed while the top tier's
-    answer (which passed too) differs is a failure the checks missed (once the catch rate
-    cannot change where a node starts, at a tenth of that share: :data:`SETTLED_SHADOW`)::
+    It reads the task (:class:`RouteRequest`: its prompt's words, family, kind, needs, size
+    and any ``classifier`` label; :mod:`~orchestrator.routing.features`) and learns, per
+    tier, how likely an answer to a task like it is to be *rejected* (a logistic
+    regression, :class:`~orchestrator.routing.quality.QualityModel`; the ``learn`` extra).
+    Rejections are true, passes are not (a lenient check passes wrong answers), so the
+    rejection chance is scaled by the checks' catch rate, learned from **shadow runs**: a
+    share ``shadow`` of the nodes passing below the top tier are answered on the top tier
+    too, and a share ``probe`` of those passing on the top tier on the cheapest tier (paid
+    shadow attempts, the result unchanged; a cheaper answer that passed while the dearer
+    one differs is a failure the checks missed; top-tier shadows drop to a tenth,
+    :data:`SETTLED_SHADOW`, once the catch rate cannot change the start)::
 
         silent(i) = P(rejected on tier i | task) * (1 - catch) / catch
 
-    and a node starts on the tier with the lowest expected cost (its attempt, plus the
-    escalations its rejection chance makes likely) among those whose ``silent(i)`` exceeds
-    the top tier's by at most ``threshold``: the share of answers, per task, you accept to
-    get silently wrong for a cheaper start (RouteLLM's knob, by its name; 0 starts every
-    task where it is as good as the top, 1 ignores quality and minimises cost).
+    Tiers whose ``silent(i)`` exceeds the top tier's by more than ``threshold`` (RouteLLM's
+    knob: the share of answers per task you accept to get silently wrong for a cheaper
+    start) are ruled out; the needs buckets below pick among the rest. Until a tier has
+    ``min_samples`` examples a share ``warmup_explore`` of the nodes goes to the tier with
+    the fewest, afterwards ``explore``. Each tier keeps its last ``window`` examples,
+    refitted in a worker thread (``fit="inline"``: reproducible); a new model starts afresh.
 
-    Until a tier has ``min_samples`` examples the router explores: a share
-    ``warmup_explore`` of the nodes goes to the tier with the fewest, the rest start where
-    the needs buckets below say; afterwards a share ``explore`` still does, so a kind of
-    task never tried on a tier gets tried. Each tier's model keeps the last ``window``
-    examples and is refitted in a worker thread as they come (``fit="inline"`` for
-    reproducible runs); a tier whose model changes starts afresh.
+    The needs buckets (alone with ``threshold=None``): per capability levels
+    (:func:`needs_key`) and tier, what the nodes that *started* there cost in all and how
+    often they ended verified; a node starts where the cost per verified answer is lowest
+    among tiers whose verified rate is not credibly below ``prior``'s tier's (Wilson upper
+    bound, ``tolerance``). When no tier started on ever verified, the next start is a tier
+    not yet tried (:func:`~orchestrator.routing.calibration.untried_start`). A tier with
+    few starts borrows the escalations that reached it; outcomes decay by ``decay`` per new
+    one; only tiers whose context fits, at most ``max_below`` under the rules', are tried.
 
-    With ``threshold=None`` (and while the learned model is not ready) it routes on the
-    declared needs alone, from verified outcomes: tasks are bucketed by their capability
-    levels (:func:`needs_key`); for each bucket and tier it keeps what the nodes that
-    *started* there cost in all (escalations included) and how often they ended verified,
-    and starts a node on the tier with the lowest cost per verified answer among those
-    whose verified rate is not credibly below that of the tier ``prior`` picks (its Wilson
-    upper bound reaches that rate minus ``tolerance``). When every tier a bucket's nodes
-    have started on (``min_samples`` times) has never ended verified, the next node starts
-    on a tier not yet tried as a start: the cheapest above those tried (preferring one where
-    escalations from below ended verified), else the nearest below within ``max_below``.
-    A tier with too few starts of its own borrows the evidence of the escalations that
-    reached it; old outcomes decay by ``decay`` per new observation of the same tier (0.998:
-    the last ~500 count most), and a record whose tier now runs another model is discarded.
-    Only tiers whose context window fits the task, and at most ``max_below`` under the
-    rules' choice, are considered.
-
-    Feed it with :meth:`observe` (the engine does so for every finished node when this
-    router is its router; the router remembers the request it routed for each task id),
-    warm it from recorded runs with :meth:`learn_from_store` (the stored plans give each
-    task's instruction, needs and kind; the inputs of a stored task are not re-read), and
-    keep the needs buckets across processes with :attr:`calibration`.
+    Feed it with :meth:`observe` (the engine does, for every finished node), warm it from
+    recorded runs with :meth:`learn_from_store`, keep the buckets with :attr:`calibration`.
 
     Args:
         prior: Routes buckets not yet calibrated; default :class:`CapabilityRouter`.
@@ -99,6 +84,8 @@ class CalibratedRouter:
         shadow: Share of the nodes passing below the top tier that are also answered on
             the top tier (paid shadow attempts) to learn what the checks miss; a tenth
             of it once the catch rate cannot change the node's start.
+        probe: Share of the nodes passing on the top tier that are also answered on the
+            cheapest tier they could start on (shadow attempts too, at its price).
         min_samples: Examples (or, by needs, nodes) a tier needs before the router relies on
             it.
         tolerance: How much verified success (a share, 0.02 = two points) the needs buckets
@@ -123,6 +110,7 @@ class CalibratedRouter:
         *,
         threshold: float | None = 0.1,
         shadow: float = 0.02,
+        probe: float = 0.2,
         min_samples: int = 30,
         tolerance: float = 0.02,
         explore: float = 0.02,
@@ -145,6 +133,7 @@ class CalibratedRouter:
             ("explore", explore),
             ("warmup_explore", warmup_explore),
             ("shadow", shadow),
+            ("probe", probe),
             ("threshold", 0.0 if threshold is None else threshold),
         ):
             if not 0.0 <= share <= 1.0:
@@ -166,7 +155,7 @@ class CalibratedRouter:
         self.max_below = max_below
         self.calibration = calibration or Calibration()
         self.threshold = threshold
-        self.shadow = shadow
+        self.shadow, self.probe = shadow, probe
         self.classifier = classifier
         self.quality = quality or (
             QualityModel(window=window, fit=fit) if threshold is not None else None
@@ -201,17 +190,30 @@ class CalibratedRouter:
             decision = self._choose(request, features, ladder, prior, arms=arms, records=records)
         if features is None:
             return decision
-        draw = self._random.random()
-        sampled = bool(arms) and decision.index < max(arms) and draw < self.shadow
-        if sampled and draw >= self.shadow * SETTLED_SHADOW:  # worth a shadow at full rate?
-            sampled = not self._settled(features, ladder, arms)
         self._remember(request.task_id, features)
-        if sampled:
-            decision = RouteDecision(
-                decision.index, decision.covered, f"{decision.reason}; shadowed on the top tier",
-                shadow=True,
-            )  # fmt: skip
-        return decision
+        return self._sample(decision, features, ladder, arms)
+
+    def _sample(
+        self, decision: RouteDecision, features: Features, ladder: TierLadder, arms: list[int]
+    ) -> RouteDecision:
+        """Maybe a shadow run: the top tier after a cheaper start, the cheapest after a top one."""
+        if len(arms) < 2:
+            return decision
+        draw, top, cheapest = self._random.random(), max(arms), min(arms)
+        if decision.index == top:  # a probe: cheap, and what the cheap tier does on such tasks
+            if draw >= self.probe:
+                return decision
+            note, tier = f"probed on {ladder[cheapest].name}", cheapest
+        else:
+            if draw >= self.shadow:
+                return decision
+            if draw >= self.shadow * SETTLED_SHADOW and self._settled(features, ladder, arms):
+                return decision  # the catch rate cannot change this start: a tenth as often
+            note, tier = "shadowed on the top tier", top
+        return RouteDecision(
+            decision.index, decision.covered, f"{decision.reason}; {note}", shadow=True,
+            shadow_tier=tier,
+        )  # fmt: skip
 
     def decide(self, request: RouteRequest, ladder: TierLadder) -> RouteDecision:
         """The tier the calibration picks, without exploring; ``prior``'s until it can.
@@ -429,9 +431,11 @@ class CalibratedRouter:
         for shadow in result.attempts:
             if shadow.shadow and shadow.model is not None and _judged(shadow):
                 quality.add(features, shadow.tier, shadow.model, rejected=not shadow.passed)
-                if first.passed and shadow.agrees is False:  # a failure the checks missed
+                if shadow.route_reason.startswith(PROBE_ROUTE) and not shadow.passed:
+                    quality.add_shadow(caught=True, decay=self.decay)  # the cheaper one, caught
+                elif first.passed and shadow.agrees is False:  # the cheaper one, missed
                     quality.add_shadow(caught=False, decay=self.decay)
-        if (result.shadowed or calibrating) and rejected:
+        if (result.shadowed or calibrating) and rejected:  # a cheaper start, caught
             quality.add_shadow(caught=True, decay=self.decay)
         return True
 

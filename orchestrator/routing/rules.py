@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CALIBRATION_ROUTE",
+    "PROBE_ROUTE",
     "REFERENCE_CHECK",
     "CapabilityRouter",
     "ClassifyingRouter",
@@ -34,6 +35,10 @@ __all__ = [
 CALIBRATION_ROUTE = "calibration run: "
 """How the route reason of a calibration run's attempts starts (:mod:`orchestrator.calibrate`):
 every task of the run sampled, its answers compared with the top tier's."""
+
+PROBE_ROUTE = "probe: "
+"""How the route reason of a probe starts: a shadow attempt on a tier below the one the
+node passed on (the top tier's shadow attempts start ``"shadow: "``)."""
 
 REFERENCE_CHECK = "reference"
 """The verifier name of a calibration run's comparison with the top tier's answer."""
@@ -98,15 +103,18 @@ class RouteDecision:
         index: Position of the chosen tier on the ladder.
         covered: Whether that tier covers every need (``False``: nothing does; strongest used).
         reason: Why this tier, in plain words (shown on the attempt).
-        shadow: Also answer the task on the top tier if it passes below it (a paid
-            shadow attempt that changes nothing in the result; a learning router compares
-            the two answers to learn what its checks miss).
+        shadow: Also answer the task on ``shadow_tier`` once it passes (a paid shadow
+            attempt that changes nothing in the result; a learning router compares the two
+            answers to learn what its checks miss and how the other tier does).
+        shadow_tier: Where the shadow attempt runs (index); ``None``: the top tier. None
+            runs on the tier the node passed on.
     """
 
     index: int
     covered: bool
     reason: str
     shadow: bool = False
+    shadow_tier: int | None = None
 
 
 @runtime_checkable

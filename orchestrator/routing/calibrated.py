@@ -85,7 +85,8 @@ class CalibratedRouter:
             the top tier (paid shadow attempts) to learn what the checks miss; a tenth
             of it once the catch rate cannot change the node's start.
         probe: Share of the nodes passing on the top tier that are also answered on the
-            cheapest tier they could start on (shadow attempts too, at its price).
+            cheapest tier they could start on (shadow attempts too, at its price; off by
+            default: measured, it moved along the same cost-accuracy curve).
         min_samples: Examples (or, by needs, nodes) a tier needs before the router relies on
             it.
         tolerance: How much verified success (a share, 0.02 = two points) the needs buckets
@@ -110,7 +111,7 @@ class CalibratedRouter:
         *,
         threshold: float | None = 0.1,
         shadow: float = 0.02,
-        probe: float = 0.2,
+        probe: float = 0.0,
         min_samples: int = 30,
         tolerance: float = 0.02,
         explore: float = 0.02,

@@ -216,6 +216,8 @@ class NodeRunner:
         except anyio.get_cancelled_exc_class():
             attempt.error, attempt.error_type = "cancelled", Outcome.CANCELLED
             raise
+        except Exception as exc:  # noqa: BLE001  (no label, not a crashed run)
+            attempt.error, attempt.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
         finally:
             _settle(attempt, meters)
             with anyio.CancelScope(shield=True):

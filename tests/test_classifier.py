@@ -27,6 +27,7 @@ from orchestrator import (
     default_ladder,
 )
 from orchestrator.cli import main
+from orchestrator.exceptions import ModelAPIError
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.models.base import ModelRequest
 from orchestrator.store.listener import StoreListener
@@ -259,3 +260,26 @@ def test_the_cli_labels_each_task_within_the_budget(capsys: pytest.CaptureFixtur
     assert float(tight["cost_usd"]) <= budget
     assert main(flags) == 0
     assert "[haiku: " in capsys.readouterr().out  # the label, shown in the node's path
+
+
+async def test_a_failed_classifier_call_leaves_the_task_unlabelled_and_the_run_going() -> None:
+    def flaky(request: ModelRequest) -> str:
+        if request.purpose == "classify":
+            if request.task_id == "q_0":
+                raise ModelAPIError("overloaded", status_code=529, error_type="overloaded_error")
+            if request.task_id == "q_1":
+                raise ValueError("a client bug")
+            return "no idea"
+        return f"right answer to {request.task_id}"
+
+    engine = Engine(FunctionModel(flaky), two_tiers(), router=router())
+    with anyio.fail_after(30):
+        result = await engine.run(workflow("flaky", 3))
+    for node in result.nodes:
+        first = node.attempts[0]
+        assert first.classify
+        assert first.label is None
+        assert node.output == f"right answer to {node.id}"
+    assert result.node("q_0").attempts[0].error_type == "overloaded_error"
+    assert result.node("q_1").attempts[0].error_type == "ValueError"
+    assert result.node("q_2").attempts[0].error is None  # answered, named no label

@@ -15,6 +15,8 @@ The flow, one module each:
   words of its prompt, its family, kind, needs, size and any classifier label).
 - :mod:`~orchestrator.routing.quality`: per tier, P(an answer to this task is rejected)
   and the share of wrong answers the checks catch, learned.
+- :mod:`~orchestrator.routing.gate`: the learned gate, per task the tiers whose estimated
+  silent failures are within ``threshold`` of the top tier's; what finished nodes teach it.
 - :mod:`~orchestrator.routing.classifier`: :class:`TaskClassifier`, an optional cheap-tier
   call that labels each task before it is routed.
 - :mod:`~orchestrator.routing.calibrated`: :class:`CalibratedRouter`, the learned router:

@@ -1,43 +1,41 @@
-"""Learned routing: :class:`CalibratedRouter` starts each kind of task where it pays.
+"""Learned routing: :class:`CalibratedRouter` starts each task on the cheapest adequate tier.
 
-From the verified outcomes of finished nodes (its
-:class:`~orchestrator.routing.calibration.Calibration`, fed by
-:mod:`orchestrator.routing.learning`), it starts each kind of task on the tier that has
-been cheapest for it without losing success, and keeps relearning as models change.
+Two halves: the learned gate (:class:`~orchestrator.routing.gate.LearnedGate`), which reads
+the task and rules out the tiers that would get it silently wrong too often, and the needs
+buckets (:class:`~orchestrator.routing.calibration.Calibration`, fed by
+:mod:`orchestrator.routing.learning`), which pick among the rest the tier that has been
+cheapest per verified answer for tasks with these needs. This module holds the router:
+exploration, shadow runs, and the decision that joins the two.
 """
 
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from orchestrator.capabilities import Needs
 from orchestrator.exceptions import UserError
-from orchestrator.results import Attempt, NodeResult
+from orchestrator.results import NodeResult
 from orchestrator.routing.calibration import Calibration, TierRecord, needs_key, untried_start
 from orchestrator.routing.classifier import TaskClassifier
 from orchestrator.routing.features import Features
+from orchestrator.routing.gate import LearnedGate
 from orchestrator.routing.learning import learn_from_store, record_outcome
 from orchestrator.routing.quality import FitMode, QualityModel
 from orchestrator.routing.rules import (
-    CALIBRATION_ROUTE,
-    PROBE_ROUTE,
-    REFERENCE_CHECK,
     CapabilityRouter,
     RouteDecision,
     Router,
     RouteRequest,
 )
-from orchestrator.tiers import Tier, TierLadder
+from orchestrator.tiers import TierLadder
 
 if TYPE_CHECKING:
     from orchestrator.store.base import RunStore
 
 __all__ = ["CalibratedRouter"]
 
-_PENDING = 100_000  # requests remembered between route() and observe() (by task id)
 SETTLED_SHADOW = 0.1  # share of `shadow` left where the catch rate cannot change the start
 
 
@@ -155,14 +153,35 @@ class CalibratedRouter:
         self.decay = decay
         self.max_below = max_below
         self.calibration = calibration or Calibration()
-        self.threshold = threshold
         self.shadow, self.probe = shadow, probe
         self.classifier = classifier
-        self.quality = quality or (
-            QualityModel(window=window, fit=fit) if threshold is not None else None
+        if quality is None and threshold is not None:
+            quality = QualityModel(window=window, fit=fit)
+        self.gate = (
+            LearnedGate(quality, threshold=threshold, min_samples=min_samples, decay=decay)
+            if quality is not None
+            else None
         )
         self._random = random.Random(seed)
-        self._pending: OrderedDict[str, Features] = OrderedDict()
+
+    @property
+    def threshold(self) -> float | None:
+        """The learned gate's ``threshold`` (``None``: routing on declared needs alone)."""
+        return self.gate.threshold if self.gate is not None else None
+
+    @property
+    def quality(self) -> QualityModel | None:
+        """The learned model (``None`` without one)."""
+        return self.gate.quality if self.gate is not None else None
+
+    def estimates(self, request: RouteRequest, ladder: TierLadder) -> dict[str, float] | None:
+        """Per tier, the estimated share of silently wrong answers to this task.
+
+        What :meth:`route` weighs against ``threshold`` (the gap to the top tier's), for
+        explaining a decision or scoring a router; ``None`` without a learned model or
+        before any tier has examples.
+        """
+        return self.gate.estimates(request, ladder) if self.gate is not None else None
 
     # -- routing ------------------------------------------------------------------------
 
@@ -173,10 +192,10 @@ class CalibratedRouter:
         arms = self._arms(needs, ladder, prior.index)
         records = self._records(needs_key(needs), ladder)
         counts = {i: int(records[i].nodes) for i in arms}  # nodes of these needs per tier
-        features = None
-        if self.quality is not None:  # and answers to any task there, for the learned gate
-            features = self.quality.featurizer.features(request)
-            counts = {i: min(counts[i], self._samples(ladder[i])) for i in arms}
+        gate, features = self.gate, None
+        if gate is not None:  # and answers to any task there, for the learned gate
+            features = gate.features(request)
+            counts = {i: min(counts[i], gate.samples(ladder[i])) for i in arms}
         warming = any(counts[i] < self.min_samples for i in arms)
         share = self.warmup_explore if warming else self.explore
         if arms and share and self._random.random() < share:
@@ -189,13 +208,18 @@ class CalibratedRouter:
             )
         else:
             decision = self._choose(request, features, ladder, prior, arms=arms, records=records)
-        if features is None:
+        if gate is None or features is None:
             return decision
-        self._remember(request.task_id, features)
-        return self._sample(decision, features, ladder, arms)
+        gate.remember(request.task_id, features)
+        return self._sample(gate, decision, features, ladder, arms)
 
     def _sample(
-        self, decision: RouteDecision, features: Features, ladder: TierLadder, arms: list[int]
+        self,
+        gate: LearnedGate,
+        decision: RouteDecision,
+        features: Features,
+        ladder: TierLadder,
+        arms: list[int],
     ) -> RouteDecision:
         """Maybe a shadow run: the top tier after a cheaper start, the cheapest after a top one."""
         if len(arms) < 2:
@@ -208,7 +232,7 @@ class CalibratedRouter:
         else:
             if draw >= self.shadow:
                 return decision
-            if draw >= self.shadow * SETTLED_SHADOW and self._settled(features, ladder, arms):
+            if draw >= self.shadow * SETTLED_SHADOW and gate.settled(features, ladder, arms):
                 return decision  # the catch rate cannot change this start: a tenth as often
             note, tier = "shadowed on the top tier", top
         return RouteDecision(
@@ -228,7 +252,7 @@ class CalibratedRouter:
         prior = self.prior.route(request, ladder)
         arms = self._arms(needs, ladder, prior.index)
         records = self._records(needs_key(needs), ladder)
-        features = self.quality.featurizer.features(request) if self.quality else None
+        features = self.gate.features(request) if self.gate is not None else None
         return self._choose(request, features, ladder, prior, arms=arms, records=records)
 
     def _choose(
@@ -241,7 +265,9 @@ class CalibratedRouter:
         arms: list[int],
         records: list[TierRecord],
     ) -> RouteDecision:
-        gate = self._gate(features, ladder, arms) if features is not None else None
+        gate = None
+        if self.gate is not None and features is not None:
+            gate = self.gate.allowed(features, ladder, arms)
         if gate is None:
             return self._decide(request.needs, ladder, prior, arms, records)
         eligible, note = gate
@@ -253,82 +279,6 @@ class CalibratedRouter:
                 f"{ladder[decision.index].name} ruled out, starting on {ladder[index].name}",
             )  # fmt: skip
         return RouteDecision(decision.index, decision.covered, f"{decision.reason}; {note}")
-
-    def _gate(
-        self, features: Features, ladder: TierLadder, arms: list[int]
-    ) -> tuple[list[int], str] | None:
-        """The tiers whose silent failures exceed the top's by at most ``threshold``.
-
-        ``None`` while a tier lacks ``min_samples`` examples (the needs buckets decide).
-        """
-        quality, threshold = self.quality, self.threshold
-        if quality is None or threshold is None or not arms:
-            return None
-        if any(self._samples(ladder[i]) < self.min_samples for i in arms):
-            return None
-        silent: dict[int, float] = {}
-        for i in arms:
-            p = quality.p_rejected(features, ladder[i].name, ladder[i].model)
-            silent[i] = quality.silent_rate(0.5 if p is None else p)
-        top = max(arms)
-        eligible = [i for i in arms if silent[i] - silent[top] <= threshold]
-        estimates = ", ".join(f"{ladder[i].name} {silent[i]:.1%}" for i in arms)
-        note = (
-            f"learned: est. silently wrong {estimates} (catch rate {quality.catch_rate:.0%}, "
-            f"threshold {threshold:.1%}): may start on "
-            + ", ".join(ladder[i].name for i in eligible)
-        )
-        return eligible, note
-
-    def _settled(self, features: Features, ladder: TierLadder, arms: list[int]) -> bool:
-        """Whether the catch rate is known well enough not to matter for this task.
-
-        True when the gate lets the same tiers start with the catch rate at either end of
-        its uncertainty (:attr:`QualityModel.catch_bounds`): a shadow run would teach
-        little, so such nodes are shadowed at a share ``SETTLED_SHADOW`` of ``shadow``.
-        """
-        quality, threshold = self.quality, self.threshold
-        if quality is None or threshold is None:
-            return False
-        if any(self._samples(ladder[i]) < self.min_samples for i in arms):
-            return False
-        rejected = [quality.p_rejected(features, ladder[i].name, ladder[i].model) for i in arms]
-        ps = [0.5 if p is None else p for p in rejected]
-
-        def eligible(catch: float) -> list[bool]:
-            top = quality.silent_rate(ps[-1], catch)
-            return [quality.silent_rate(p, catch) - top <= threshold for p in ps]
-
-        low, high = quality.catch_bounds
-        return eligible(low) == eligible(high)
-
-    def estimates(self, request: RouteRequest, ladder: TierLadder) -> dict[str, float] | None:
-        """Per tier, the estimated share of silently wrong answers to this task.
-
-        What :meth:`route` weighs against ``threshold`` (the gap to the top tier's), for
-        explaining a decision or scoring a router; ``None`` without a learned model or
-        before any tier has examples.
-        """
-        quality = self.quality
-        if quality is None:
-            return None
-        features = quality.featurizer.features(request)
-        out: dict[str, float] = {}
-        for tier in ladder.tiers:
-            p = quality.p_rejected(features, tier.name, tier.model)
-            if p is not None:
-                out[tier.name] = quality.silent_rate(p)
-        return out or None
-
-    def _samples(self, tier: Tier) -> int:
-        record = self.quality.tiers.get(tier.name) if self.quality else None
-        return record.samples if record is not None and record.model == tier.model else 0
-
-    def _remember(self, task_id: str, features: Features) -> None:
-        self._pending[task_id] = features
-        self._pending.move_to_end(task_id)
-        while len(self._pending) > _PENDING:
-            self._pending.popitem(last=False)
 
     def _decide(
         self,
@@ -404,41 +354,9 @@ class CalibratedRouter:
         reached a verdict, and from each sampled node whether the checks missed a failure.
         """
         counted = record_outcome(self.calibration, result, decay=self.decay)
-        if self.quality is not None:
-            features = self._pending.pop(result.id, None)
-            if request is not None:
-                features = self.quality.featurizer.features(request)
-            if features is not None:
-                counted = self._learn(result, features) or counted
+        if self.gate is not None:
+            counted = self.gate.observe(result, request) or counted
         return counted
-
-    def _learn(self, result: NodeResult, features: Features) -> bool:
-        quality = self.quality
-        first = next((a for a in result.attempts if a.answering), None)
-        if quality is None or first is None or first.model is None or not _judged(first):
-            return False
-        verdict = first.verdict
-        calibrating = first.route_reason.startswith(CALIBRATION_ROUTE) and not (
-            first.route_reason.startswith(f"{CALIBRATION_ROUTE}reference")
-        )
-        # A calibration run's comparison with the top tier is not the task's own check: an
-        # answer it rejects passed those, and was silently wrong.
-        missed = verdict is not None and not verdict.passed and verdict.verifier == REFERENCE_CHECK
-        rejected = not first.passed and not missed
-        quality.add(features, first.tier, first.model, rejected=rejected)
-        quality.add_cost(first.tier, first.model, float(first.cost_usd), decay=self.decay)
-        if missed:
-            quality.add_shadow(caught=False, decay=self.decay)
-        for shadow in result.attempts:
-            if shadow.shadow and shadow.model is not None and _judged(shadow):
-                quality.add(features, shadow.tier, shadow.model, rejected=not shadow.passed)
-                if shadow.route_reason.startswith(PROBE_ROUTE) and not shadow.passed:
-                    quality.add_shadow(caught=True, decay=self.decay)  # the cheaper one, caught
-                elif first.passed and shadow.agrees is False:  # the cheaper one, missed
-                    quality.add_shadow(caught=False, decay=self.decay)
-        if (result.shadowed or calibrating) and rejected:  # a cheaper start, caught
-            quality.add_shadow(caught=True, decay=self.decay)
-        return True
 
     def observe_many(self, results: Iterable[NodeResult]) -> int:
         """Learn from past nodes, oldest first; returns how many were counted."""
@@ -484,11 +402,6 @@ class CalibratedRouter:
                         }
                     )
         return rows
-
-
-def _judged(attempt: Attempt) -> bool:
-    """The attempt reached a verdict (an error says nothing of what the tier can do)."""
-    return attempt.error is None and attempt.verdict is not None
 
 
 def _covers(needs: Needs, ladder: TierLadder, index: int) -> bool:

@@ -9,14 +9,18 @@ goes through a verifier that catches a wrong answer with probability ``--catch``
 never rejects a right one, so a rejected weak answer escalates to the strong tier.
 
 Policies: always weak, always strong (the rules, every task declared with the same needs,
-which only the strong tier covers), ``CalibratedRouter`` (trained online on the dev split,
-then on the test stream), and the oracle (the cheapest tier that is right). Reported per
-split: $ per 1,000 tasks, true accuracy, silent wrong answers (wrong, and accepted).
+which only the strong tier covers), ``CalibratedRouter`` at each ``--thresholds`` value
+(trained online on the dev split, then on the test stream; ``--old``: also by needs alone),
+with ``--classifier ACCURACY...`` also with a ``TaskClassifier`` whose label is right with
+that *assumed* accuracy (its calls paid), and the oracle (the cheapest tier that is
+right). Reported per split: $ per 1,000 tasks (shadow and classifier spend apart), true
+accuracy, silent wrong answers (wrong, and accepted), strong starts, RouteLLM's APGR and
+CPT(50%) from the router's score, bootstrap intervals; ``--plot``: cost vs accuracy.
 
-Run from the repository root (the project's venv is enough)::
+Run from the repository root (bench/setup.sh makes bench/.venv, with scikit-learn)::
 
-    .venv/bin/python bench/routing/real.py                 # dev and test
-    .venv/bin/python bench/routing/real.py --split dev --limit 500
+    bench/.venv/bin/python bench/routing/real.py                 # dev and test
+    bench/.venv/bin/python bench/routing/real.py --split dev --limit 500
 
 Design and tune on dev only; report both (../shared/data/routellm/README.md).
 """

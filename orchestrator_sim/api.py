@@ -29,6 +29,7 @@ __all__ = [
     "check_headers",
     "error_body",
     "output_schema",
+    "parse_body",
     "parse_count_tokens",
     "parse_messages",
 ]
@@ -163,6 +164,11 @@ def output_schema(params: CountTokensParams) -> dict[str, Any] | None:
     fmt = (params.output_config or {}).get("format")
     schema = fmt.get("schema") if isinstance(fmt, dict) else None
     return schema if isinstance(schema, dict) else None
+
+
+def parse_body(model: type[_P], body: bytes) -> _P:
+    """Parse a JSON body into ``model``; a mismatch is a 400 naming the field."""
+    return _parse(model, body)
 
 
 def _parse(model: type[_P], body: bytes) -> _P:

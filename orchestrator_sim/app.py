@@ -4,6 +4,10 @@ Order of work for ``POST /v1/messages``: headers (401/400) -> body (400) -> mode
 -> semantic checks and forced ``tool_choice`` (400) -> context window (400) -> fault draw
 -> brain -> ``max_tokens`` cap -> prompt cache -> log -> latency -> answer. Invalid requests
 therefore always get their 4xx, whatever the fault rate.
+
+``/v1/messages/batches`` is :mod:`orchestrator_sim.batches`; each request of an ended
+batch is answered here by the same steps (no fault draw, latency or streaming; errors
+become its ``errored`` result), usage with ``service_tier: "batch"``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -26,15 +30,22 @@ from orchestrator_sim.api import (
     parse_count_tokens,
     parse_messages,
 )
+from orchestrator_sim.batches import BATCHES_PATH, Batch, BatchApi, Entry
 from orchestrator_sim.brain import Brain, BrainReply, BrainRequest, DefaultBrain
 from orchestrator_sim.config import FaultKind, SimConfig, SimModel
 from orchestrator_sim.faults import FaultInjector
 from orchestrator_sim.http import HttpRequest, HttpResponse
 from orchestrator_sim.prompts import system_text
 from orchestrator_sim.reqlog import RequestLog, RequestRecord
-from orchestrator_sim.seeding import short_id
+from orchestrator_sim.seeding import short_id, unit
 from orchestrator_sim.shapes import encode_sse, message_json, sse_events, usage_json
-from orchestrator_sim.usage import PromptCache, block_tokens, prompt_segments, prompt_tokens
+from orchestrator_sim.usage import (
+    PromptCache,
+    Segment,
+    block_tokens,
+    prompt_segments,
+    prompt_tokens,
+)
 
 __all__ = ["SimApp"]
 
@@ -53,14 +64,22 @@ class SimApp:
         config: Server configuration.
         log: Where each request's record goes.
         brain: What answers; default :class:`~orchestrator_sim.brain.DefaultBrain`.
+        clock: Wall-clock seconds since the epoch, for Message Batches (injectable).
     """
 
-    def __init__(self, config: SimConfig, log: RequestLog, brain: Brain | None = None) -> None:
+    def __init__(
+        self,
+        config: SimConfig,
+        log: RequestLog,
+        brain: Brain | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.log = log
         self.brain: Brain = brain or DefaultBrain(config)
         self.faults = FaultInjector(config)
         self.cache = PromptCache(config.cache_entries, time.monotonic)
+        self.batches = BatchApi(config, clock, self._batch_entry)
         self._requests = 0
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
@@ -93,6 +112,11 @@ class SimApp:
             return await self._messages(request, record)
         if request.method == "POST" and path == "/v1/messages/count_tokens":
             return await self._count_tokens(request, record)
+        if path == BATCHES_PATH or path.startswith(BATCHES_PATH + "/"):
+            check_headers(request.headers)
+            response = await self.batches.handle(request, path, record)
+            await self.log.write(record)
+            return response
         if request.method == "GET" and path.startswith("/v1/models"):
             return await self._models(path, record)
         raise ApiError(404, "Not Found")
@@ -104,19 +128,66 @@ class SimApp:
         record.model = _model_name(request.body)
         params, model = parse_messages(request.body, self.config.models)
         record.stream, record.capability = params.stream, model.capability
-        segments = prompt_segments(params)
-        total = prompt_tokens(params, segments)
-        _check_context(total, params.max_tokens, model)
+        prompt = _prompt(params, model)
         fault = self._fault(request.body, record)
+        message = self._answer(params, model, prompt, record)
+        return await self._deliver(message, model, params.stream, fault, record)
+
+    def _answer(
+        self,
+        params: MessagesParams,
+        model: SimModel,
+        prompt: tuple[list[Segment], int],
+        record: RequestRecord,
+        *,
+        service_tier: str = "standard",
+    ) -> dict[str, Any]:
+        """The brain's answer as a Message, capped at ``max_tokens``, the cache accounted."""
+        segments, total = prompt
         reply = self.brain.respond(_brain_request(params, model))
         _note_reply(record, reply)
         content, stop_reason, output_tokens = _cap(reply, params.max_tokens)
         cache = self.cache.account(params.model, segments, model.cache_min_tokens)
-        usage = usage_json(total - cache.read - cache.written, output_tokens, cache)
+        usage = usage_json(total - cache.read - cache.written, output_tokens, cache, service_tier)
         message_id = short_id("msg_", self.config.seed, "message", record.request_id)
-        message = message_json(message_id, params.model, content, stop_reason, usage)
         record.usage = usage
-        return await self._deliver(message, model, params.stream, fault, record)
+        return message_json(message_id, params.model, content, stop_reason, usage)
+
+    async def _batch_entry(self, batch: Batch, entry: Entry) -> dict[str, Any]:
+        """Answer one request of an ended Message Batch; log it as a request of its own."""
+        request_id = short_id("req_", self.config.seed, "batch", batch.id, entry.custom_id)
+        record = RequestRecord(
+            request_id=request_id,
+            method="POST",
+            path=BATCHES_PATH,
+            model=_model_name(entry.params),
+            batch_id=batch.id,
+            custom_id=entry.custom_id,
+        )
+        try:
+            message = self._batch_message(batch, entry, record)
+        except ApiError as error:  # an entry's error is its result, never the server's
+            record.status, record.error_type = error.status, error.error_type
+            await self.log.write(record)
+            detail = {"type": error.error_type, "message": error.message}
+            return {"type": "errored", "error": {"type": "error", "error": detail}}
+        await self.log.write(record)
+        return {"type": "succeeded", "message": message}
+
+    def _batch_message(self, batch: Batch, entry: Entry, record: RequestRecord) -> dict[str, Any]:
+        try:
+            params, model = parse_messages(entry.params, self.config.models)
+            record.capability = model.capability
+            prompt = _prompt(params, model)
+            roll = unit(self.config.seed, "batch-error", batch.id, entry.custom_id)
+            if roll < self.config.batch_error_rate:
+                raise ApiError(500, "Internal server error")
+            return self._answer(params, model, prompt, record, service_tier="batch")
+        except ApiError:
+            raise
+        except Exception as exc:  # a brain bug must not stop the batch
+            record.notes["exception"] = f"{type(exc).__name__}: {exc}"
+            raise ApiError(500, "Internal server error (simulator)") from exc
 
     def _fault(self, body: bytes, record: RequestRecord) -> FaultKind | None:
         fault = self.faults.draw(body)
@@ -230,6 +301,14 @@ def _check_context(prompt: int, max_tokens: int, model: SimModel) -> None:
             f"input length and `max_tokens` exceed context limit: {prompt} + {max_tokens} > "
             f"{model.context_window}, decrease input length or `max_tokens` and try again",
         )
+
+
+def _prompt(params: MessagesParams, model: SimModel) -> tuple[list[Segment], int]:
+    """The prompt's cache segments and its tokens, checked against the context window."""
+    segments = prompt_segments(params)
+    total = prompt_tokens(params, segments)
+    _check_context(total, params.max_tokens, model)
+    return segments, total
 
 
 def _brain_request(params: MessagesParams, model: SimModel) -> BrainRequest:

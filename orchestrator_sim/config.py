@@ -132,6 +132,16 @@ class SimConfig(BaseModel):
         cache_entries: Prompt-cache prefixes remembered (least recently used dropped).
         max_body_bytes: Largest request body accepted: the real Messages API's 32 MB
             (32,000,000 bytes); above it, HTTP 413 ``request_too_large``.
+        batch_max_bytes: Largest body of ``POST /v1/messages/batches``: the real API's
+            256 MB (256,000,000 bytes); above it, HTTP 413.
+        batch_delay_s: Simulated seconds a Message Batch request takes: each one ends
+            between 0.5x and 1.5x this after the batch is created (seeded), times
+            ``time_scale``; the batch ends with its last request.
+        batch_expiry_s: Simulated seconds after which a batch stops processing (the real
+            API's 24 hours): requests that would end later are ``expired``.
+        batch_error_rate: Probability that a valid batch request ends ``errored`` with a
+            500 ``api_error`` (seeded per batch and ``custom_id``).
+        max_batches: Message Batches kept in memory; creating one more forgets the oldest.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -155,6 +165,11 @@ class SimConfig(BaseModel):
     max_tool_calls: Annotated[int, Field(ge=1)] = 2
     cache_entries: Annotated[int, Field(gt=0)] = 512
     max_body_bytes: Annotated[int, Field(gt=0)] = 32_000_000
+    batch_max_bytes: Annotated[int, Field(gt=0)] = 256_000_000
+    batch_delay_s: Annotated[float, Field(ge=0.0)] = 5.0
+    batch_expiry_s: Annotated[float, Field(ge=0.0)] = 86_400.0
+    batch_error_rate: Unit = 0.0
+    max_batches: Annotated[int, Field(gt=0)] = 1000
 
     @model_validator(mode="after")
     def _faults_drawable(self) -> SimConfig:

@@ -18,7 +18,15 @@ import anyio
 import h11
 from anyio.abc import ByteStream, Listener, SocketAttribute, SocketStream, TaskStatus
 
-__all__ = ["Handler", "HttpRequest", "HttpResponse", "bound_port", "listen", "serve_listener"]
+__all__ = [
+    "BodyLimit",
+    "Handler",
+    "HttpRequest",
+    "HttpResponse",
+    "bound_port",
+    "listen",
+    "serve_listener",
+]
 
 _READ_SIZE = 64 * 1024
 _IDLE_TIMEOUT_S = 120.0
@@ -69,6 +77,8 @@ class HttpResponse:
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+BodyLimit = int | Callable[[str], int]
+"""Largest request body: one number, or one per request path."""
 
 
 class _BodyTooLarge(Exception):
@@ -92,14 +102,15 @@ async def serve_listener(
     listener: Listener[SocketStream],
     handler: Handler,
     *,
-    max_body_bytes: int,
+    max_body_bytes: BodyLimit,
     error_headers: Sequence[tuple[str, str]] = (),
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept connections on ``listener`` and serve each with ``handler`` until cancelled.
 
     A request the server cannot hand to ``handler`` gets its error here: a body over
-    ``max_body_bytes`` a 413 ``request_too_large`` (as soon as its ``content-length``
+    ``max_body_bytes`` (a number, or a function of the request path) a 413
+    ``request_too_large`` (as soon as its ``content-length``
     says so), malformed HTTP a 400, each with ``error_headers``. The rest of such a
     request is then read and dropped before the connection closes, so that the client,
     still sending, reads the answer instead of a reset connection.
@@ -116,7 +127,7 @@ async def serve_listener(
 async def _serve_connection(
     stream: ByteStream,
     handler: Handler,
-    max_body_bytes: int,
+    max_body_bytes: BodyLimit,
     error_headers: Sequence[tuple[str, str]],
 ) -> None:
     conn = h11.Connection(h11.SERVER)
@@ -141,26 +152,34 @@ async def _serve_connection(
 
 
 async def _read_request(
-    conn: h11.Connection, stream: ByteStream, max_body_bytes: int
+    conn: h11.Connection, stream: ByteStream, max_body_bytes: BodyLimit
 ) -> HttpRequest | None:
     head: h11.Request | None = None
     body = bytearray()
+    limit = 0
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
             await _receive_into(conn, stream, idle=head is None)
         elif isinstance(event, h11.Request):
             head = event
-            if _declared_length(event) > max_body_bytes:
-                raise _BodyTooLarge(max_body_bytes)  # before a byte of the body is read
+            limit = _limit(max_body_bytes, event)
+            if _declared_length(event) > limit:
+                raise _BodyTooLarge(limit)  # before a byte of the body is read
         elif isinstance(event, h11.Data):
             body += event.data
-            if len(body) > max_body_bytes:
-                raise _BodyTooLarge(max_body_bytes)
+            if len(body) > limit:
+                raise _BodyTooLarge(limit)
         elif isinstance(event, h11.EndOfMessage) and head is not None:
             return _request_from(head, bytes(body))
         else:  # ConnectionClosed (or PAUSED): nothing more to serve
             return None
+
+
+def _limit(max_body_bytes: BodyLimit, head: h11.Request) -> int:
+    if isinstance(max_body_bytes, int):
+        return max_body_bytes
+    return max_body_bytes(head.target.decode("latin-1").partition("?")[0])
 
 
 def _declared_length(head: h11.Request) -> int:

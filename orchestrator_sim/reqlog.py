@@ -30,7 +30,8 @@ class RequestRecord(BaseModel):
         model: Model id asked for, if the body named one.
         stream: Whether the answer was streamed.
         kind: How the brain classified the request (``task``, ``tool_turn``, ``judge``,
-            ``plan``), or ``count_tokens`` / ``models``; ``None`` if it never got there.
+            ``plan``), or ``count_tokens`` / ``models`` / ``batch`` (a Message Batches
+            endpoint; ``notes["action"]`` says which); ``None`` if it never got there.
         task_hash: Short hash of the instruction (the same across retries and tiers).
         status: HTTP status answered (200 also for dropped and slow answers).
         error_type: ``error.type`` of an error answer.
@@ -44,6 +45,10 @@ class RequestRecord(BaseModel):
         subtle: Whether the flaw is subtle.
         latency_s: Real seconds the server waited before answering (simulated latency).
         notes: Extra ground truth (judge verdicts, broken plans).
+        batch_id: The Message Batch a ``/v1/messages/batches`` request is about, and the
+            batch of a batch entry (a request answered inside a batch, logged when the
+            batch ends).
+        custom_id: A batch entry's ``custom_id``.
     """
 
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
@@ -66,6 +71,8 @@ class RequestRecord(BaseModel):
     subtle: bool | None = None
     latency_s: float = 0.0
     notes: dict[str, Any] = Field(default_factory=dict)
+    batch_id: str | None = None
+    custom_id: str | None = None
 
     def __getitem__(self, key: str) -> Any:
         """Read a field by name, as in the JSON line (``record["kind"]``)."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ import anyio.lowlevel
 
 from orchestrator.wire import SIMULATED_HEADER
 from orchestrator_sim.app import SimApp
+from orchestrator_sim.batches import BATCHES_PATH
 from orchestrator_sim.brain import Brain
 from orchestrator_sim.config import SimConfig
 from orchestrator_sim.http import bound_port, listen, serve_listener
@@ -63,6 +65,7 @@ async def serve(
     port: int = 0,
     *,
     brain: Brain | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> AsyncIterator[SimServer]:
     """Serve the simulated Messages API while the context is open.
 
@@ -71,6 +74,8 @@ async def serve(
         host: Address to listen on (keep it on loopback).
         port: Port; ``0`` picks a free one (see ``SimServer.port``).
         brain: What answers (default: the documented ``DefaultBrain``).
+        clock: Wall-clock seconds since the epoch that Message Batches are timed by
+            (default ``time.time``; tests pass one they advance by hand).
 
     Yields:
         The running server's handle.
@@ -80,7 +85,7 @@ async def serve(
     await log.open()
     try:
         listener = await listen(host, port)
-        app = SimApp(config, log, brain)
+        app = SimApp(config, log, brain, clock or time.time)
         async with anyio.create_task_group() as tg:
             await tg.start(lambda task_status: _serve(listener, app, task_status))
             try:
@@ -101,10 +106,17 @@ async def _serve(listener: Any, app: SimApp, task_status: Any) -> None:
     await serve_listener(
         listener,
         app.handle,
-        max_body_bytes=app.config.max_body_bytes,
+        max_body_bytes=lambda path: _body_limit(app.config, path),
         error_headers=[(SIMULATED_HEADER, "true")],
         task_status=task_status,
     )
+
+
+def _body_limit(config: SimConfig, path: str) -> int:
+    """The Messages API's limit, or the Message Batches API's on ``POST`` to create one."""
+    if path.rstrip("/") == BATCHES_PATH:
+        return config.batch_max_bytes
+    return config.max_body_bytes
 
 
 class ThreadedSimServer:

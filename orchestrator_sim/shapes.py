@@ -21,8 +21,10 @@ _TEXT_CHUNK = 48
 _JSON_CHUNK = 32
 
 
-def usage_json(input_tokens: int, output_tokens: int, cache: CacheUsage) -> dict[str, Any]:
-    """Return the ``usage`` object of a response."""
+def usage_json(
+    input_tokens: int, output_tokens: int, cache: CacheUsage, service_tier: str = "standard"
+) -> dict[str, Any]:
+    """Return the ``usage`` object of a response (``service_tier: "batch"`` in a batch)."""
     return {
         "input_tokens": input_tokens,
         "cache_creation_input_tokens": cache.written,
@@ -32,7 +34,7 @@ def usage_json(input_tokens: int, output_tokens: int, cache: CacheUsage) -> dict
             "ephemeral_1h_input_tokens": cache.write_1h,
         },
         "output_tokens": output_tokens,
-        "service_tier": "standard",
+        "service_tier": service_tier,
     }
 
 

@@ -85,6 +85,7 @@ class Batch:
         entries: Its requests, in the order sent.
         cancel_at: Clock time cancellation was asked for, if it was.
         settled: Whether every entry has its result.
+        counts: Entries by result type, once settled.
     """
 
     id: str

@@ -363,6 +363,9 @@ async def test_list_pages_newest_first(make_client) -> None:
             before = await client.messages.batches.list(before_id=newest_first[3], limit=2)
             all_before = await client.messages.batches.list(before_id=newest_first[1])
             default = await client.messages.batches.list()
+            backwards = [
+                b.id async for b in client.messages.batches.list(before_id=newest_first[4], limit=2)
+            ]
             with pytest.raises(anthropic.BadRequestError, match="less than or equal to 1000"):
                 await client.messages.batches.list(limit=1001)
     assert [b.id for b in page.data] == newest_first[:2]
@@ -375,6 +378,7 @@ async def test_list_pages_newest_first(make_client) -> None:
     assert [b.id for b in all_before.data] == newest_first[:1]
     assert all_before.has_more is False
     assert [b.id for b in default.data] == newest_first
+    assert backwards == [*newest_first[2:4], *newest_first[:2]]  # pages towards the newest
     assert all(b.processing_status == "ended" for b in default.data)
     del server
 

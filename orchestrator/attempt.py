@@ -66,6 +66,7 @@ class RunPolicy:
         system_prompt: System prompt of task attempts.
         max_tool_steps: Most model calls in one attempt's tool loop.
         tool_timeout_s: Deadline of each tool call.
+        cache: Whether requests mark prompt-cache breakpoints.
     """
 
     max_attempts: int | None
@@ -73,6 +74,7 @@ class RunPolicy:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_tool_steps: int = 8
     tool_timeout_s: float = 60.0
+    cache: bool = True
 
 
 def _now() -> datetime:
@@ -200,6 +202,7 @@ class NodeRunner:
             max_output_tokens=classifier.max_output_tokens,
             purpose="classify",
             task_id=node.task.id,
+            cache=self.policy.cache,
         )
         try:
             async with self._tier_limits[tier.name]:
@@ -225,14 +228,7 @@ class NodeRunner:
         return attempt.label, True
 
     async def _shadow(
-        self,
-        node: Node,
-        prompt: str,
-        accepted: Any,
-        result: NodeResult,
-        *,
-        number: int,
-        index: int,
+        self, node: Node, prompt: str, accepted: Any, result: NodeResult, *, number: int, index: int
     ) -> None:
         """Answer the task on tier ``index`` too (the router asked): paid, compared, not used."""
         tier = self.ladder[index]
@@ -297,6 +293,7 @@ class NodeRunner:
             task_id=node.task.id,
             max_tool_steps=self.policy.max_tool_steps,
             tool_timeout_s=self.policy.tool_timeout_s,
+            cache=self.policy.cache,
         )
         return await run_turns(self.client, request, meter)
 
@@ -349,6 +346,7 @@ class NodeRunner:
             output_schema=JudgeVerdict.model_json_schema(),
             purpose="judge",
             task_id=node.task.id,
+            cache=self.policy.cache,
         )
         response = await self.client.complete(request, meter)
         return JudgeVerdict.model_validate(response.data)
@@ -487,6 +485,7 @@ def _add_spend(attempt: Attempt, meters: Sequence[Meter]) -> None:
     attempt.cache_write_tokens = usage.cache_write_tokens
     attempt.cache_read_tokens = usage.cache_read_tokens
     attempt.cost_usd = sum((meter.cost_usd for meter in meters), ZERO_USD)
+    attempt.cache_saving_usd = sum((meter.cache_saving_usd for meter in meters), ZERO_USD)
     attempt.in_flight_usd = ZERO_USD
     attempt.calls = sum(meter.calls for meter in meters)
     if any(meter.cost_unknown for meter in meters):  # a call may have been billed unseen

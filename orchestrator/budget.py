@@ -183,6 +183,9 @@ class Meter:
     cost_unknown: bool = False
     """Set once a call that may have been billed returned no usage: ``cost_usd`` counts its
     worst case, so it is an upper bound."""
+    cache_saving_usd: Decimal = ZERO_USD
+    """What prompt caching saved on these calls: their cost had nothing been cached, less
+    their cost (negative when cache writes were never read back)."""
 
     @asynccontextmanager
     async def call(
@@ -220,6 +223,8 @@ class Meter:
         if usage is not None:
             cost = self.tier.cost(usage)
             self.usage = self.usage + usage
+            if usage.cache_write_tokens or usage.cache_read_tokens:
+                self.cache_saving_usd += self.tier.cost(usage.uncached()) - cost
         elif may_be_billed:
             cost, self.cost_unknown = reservation.amount_usd, True
         else:

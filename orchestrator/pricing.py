@@ -69,6 +69,14 @@ class Usage(BaseModel):
         """Every input token: uncached, cache-written and cache-read."""
         return self.input_tokens + self.cache_write_tokens + self.cache_read_tokens
 
+    def uncached(self) -> Usage:
+        """The same call had nothing been cached: every prompt token uncached input."""
+        return Usage.model_construct(
+            input_tokens=self.prompt_tokens, output_tokens=self.output_tokens,
+            cache_write_tokens=0, cache_read_tokens=0,
+            web_search_requests=self.web_search_requests,
+        )  # fmt: skip
+
     def __add__(self, other: Usage) -> Usage:
         return Usage.model_construct(
             input_tokens=self.input_tokens + other.input_tokens,

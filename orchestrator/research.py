@@ -158,6 +158,7 @@ class ResearchAgent:
             tools=self.tools,
             max_tasks=self.max_tasks,
             budget=budget,
+            cache=self.config.cache if self.config else True,
         )
         try:
             with self._telemetry().planning("research"):  # the conventions' plan span

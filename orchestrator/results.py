@@ -79,6 +79,9 @@ class Attempt(BaseModel):
     """Tokens written to the prompt cache."""
     cache_read_tokens: int = 0
     """Tokens read from the prompt cache."""
+    cache_saving_usd: USD = ZERO_USD
+    """What prompt caching saved on this attempt's calls (their cost uncached, less their
+    cost; negative when cache writes were never read back)."""
     cost_usd: USD = ZERO_USD
     """What the attempt cost, judge calls included (while it runs: its settled calls)."""
     in_flight_usd: USD = ZERO_USD
@@ -379,6 +382,13 @@ class RunResult(BaseModel):
     classify_cost_usd: USD = ZERO_USD
     """Spend on classifier calls before routing (included in ``cost_usd``), see
     :class:`~orchestrator.routing.TaskClassifier`."""
+    cache_read_tokens: int = 0
+    """Prompt tokens read from the cache, over every attempt (planning included)."""
+    cache_write_tokens: int = 0
+    """Prompt tokens written to the cache, over every attempt (planning included)."""
+    cache_saving_usd: USD = ZERO_USD
+    """What prompt caching saved: the run's calls uncached, less what they cost (planning
+    included; negative when cache writes were never read back)."""
     budget_usd: USD | None = None
     """The run's budget, if it had one."""
     started_at: datetime

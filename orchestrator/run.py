@@ -81,6 +81,8 @@ class RunConfig(BaseModel):
     """Most model calls in one attempt's tool loop."""
     tool_timeout_s: float = Field(default=60.0, gt=0)
     """Deadline of each tool call."""
+    cache: bool = True
+    """Mark prompt-cache breakpoints (system prompt, tool catalogue); ``False`` marks none."""
 
 
 class RunHost(Protocol):
@@ -181,6 +183,7 @@ class Run:
                 system_prompt=config.system_prompt,
                 max_tool_steps=config.max_tool_steps,
                 tool_timeout_s=config.tool_timeout_s,
+                cache=config.cache,
             ),
             tools=engine.tools,
             bus=self._bus,
@@ -366,6 +369,7 @@ class Run:
             + (planning.wasted_cost_usd if planning else ZERO_USD),
             shadow_cost_usd=sum((a.cost_usd for a in attempts if a.shadow), ZERO_USD),
             classify_cost_usd=sum((a.cost_usd for a in attempts if a.classify), ZERO_USD),
+            **_cache_totals([*attempts, *self._planning_attempts]),
             budget_usd=self.config.budget_usd,
             started_at=self._started_at,
             finished_at=finished,
@@ -480,3 +484,12 @@ def _errors_seen(client: ModelClient) -> Counter[str]:
     """The client's tally of failed API calls by error type, if it keeps one."""
     seen = getattr(client, "errors_seen", None)
     return Counter(seen) if isinstance(seen, Mapping) else Counter()
+
+
+def _cache_totals(attempts: list[Attempt]) -> dict[str, Any]:
+    """The prompt cache's tokens and saving over ``attempts``."""
+    return {
+        "cache_read_tokens": sum(a.cache_read_tokens for a in attempts),
+        "cache_write_tokens": sum(a.cache_write_tokens for a in attempts),
+        "cache_saving_usd": sum((a.cache_saving_usd for a in attempts), ZERO_USD),
+    }

@@ -134,6 +134,11 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
         "whose estimated silent failures are within threshold 0.1 of the top tier's",
     )
     parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="mark no prompt-cache breakpoints (to compare what caching saves)",
+    )
+    parser.add_argument(
         "--classify",
         action="store_true",
         help="with --router calibrated: the cheapest tier labels each task easy or hard "

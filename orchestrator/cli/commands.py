@@ -212,7 +212,11 @@ _FLAGS = {"max_concurrency": "--max-concurrency", "budget_usd": "--budget"}
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
     try:
-        return RunConfig(max_concurrency=args.max_concurrency, budget_usd=args.budget)
+        return RunConfig(
+            max_concurrency=args.max_concurrency,
+            budget_usd=args.budget,
+            cache=not getattr(args, "no_cache", False),
+        )
     except ValidationError as exc:  # one line per setting, named as the flag is
         problems = "; ".join(
             f"{_FLAGS.get(str(e['loc'][0]), e['loc'][0])} ({e['loc'][0]}): {e['msg']}"

@@ -211,6 +211,12 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
         + (f", shadow runs ${result.shadow_cost_usd:.4f}" if result.shadow_cost_usd else "")
         + ")",
     ]
+    if result.cache_read_tokens or result.cache_write_tokens:
+        lines.append(
+            f"prompt cache: {result.cache_read_tokens:,} tokens read, "
+            f"{result.cache_write_tokens:,} written; saved ${result.cache_saving_usd:.4f} "
+            "against the same calls uncached"
+        )
     if result.simulated:
         lines.append(SIMULATED_NOTE)
     if result.planning is not None:

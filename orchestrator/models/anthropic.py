@@ -281,6 +281,9 @@ class AnthropicClient:
 # -- request building ---------------------------------------------------------------------
 
 
+_EPHEMERAL = {"type": "ephemeral"}
+
+
 def _params(request: ModelRequest) -> dict[str, Any]:
     params: dict[str, Any] = {
         "model": request.tier.model,
@@ -288,13 +291,12 @@ def _params(request: ModelRequest) -> dict[str, Any]:
         "messages": [_message(message) for message in request.messages],
     }
     if request.system:
-        params["system"] = [
-            {"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}
-        ]
+        system: dict[str, Any] = {"type": "text", "text": request.system}
+        params["system"] = [{**system, "cache_control": _EPHEMERAL} if request.cache else system]
     local = [tool for tool in request.tools if not isinstance(tool, ServerTool)]
     server = [tool.definition for tool in request.tools if isinstance(tool, ServerTool)]
     if local or server:
-        params["tools"] = (_tool_specs(local) if local else []) + server
+        params["tools"] = (_tool_specs(local, cache=request.cache) if local else []) + server
         if request.tool_choice == "none":
             params["tool_choice"] = {"type": "none"}  # out of turns: answer now
     if request.output_schema is not None:
@@ -328,12 +330,13 @@ def _block(block: Block) -> dict[str, Any]:
             raise ValueError("a provider block without its provider_data cannot be sent")
 
 
-def _tool_specs(tools: Sequence[Tool]) -> list[dict[str, Any]]:
+def _tool_specs(tools: Sequence[Tool], *, cache: bool) -> list[dict[str, Any]]:
     specs: list[dict[str, Any]] = [
         {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}
         for tool in tools
     ]
-    specs[-1] = {**specs[-1], "cache_control": {"type": "ephemeral"}}  # caches the catalogue
+    if cache:
+        specs[-1] = {**specs[-1], "cache_control": _EPHEMERAL}  # caches the catalogue
     return specs
 
 

@@ -131,6 +131,8 @@ class ModelRequest(BaseModel):
     """Most model turns of the engine's tool loop."""
     tool_timeout_s: float = Field(default=60.0, gt=0)
     """Deadline of each tool call."""
+    cache: bool = True
+    """Whether the client may mark prompt-cache breakpoints (``False``: none, to compare)."""
 
 
 class ModelResponse(BaseModel):

@@ -139,6 +139,7 @@ class LLMPlanner:
         max_api_failures: Rounds the API may fail before planning gives up.
         max_output_tokens: ``max_tokens`` of each round (at most the tier's): what the
             budget reserves for the plan's text. A plan of 20 tasks fits in the default.
+        cache: Whether its requests mark prompt-cache breakpoints (the run's ``cache``).
     """
 
     def __init__(
@@ -153,6 +154,7 @@ class LLMPlanner:
         budget: Budget | None = None,
         max_api_failures: int = 2,
         max_output_tokens: int = 4096,
+        cache: bool = True,
     ) -> None:
         self.client = instrumented(client)  # a chat span per round
         self.ladder = ladder
@@ -163,6 +165,7 @@ class LLMPlanner:
         self.max_api_failures = max_api_failures
         self.max_output_tokens = min(max_output_tokens, self.tier.max_output_tokens)
         self.budget = budget or Budget()
+        self.cache = cache
         self.last_report: PlanningReport | None = None
 
     async def plan(
@@ -266,6 +269,7 @@ class LLMPlanner:
             attempt.output_tokens = meter.usage.output_tokens
             attempt.cache_write_tokens = meter.usage.cache_write_tokens
             attempt.cache_read_tokens = meter.usage.cache_read_tokens
+            attempt.cache_saving_usd = meter.cache_saving_usd
             attempt.calls = meter.calls
             attempt.cost_unknown = meter.cost_unknown
             report.rounds += 1
@@ -285,6 +289,7 @@ class LLMPlanner:
             max_output_tokens=self.max_output_tokens,
             output_schema=PlanDraft.model_json_schema(),
             purpose="plan",
+            cache=self.cache,
         )
 
     def _check(self, goal: str, data: object) -> tuple[Plan | None, list[PlanProblem]]:

@@ -1,0 +1,91 @@
+"""Prompt caching as a user sees it: what was read, written and saved, and a switch to compare."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from orchestrator import Engine, Needs, RunConfig, RunResult, Workflow, default_ladder
+from orchestrator.cli import main
+from orchestrator.cli.render import render_summary
+from orchestrator.models.anthropic import AnthropicClient
+from orchestrator.pricing import Usage
+from orchestrator_sim import SimConfig, serve
+
+pytestmark = pytest.mark.anyio
+
+# A system prompt long enough to cache on every tier (the simulator, like the API, caches
+# nothing shorter than the model's minimum: 1,024 tokens by default).
+HOUSE_RULES = "\n".join(
+    f"Rule {i}: answer in plain words, cite what you use, and say what you do not know."
+    for i in range(400)
+)
+
+
+def workflow() -> Workflow:
+    flow = Workflow("cached")
+    for i in range(4):
+
+        def prompt(text: str = f"Summarise topic {i} in two sentences.") -> str:
+            return text
+
+        flow.llm(name=f"t_{i}", needs=Needs(reasoning=1))(prompt)
+    return flow
+
+
+async def run(*, cache: bool) -> RunResult:
+    config = RunConfig(system_prompt=HOUSE_RULES, max_concurrency=1, cache=cache)
+    async with serve(SimConfig(time_scale=0)) as server:
+        client = AnthropicClient(base_url=server.base_url, api_key="test")
+        async with client:
+            with anyio.fail_after(60):
+                return await Engine(client, default_ladder(), config=config).run(workflow())
+
+
+async def test_the_run_says_what_the_cache_read_wrote_and_saved() -> None:
+    cached = await run(cache=True)
+    attempts = [a for node in cached.nodes for a in node.attempts]
+    assert attempts[0].cache_write_tokens > 0  # the first call writes the system prompt
+    assert all(a.cache_read_tokens > 0 for a in attempts[1:])  # the others read it
+    assert cached.cache_read_tokens == sum(a.cache_read_tokens for a in attempts)
+    assert cached.cache_write_tokens == sum(a.cache_write_tokens for a in attempts)
+    haiku = default_ladder().get("haiku")
+    expected = sum(
+        (
+            haiku.cost(u.uncached()) - haiku.cost(u)
+            for u in (
+                Usage(
+                    input_tokens=a.input_tokens, output_tokens=a.output_tokens,
+                    cache_write_tokens=a.cache_write_tokens, cache_read_tokens=a.cache_read_tokens,
+                )
+                for a in attempts
+            )
+        ),
+        Decimal(0),
+    )  # fmt: skip
+    assert cached.cache_saving_usd == expected > 0
+
+    uncached = await run(cache=False)
+    plain = [a for node in uncached.nodes for a in node.attempts]
+    assert all(a.cache_read_tokens == a.cache_write_tokens == 0 for a in plain)
+    assert uncached.cache_saving_usd == 0
+    assert cached.cost_usd + cached.cache_saving_usd == uncached.cost_usd
+
+
+async def test_the_summary_shows_what_the_cache_read_and_saved() -> None:
+    cached = await run(cache=True)
+    summary = render_summary(cached)
+    assert f"prompt cache: {cached.cache_read_tokens:,} tokens read" in summary
+    assert f"saved ${cached.cache_saving_usd:.4f}" in summary
+    assert "prompt cache" not in render_summary(await run(cache=False))
+
+
+def test_the_cli_can_turn_caching_off(capsys: pytest.CaptureFixture[str]) -> None:
+    plan = Path(__file__).parent.parent / "examples" / "plans" / "release_notes.json"
+    assert main(["run", "--offline", "--plan", str(plan), "--no-cache", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["cache_read_tokens"], result["cache_write_tokens"]) == (0, 0)

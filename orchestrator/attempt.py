@@ -10,7 +10,7 @@ after ``max_attempts``. Every attempt is kept with its cost.
 from __future__ import annotations
 
 import functools
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,13 @@ from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelRe
 from orchestrator.models.instrumented import instrumented
 from orchestrator.node import Node, render_value, same_answer
 from orchestrator.pricing import ZERO_USD, Usage
+from orchestrator.prompting import (
+    attempt_messages,
+    route_request,
+    schema_of,
+    shared_input_nodes,
+    structured,
+)
 from orchestrator.results import (
     PYTHON_TIER,
     Attempt,
@@ -34,8 +41,8 @@ from orchestrator.results import (
     assign,
     python_attempt,
 )
-from orchestrator.routing import Router, RouteRequest, TaskClassifier
-from orchestrator.routing.rules import PROBE_ROUTE, task_kind
+from orchestrator.routing import Router, TaskClassifier
+from orchestrator.routing.rules import PROBE_ROUTE
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.turns import run_turns
@@ -44,13 +51,11 @@ from orchestrator.verify import SchemaVerifier
 from orchestrator.wire import (
     DEFAULT_SYSTEM_PROMPT,
     JUDGE_SYSTEM_PROMPT,
-    feedback_prompt,
     judge_prompt,
+    shared_prefix_chars,
 )
 
 __all__ = ["NodeRunner", "RunPolicy"]
-
-_PREVIOUS_ANSWER_CHARS = 4000
 
 _NO_VERIFIER = Verdict(passed=True, reason="no verifier", verifier="none")
 """The verdict of a node without verifiers (frozen, so one instance serves every attempt)."""
@@ -105,6 +110,11 @@ class NodeRunner:
         self.tools = tools
         self.bus = bus
         self._tier_limits = {t.name: anyio.CapacityLimiter(t.max_concurrency) for t in ladder.tiers}
+        self._shared: frozenset[str] = frozenset()  # nodes whose inputs others read too
+
+    def share_inputs(self, nodes: Iterable[Node]) -> None:
+        """Note the planned nodes that read the same inputs (their prompts share a prefix)."""
+        self._shared = shared_input_nodes(nodes)
 
     def run(
         self, node: Node, arguments: Mapping[str, Any], result: NodeResult
@@ -122,7 +132,7 @@ class NodeRunner:
 
     async def _run_llm(self, node: Node, arguments: Mapping[str, Any], result: NodeResult) -> None:
         prompt = node.build_prompt(arguments)
-        request = _route_request(node, prompt)
+        request = route_request(node, prompt)
         classifier: TaskClassifier | None = getattr(self.router, "classifier", None)
         if classifier is not None:
             label, afforded = await self._classify(node, classifier, prompt, result)
@@ -144,6 +154,7 @@ class NodeRunner:
         previous: Attempt | None = None
         previous_text = ""
         limit = self.policy.max_attempts or (top - index + 1)
+        shared = shared_prefix_chars(prompt) if node.task.id in self._shared else 0
         earlier = len(result.attempts)  # attempts of an earlier, interrupted process
         for step in range(1, limit + 1):
             number = earlier + step
@@ -155,7 +166,8 @@ class NodeRunner:
             )  # fmt: skip
             result.attempts.append(attempt)
             result.final_tier = tier.name
-            messages = _messages(prompt, previous, previous_text)
+            cut = shared if shared // 4 >= tier.cache_min_tokens else 0  # a cacheable prefix
+            messages = attempt_messages(prompt, previous, previous_text, cut)
             output, previous_text = await self._attempt(node, tier, messages, attempt, prompt)
             if attempt.passed:
                 result.status, result.output, result.reason = NodeStatus.SUCCEEDED, output, None
@@ -243,7 +255,9 @@ class NodeRunner:
             route_reason=reason,
         )  # fmt: skip
         result.attempts.append(attempt)
-        output, _ = await self._attempt(node, tier, _messages(prompt, None, ""), attempt, prompt)
+        output, _ = await self._attempt(
+            node, tier, attempt_messages(prompt, None, ""), attempt, prompt
+        )
         if attempt.passed:
             attempt.agrees = same_answer(output, accepted)
 
@@ -260,7 +274,7 @@ class NodeRunner:
                 response = await self._call(node, tier, messages, meters)
                 attempt.simulated = response.simulated
                 text = response.text
-                candidate = response.data if _structured(node) else response.text
+                candidate = response.data if structured(node) else response.text
                 output, attempt.verdict = await self._verify(
                     node, candidate, text, tier, meters, prompt=prompt
                 )
@@ -289,7 +303,7 @@ class NodeRunner:
             messages=messages,
             max_output_tokens=node.task.max_output_tokens or tier.max_output_tokens,
             tools=[self.tools[name] for name in node.task.tools],
-            output_schema=_schema_of(node),
+            output_schema=schema_of(node),
             task_id=node.task.id,
             max_tool_steps=self.policy.max_tool_steps,
             tool_timeout_s=self.policy.tool_timeout_s,
@@ -419,26 +433,8 @@ class NodeRunner:
             result.reason = attempt.error or (attempt.verdict.reason if attempt.verdict else None)
 
 
-def _structured(node: Node) -> bool:
-    return node.output_type is not None or node.task.output_schema is not None
-
-
-def _schema_of(node: Node) -> dict[str, Any] | None:
-    if node.output_type is not None:
-        return node.output_type.model_json_schema()
-    return node.task.output_schema
-
-
 def _text_of(output: Any) -> str:
     return render_value(output) if output is not None else ""
-
-
-def _messages(prompt: str, previous: Attempt | None, previous_text: str) -> list[Message]:
-    if previous is None:
-        return [Message(role="user", content=prompt)]
-    why = previous.error or (previous.verdict.reason if previous.verdict else "rejected")
-    answer = previous_text[:_PREVIOUS_ANSWER_CHARS] or "(no answer was produced)"
-    return [Message(role="user", content=feedback_prompt(prompt, previous.tier, answer, why))]
 
 
 class _Spend(list[Meter]):
@@ -467,12 +463,6 @@ class _Spend(list[Meter]):
         attempt.in_flight_usd = sum((m.in_flight_usd for m in self), ZERO_USD)
         runner = self._runner
         await runner.bus.emit(AttemptSpending(runner.run_id, self._node_id, attempt))
-
-
-def _route_request(node: Node, prompt: str) -> RouteRequest:
-    task = node.task
-    kind = task_kind(structured=bool(task.output_schema), tools=bool(task.tools))
-    return RouteRequest.of(task.needs, task.instruction, prompt=prompt, kind=kind, task_id=task.id)
 
 
 def _add_spend(attempt: Attempt, meters: Sequence[Meter]) -> None:

@@ -201,6 +201,7 @@ class Run:
         """Take the (validated) plan the run executes."""
         self.plan = plan
         self._nodes = {node.task.id: node for node in nodes}
+        self._runner.share_inputs(nodes)
         self._graph = graph
         restored, self.results = (
             self.results,

@@ -46,6 +46,8 @@ class Tier(BaseModel):
     """Default cap on output tokens per call (and the worst case the budget reserves)."""
     max_concurrency: Annotated[int, Field(gt=0)] = 16
     """Most attempts running on this tier at once."""
+    cache_min_tokens: Annotated[int, Field(ge=0)] = 1024
+    """Shortest prefix the model's prompt cache keeps (the API caches nothing shorter)."""
     requests_per_minute: Annotated[int, Field(gt=0)] | None = None
     """Rate limit shared by every call to this tier; ``None`` for none."""
     tokens_per_minute: Annotated[int, Field(gt=0)] | None = None

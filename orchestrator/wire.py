@@ -23,12 +23,14 @@ __all__ = [
     "JUDGE_SYSTEM_PROMPT",
     "JUDGE_TASK_MARK",
     "SIMULATED_HEADER",
+    "TASK_MARK",
     "classify_prompt",
     "feedback_prompt",
     "inputs_prompt",
     "is_simulated",
     "judge_prompt",
     "parse_label",
+    "shared_prefix_chars",
 ]
 
 SIMULATED_HEADER = "x-orchestrator-simulated"
@@ -58,7 +60,9 @@ CLASSIFY_TASK_MARK = "Task to classify:"
 CLASSIFY_LABELS_MARK = "Labels, easiest first:"
 
 INPUTS_MARK = "Inputs from earlier tasks:"
-"""Starts the dependencies' outputs after a task's instruction."""
+"""Starts the dependencies' outputs, before the task's instruction."""
+TASK_MARK = "The task:"
+"""Starts a task's instruction after its inputs."""
 FEEDBACK_MARK = "<previous_attempt"
 """Starts the rejected answer an escalated attempt is shown."""
 JUDGE_TASK_MARK = "Task:"
@@ -68,11 +72,24 @@ CITED_PASSAGES_MARK = "The passages the answer cites, from the corpus:"
 
 
 def inputs_prompt(instruction: str, inputs: Iterable[tuple[str, str]]) -> str:
-    """The instruction, then each ``(task id, output text)`` in an ``<input>`` block."""
-    parts = [instruction, "", INPUTS_MARK]
+    """Each ``(task id, output text)`` in an ``<input>`` block, then the instruction.
+
+    The inputs come first: long material before the question reads best, and tasks that
+    read the same inputs then share a prefix the prompt cache can serve
+    (:func:`shared_prefix_chars`).
+    """
+    parts = [INPUTS_MARK]
     for name, text in inputs:
         parts += ["", f"<input task={name!r}>", text, "</input>"]
-    return "\n".join(parts)
+    return "\n".join([*parts, "", TASK_MARK, instruction])
+
+
+def shared_prefix_chars(prompt: str) -> int:
+    """How much of an :func:`inputs_prompt` is its inputs (0 for any other prompt)."""
+    if not prompt.startswith(INPUTS_MARK):
+        return 0
+    end = prompt.rfind(f"\n\n{TASK_MARK}\n")
+    return end + 2 if end > 0 else 0
 
 
 def feedback_prompt(prompt: str, tier: str, answer: str, why: str) -> str:

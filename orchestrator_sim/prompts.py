@@ -1,7 +1,9 @@
 """Reading requests: the prompt conventions the brain relies on (documented in docs/sim.md).
 
-* The *instruction* is the text of the last user turn that has text, cut before
-  ``Inputs from earlier tasks:`` and before a ``<previous_attempt ...>`` feedback block.
+* The *instruction* is the text of the last user turn that has text, cut before a
+  ``<previous_attempt ...>`` feedback block; when the turn starts with ``Inputs from
+  earlier tasks:`` (the engine puts inputs first), what follows the last ``The task:``,
+  else what comes before any ``Inputs from earlier tasks:``.
 * ``Required sections: A, B, C`` (one line, anywhere in the instruction) lists the
   Markdown sections the answer must have.
 * ``[difficulty=N]`` (N in 1..3) in the instruction forces the task's difficulty: a hook
@@ -29,6 +31,9 @@ from orchestrator.wire import (
     JUDGE_ANSWER_MARK,
     JUDGE_CRITERIA_MARK,
     JUDGE_TASK_MARK,
+)
+from orchestrator.wire import (
+    TASK_MARK as _TASK_MARK,
 )
 from orchestrator_sim.seeding import unit
 
@@ -116,11 +121,16 @@ def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
     return ""
 
 
+_TASK_AFTER_INPUTS = f"\n\n{_TASK_MARK}\n"
+
+
 def instruction(text: str) -> str:
-    """Return the instruction: the user text before inputs and previous-attempt feedback."""
-    for mark in (_FEEDBACK_MARK, _INPUTS_MARK):
-        text = text.split(mark, 1)[0]
-    return text.strip()
+    """Return the instruction: the user text without its inputs and previous-attempt feedback."""
+    text = text.split(_FEEDBACK_MARK, 1)[0]
+    if text.startswith(_INPUTS_MARK):  # inputs first, then the task
+        end = text.rfind(_TASK_AFTER_INPUTS)
+        return text[end + len(_TASK_AFTER_INPUTS) :].strip() if end >= 0 else ""
+    return text.split(_INPUTS_MARK, 1)[0].strip()
 
 
 def feedback_given(text: str) -> bool:
@@ -132,7 +142,11 @@ def inputs_text(text: str) -> str:
     """Return the ``Inputs from earlier tasks`` part of the user text (may be empty)."""
     if _INPUTS_MARK not in text:
         return ""
-    return text.split(_INPUTS_MARK, 1)[1].split(_FEEDBACK_MARK, 1)[0]
+    after = text.split(_INPUTS_MARK, 1)[1].split(_FEEDBACK_MARK, 1)[0]
+    if text.startswith(_INPUTS_MARK):
+        end = after.rfind(_TASK_AFTER_INPUTS)
+        return after[:end] if end >= 0 else after
+    return after
 
 
 def input_task_ids(text: str) -> list[str]:

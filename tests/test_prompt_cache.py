@@ -9,12 +9,22 @@ from pathlib import Path
 import anyio
 import pytest
 
-from orchestrator import Engine, Needs, RunConfig, RunResult, Workflow, default_ladder
+from orchestrator import (
+    Engine,
+    Needs,
+    Plan,
+    RunConfig,
+    RunResult,
+    Task,
+    TierLadder,
+    Workflow,
+    default_ladder,
+)
 from orchestrator.cli import main
 from orchestrator.cli.render import render_summary
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.pricing import Usage
-from orchestrator_sim import SimConfig, serve
+from orchestrator_sim import SimConfig, default_models, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -89,3 +99,46 @@ def test_the_cli_can_turn_caching_off(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["run", "--offline", "--plan", str(plan), "--no-cache", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert (result["cache_read_tokens"], result["cache_write_tokens"]) == (0, 0)
+
+
+def small_cache_minimum() -> tuple[TierLadder, SimConfig]:
+    """The default ladder and simulator, with models that cache prefixes of 20 tokens up."""
+    ladder = TierLadder(
+        tiers=tuple(t.model_copy(update={"cache_min_tokens": 20}) for t in default_ladder().tiers)
+    )
+    models = {k: m.model_copy(update={"cache_min_tokens": 20}) for k, m in default_models().items()}
+    return ladder, SimConfig(time_scale=0, models=models)
+
+
+async def test_siblings_reading_the_same_inputs_share_a_cached_prefix() -> None:
+    """Planned tasks put their inputs first; the nodes that read the same inputs get a
+    cache breakpoint after them, so the first writes and the rest read."""
+    plan = Plan(
+        goal="siblings",
+        tasks=[
+            Task(id="notes", instruction="Write notes on glaciers. [difficulty=1]"),
+            *(
+                Task(id=f"use_{i}", instruction=f"Use the notes for purpose {i}. [difficulty=1]",
+                     depends_on=("notes",))
+                for i in range(3)
+            ),
+            Task(id="alone", instruction="Summarise use_0. [difficulty=1]", depends_on=("use_0",)),
+        ],
+    )  # fmt: skip
+    ladder, sim = small_cache_minimum()
+    config = RunConfig(max_concurrency=1)
+    async with serve(sim) as server:
+        client = AnthropicClient(base_url=server.base_url, api_key="test")
+        async with client:
+            with anyio.fail_after(60):
+                result = await Engine(client, ladder, config=config).run(plan)
+    assert result.status == "succeeded"
+    siblings = [result.node(f"use_{i}").attempts[0] for i in range(3)]
+    first, *rest = sorted(siblings, key=lambda a: a.started_at)
+    assert first.cache_write_tokens > 0  # the first writes the inputs (after the system prompt)
+    prefix = first.cache_read_tokens + first.cache_write_tokens
+    for later in rest:  # the others read system prompt and inputs, and write nothing
+        assert (later.cache_read_tokens, later.cache_write_tokens) == (prefix, 0)
+    alone = result.node("alone").attempts[0]  # its inputs nobody else reads: no breakpoint
+    assert alone.cache_write_tokens == 0
+    assert result.cache_saving_usd > 0

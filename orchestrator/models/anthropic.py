@@ -288,7 +288,7 @@ def _params(request: ModelRequest) -> dict[str, Any]:
     params: dict[str, Any] = {
         "model": request.tier.model,
         "max_tokens": request.max_output_tokens,
-        "messages": [_message(message) for message in request.messages],
+        "messages": [_message(message, cache=request.cache) for message in request.messages],
     }
     if request.system:
         system: dict[str, Any] = {"type": "text", "text": request.system}
@@ -305,16 +305,19 @@ def _params(request: ModelRequest) -> dict[str, Any]:
     return params
 
 
-def _message(message: Message) -> dict[str, Any]:
+def _message(message: Message, *, cache: bool) -> dict[str, Any]:
     if isinstance(message.content, str):
         return {"role": message.role, "content": message.content}
-    return {"role": message.role, "content": [_block(block) for block in message.content]}
+    blocks = [_block(block, cache=cache) for block in message.content]
+    return {"role": message.role, "content": blocks}
 
 
-def _block(block: Block) -> dict[str, Any]:
+def _block(block: Block, *, cache: bool) -> dict[str, Any]:
     if block.provider_data is not None:  # as the API sent it, within the same conversation
         return block.provider_data
     match block:
+        case TextBlock(text=text, cache=True) if cache:
+            return {"type": "text", "text": text, "cache_control": _EPHEMERAL}
         case TextBlock(text=text):
             return {"type": "text", "text": text}
         case ToolCall(id=call_id, name=name, arguments=arguments):

@@ -54,6 +54,8 @@ class TextBlock(_Block):
     type: Literal["text"] = "text"
     text: str
     """The text."""
+    cache: bool = False
+    """Mark a prompt-cache breakpoint after this block (when the request allows caching)."""
 
 
 class ToolCall(_Block):

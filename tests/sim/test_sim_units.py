@@ -8,7 +8,13 @@ import random
 import jsonschema
 import pytest
 
-from orchestrator.wire import CLASSIFY_SYSTEM_PROMPT, classify_prompt
+from orchestrator.wire import (
+    CLASSIFY_SYSTEM_PROMPT,
+    classify_prompt,
+    feedback_prompt,
+    inputs_prompt,
+    shared_prefix_chars,
+)
 from orchestrator_sim import SimConfig
 from orchestrator_sim.brain import BrainRequest, DefaultBrain
 from orchestrator_sim.faults import FaultInjector
@@ -17,6 +23,8 @@ from orchestrator_sim.plans import plan_text
 from orchestrator_sim.prompts import (
     ToolResult,
     difficulty,
+    input_task_ids,
+    inputs_text,
     instruction,
     judge_parts,
     key_terms,
@@ -148,6 +156,20 @@ def test_prompt_conventions() -> None:
         "Answer to judge:\n<answer>\nnew\n</answer>"
     )
     assert judge_parts(shown_inputs) == ("Summarise.", "Faithful.", "new")
+
+
+def test_inputs_first_prompts_read_as_the_task_and_its_inputs() -> None:
+    prompt = inputs_prompt("Compare them. [difficulty=2]", [("a", "alpha"), ("b", "The task:\nx")])
+    assert instruction(prompt) == "Compare them. [difficulty=2]"
+    assert "alpha" in inputs_text(prompt)
+    assert "Compare them" not in inputs_text(prompt)
+    escalated = feedback_prompt(prompt, "haiku", "old answer", "too short")
+    assert instruction(escalated) == "Compare them. [difficulty=2]"
+    assert input_task_ids(escalated) == ["a", "b"]
+    shared = shared_prefix_chars(prompt)
+    assert prompt[:shared].endswith("</input>\n\n")
+    assert prompt[shared:] == "The task:\nCompare them. [difficulty=2]"
+    assert shared_prefix_chars("No inputs here.") == 0
 
 
 def test_evidence_prefers_read_passages_with_quotes() -> None:

@@ -10,20 +10,18 @@ after ``max_attempts``. Every attempt is kept with its cost.
 from __future__ import annotations
 
 import functools
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 
-from orchestrator.budget import Budget, Meter
-from orchestrator.events import AttemptFinished, AttemptSpending, AttemptStarted, EventBus
+from orchestrator.budget import Budget
+from orchestrator.events import AttemptFinished, AttemptStarted, EventBus
 from orchestrator.exceptions import BudgetExhausted, ModelAPIError
 from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelResponse
 from orchestrator.models.instrumented import instrumented
 from orchestrator.node import Node, render_value, same_answer
-from orchestrator.pricing import ZERO_USD, Usage
 from orchestrator.prompting import (
     attempt_messages,
     route_request,
@@ -43,6 +41,7 @@ from orchestrator.results import (
 )
 from orchestrator.routing import Router, TaskClassifier
 from orchestrator.routing.rules import PROBE_ROUTE
+from orchestrator.spend import Spend, add_spend, now, settle
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.turns import run_turns
@@ -82,10 +81,6 @@ class RunPolicy:
     cache: bool = True
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class NodeRunner:
     """Runs nodes of one run: shared ladder, client, budget, tier limits and events."""
 
@@ -111,6 +106,38 @@ class NodeRunner:
         self.bus = bus
         self._tier_limits = {t.name: anyio.CapacityLimiter(t.max_concurrency) for t in ladder.tiers}
         self._shared: frozenset[str] = frozenset()  # nodes whose inputs others read too
+        self._written: dict[tuple[str, int], anyio.Event] = {}  # (model, prefix): cached
+
+    def _spend(self, node: Node, attempt: Attempt) -> Spend:
+        return Spend(self.budget, self.bus, self.run_id, node.task.id, attempt)
+
+    async def _answer(
+        self,
+        node: Node,
+        tier: Tier,
+        messages: list[Message],
+        attempt: Attempt,
+        prompt: str,
+        *,
+        prefix: str,
+    ) -> tuple[Any, str]:
+        """An answering attempt, after the call that caches its shared ``prefix``.
+
+        When another node's call is writing the same prefix (a cache breakpoint) on this
+        model, this one waits for it and reads the prefix instead of writing it too.
+        """
+        writes = None
+        if prefix and self.policy.cache:
+            key = (tier.model, hash(prefix))
+            if (written := self._written.get(key)) is None:
+                writes = self._written[key] = anyio.Event()
+            else:
+                await written.wait()
+        try:
+            return await self._attempt(node, tier, messages, attempt, prompt)
+        finally:
+            if writes is not None:  # cached now (or the call failed): the others go on
+                writes.set()
 
     def share_inputs(self, nodes: Iterable[Node]) -> None:
         """Note the planned nodes that read the same inputs (their prompts share a prefix)."""
@@ -160,7 +187,7 @@ class NodeRunner:
             number = earlier + step
             tier = self.ladder[index]
             attempt = Attempt(
-                number=number, tier=tier.name, model=tier.model, started_at=_now(),
+                number=number, tier=tier.name, model=tier.model, started_at=now(),
                 route_reason=reason, needs_covered=covered,
                 escalated_from=previous.number if previous else None,
             )  # fmt: skip
@@ -168,7 +195,9 @@ class NodeRunner:
             result.final_tier = tier.name
             cut = shared if shared // 4 >= tier.cache_min_tokens else 0  # a cacheable prefix
             messages = attempt_messages(prompt, previous, previous_text, cut)
-            output, previous_text = await self._attempt(node, tier, messages, attempt, prompt)
+            output, previous_text = await self._answer(
+                node, tier, messages, attempt, prompt, prefix=prompt[:cut]
+            )
             if attempt.passed:
                 result.status, result.output, result.reason = NodeStatus.SUCCEEDED, output, None
                 other = top if decision.shadow_tier is None else min(decision.shadow_tier, top)
@@ -202,11 +231,11 @@ class NodeRunner:
         tier = classifier.pick_tier(self.ladder)
         attempt = Attempt(
             number=len(result.attempts) + 1, tier=tier.name, model=tier.model,
-            started_at=_now(), classify=True,
+            started_at=now(), classify=True,
             route_reason=f"classify: {tier.name} labels the task before it is routed",
         )  # fmt: skip
         result.attempts.append(attempt)
-        meters = _Spend(self, node.task.id, attempt)
+        meters = self._spend(node, attempt)
         request = ModelRequest(
             tier=tier,
             system=classifier.system,
@@ -218,7 +247,7 @@ class NodeRunner:
         )
         try:
             async with self._tier_limits[tier.name]:
-                attempt.started_at = _now()
+                attempt.started_at = now()
                 await self.bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
                 response = await self.client.complete(request, meters.meter(tier))
                 attempt.simulated = response.simulated
@@ -234,7 +263,7 @@ class NodeRunner:
         except Exception as exc:  # noqa: BLE001  (no label, not a crashed run)
             attempt.error, attempt.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
         finally:
-            _settle(attempt, meters)
+            settle(attempt, meters)
             with anyio.CancelScope(shield=True):
                 await self.bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
         return attempt.label, True
@@ -251,7 +280,7 @@ class NodeRunner:
             else f"shadow: {tier.name} answers too, to learn what the checks miss"
         )
         attempt = Attempt(
-            number=number, tier=tier.name, model=tier.model, started_at=_now(), shadow=True,
+            number=number, tier=tier.name, model=tier.model, started_at=now(), shadow=True,
             route_reason=reason,
         )  # fmt: skip
         result.attempts.append(attempt)
@@ -264,12 +293,12 @@ class NodeRunner:
     async def _attempt(
         self, node: Node, tier: Tier, messages: list[Message], attempt: Attempt, prompt: str
     ) -> tuple[Any, str]:
-        meters = _Spend(self, node.task.id, attempt)
+        meters = self._spend(node, attempt)
         text = ""
         output: Any = None
         try:
             async with self._tier_limits[tier.name]:
-                attempt.started_at = _now()
+                attempt.started_at = now()
                 await self.bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
                 response = await self._call(node, tier, messages, meters)
                 attempt.simulated = response.simulated
@@ -288,13 +317,13 @@ class NodeRunner:
         except Exception as exc:  # noqa: BLE001  (a failed attempt, not a crashed run)
             attempt.error, attempt.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
         finally:
-            _settle(attempt, meters)
+            settle(attempt, meters)
             with anyio.CancelScope(shield=True):
                 await self.bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
         return output, text
 
     async def _call(
-        self, node: Node, tier: Tier, messages: list[Message], meters: _Spend
+        self, node: Node, tier: Tier, messages: list[Message], meters: Spend
     ) -> ModelResponse:
         meter = meters.meter(tier)
         request = ModelRequest(
@@ -319,7 +348,7 @@ class NodeRunner:
         candidate: Any,
         text: str,
         tier: Tier,
-        meters: _Spend,
+        meters: Spend,
         *,
         prompt: str,
     ) -> tuple[Any, Verdict]:
@@ -344,7 +373,7 @@ class NodeRunner:
         return output, verdict
 
     async def _judge(
-        self, node: Node, task: str, asked: JudgeRequest, *, author: Tier, meters: _Spend
+        self, node: Node, task: str, asked: JudgeRequest, *, author: Tier, meters: Spend
     ) -> JudgeVerdict:
         if asked.tier is None:
             judge_tier = self.ladder[min(self.ladder.index(author.name) + 1, len(self.ladder) - 1)]
@@ -391,7 +420,7 @@ class NodeRunner:
     ) -> None:
         # The hot path of cheap nodes: the attempt is built without validation (see
         # ``results.python_attempt``) and the function called in this frame.
-        attempt = python_attempt(_now())
+        attempt = python_attempt(now())
         result.attempts.append(attempt)
         assign(result, "final_tier", PYTHON_TIER)
         bus = self.bus
@@ -405,14 +434,14 @@ class NodeRunner:
             else:
                 output = await anyio.to_thread.run_sync(functools.partial(function, **arguments))
             if node.verifiers:  # a judge may be paid for: its calls are the attempt's
-                spend = _Spend(self, node.task.id, attempt)
+                spend = self._spend(node, attempt)
                 text = _text_of(output)
                 try:
                     output, attempt.verdict = await self._verify(
                         node, output, text, self.ladder[0], spend, prompt=node.task.instruction
                     )
                 finally:
-                    _add_spend(attempt, spend)
+                    add_spend(attempt, spend)
             else:
                 assign(attempt, "verdict", _NO_VERIFIER)
         except anyio.get_cancelled_exc_class():
@@ -421,7 +450,7 @@ class NodeRunner:
         except Exception as exc:  # noqa: BLE001  (the task failed; the run goes on)
             attempt.error, attempt.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
         finally:
-            assign(attempt, "finished_at", _now())
+            assign(attempt, "finished_at", now())
             if bus:
                 with anyio.CancelScope(shield=True):
                     await bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
@@ -435,53 +464,3 @@ class NodeRunner:
 
 def _text_of(output: Any) -> str:
     return render_value(output) if output is not None else ""
-
-
-class _Spend(list[Meter]):
-    """The meters of one attempt.
-
-    With listeners, each call's worst case is recorded on the attempt
-    (:class:`~orchestrator.events.AttemptSpending`) before the call is sent.
-    """
-
-    __slots__ = ("_attempt", "_node_id", "_runner")
-
-    def __init__(self, runner: NodeRunner, node_id: str, attempt: Attempt) -> None:
-        super().__init__()
-        self._runner, self._node_id, self._attempt = runner, node_id, attempt
-
-    def meter(self, tier: Tier) -> Meter:
-        """A new meter on ``tier``, charged to the run's budget and to this attempt."""
-        runner = self._runner
-        meter = Meter(tier, runner.budget, on_reserve=self._reserved if runner.bus else None)
-        self.append(meter)
-        return meter
-
-    async def _reserved(self, _: Meter) -> None:
-        attempt = self._attempt
-        attempt.cost_usd = sum((m.cost_usd for m in self), ZERO_USD)
-        attempt.in_flight_usd = sum((m.in_flight_usd for m in self), ZERO_USD)
-        runner = self._runner
-        await runner.bus.emit(AttemptSpending(runner.run_id, self._node_id, attempt))
-
-
-def _add_spend(attempt: Attempt, meters: Sequence[Meter]) -> None:
-    """Set the attempt's tokens, cost and calls to what its meters counted."""
-    usage = Usage()
-    for meter in meters:
-        usage = usage + meter.usage
-    attempt.input_tokens = usage.input_tokens
-    attempt.output_tokens = usage.output_tokens
-    attempt.cache_write_tokens = usage.cache_write_tokens
-    attempt.cache_read_tokens = usage.cache_read_tokens
-    attempt.cost_usd = sum((meter.cost_usd for meter in meters), ZERO_USD)
-    attempt.cache_saving_usd = sum((meter.cache_saving_usd for meter in meters), ZERO_USD)
-    attempt.in_flight_usd = ZERO_USD
-    attempt.calls = sum(meter.calls for meter in meters)
-    if any(meter.cost_unknown for meter in meters):  # a call may have been billed unseen
-        attempt.cost_unknown = True
-
-
-def _settle(attempt: Attempt, meters: Sequence[Meter]) -> None:
-    attempt.finished_at = _now()
-    _add_spend(attempt, meters)

@@ -147,7 +147,10 @@ class SimApp:
         reply = self.brain.respond(_brain_request(params, model))
         _note_reply(record, reply)
         content, stop_reason, output_tokens = _cap(reply, params.max_tokens)
-        cache = self.cache.account(params.model, segments, model.cache_min_tokens)
+        cache = self.cache.account(
+            params.model, segments, model.cache_min_tokens,
+            ready_in=model.ttft_s * self.config.time_scale,  # readable once the response begins
+        )  # fmt: skip
         usage = usage_json(total - cache.read - cache.written, output_tokens, cache, service_tier)
         message_id = short_id("msg_", self.config.seed, "message", record.request_id)
         record.usage = usage

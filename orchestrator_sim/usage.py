@@ -155,9 +155,17 @@ class PromptCache:
         self._entries = entries
         self._clock = clock
         self._expiry: OrderedDict[str, float] = OrderedDict()
+        self._ready: dict[str, float] = {}  # written prefixes not yet readable: until when
 
-    def account(self, model: str, segments: Sequence[Segment], min_tokens: int) -> CacheUsage:
-        """Read and write the cache for one request; return what was read and written."""
+    def account(
+        self, model: str, segments: Sequence[Segment], min_tokens: int, *, ready_in: float = 0.0
+    ) -> CacheUsage:
+        """Read and write the cache for one request; return what was read and written.
+
+        What it writes can be read ``ready_in`` seconds later: as in the real API, a cache
+        entry is available once the response that wrote it begins, so requests sent at
+        the same time all write it.
+        """
         hashes, totals = self._prefixes(model, segments)
         marks = [i for i, s in enumerate(segments) if s.ttl is not None and totals[i] >= min_tokens]
         if not marks:
@@ -175,6 +183,10 @@ class PromptCache:
         for i in marks:
             if hit is None or i > hit:
                 self._store(hashes[i], segments[i].ttl, now)
+                if ready_in > 0:  # an earlier write of it still being made is ready first
+                    self._ready[hashes[i]] = min(
+                        self._ready.get(hashes[i], now + ready_in), now + ready_in
+                    )
         written = totals[last] - read
         if segments[last].ttl == "1h":
             return CacheUsage(read=read, write_1h=written)
@@ -195,8 +207,12 @@ class PromptCache:
         expiry = self._expiry.get(key)
         if expiry is None:
             return False
+        if self._ready.get(key, now) > now:  # still being written
+            return False
+        self._ready.pop(key, None)
         if expiry < now:
             del self._expiry[key]
+            self._ready.pop(key, None)
             return False
         return True
 
@@ -204,4 +220,5 @@ class PromptCache:
         self._expiry.pop(key, None)
         self._expiry[key] = now + _TTL_S[ttl or "5m"]
         while len(self._expiry) > self._entries:
-            self._expiry.popitem(last=False)
+            gone, _ = self._expiry.popitem(last=False)
+            self._ready.pop(gone, None)

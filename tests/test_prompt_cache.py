@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import anthropic
 import anyio
 import pytest
 
@@ -101,18 +103,20 @@ def test_the_cli_can_turn_caching_off(capsys: pytest.CaptureFixture[str]) -> Non
     assert (result["cache_read_tokens"], result["cache_write_tokens"]) == (0, 0)
 
 
-def small_cache_minimum() -> tuple[TierLadder, SimConfig]:
+def small_cache_minimum(time_scale: float = 0.0) -> tuple[TierLadder, SimConfig]:
     """The default ladder and simulator, with models that cache prefixes of 20 tokens up."""
     ladder = TierLadder(
         tiers=tuple(t.model_copy(update={"cache_min_tokens": 20}) for t in default_ladder().tiers)
     )
     models = {k: m.model_copy(update={"cache_min_tokens": 20}) for k, m in default_models().items()}
-    return ladder, SimConfig(time_scale=0, models=models)
+    return ladder, SimConfig(time_scale=time_scale, models=models)
 
 
-async def test_siblings_reading_the_same_inputs_share_a_cached_prefix() -> None:
+@pytest.mark.parametrize("concurrency", [1, 16])
+async def test_siblings_reading_the_same_inputs_share_a_cached_prefix(concurrency: int) -> None:
     """Planned tasks put their inputs first; the nodes that read the same inputs get a
-    cache breakpoint after them, so the first writes and the rest read."""
+    cache breakpoint after them, so the first writes and the rest read. Run at once, the
+    others wait for the first's call rather than each writing the prefix again."""
     plan = Plan(
         goal="siblings",
         tasks=[
@@ -125,8 +129,10 @@ async def test_siblings_reading_the_same_inputs_share_a_cached_prefix() -> None:
             Task(id="alone", instruction="Summarise use_0. [difficulty=1]", depends_on=("use_0",)),
         ],
     )  # fmt: skip
-    ladder, sim = small_cache_minimum()
-    config = RunConfig(max_concurrency=1)
+    # With latency, a prefix being written is not readable until its response begins (as
+    # in the API): siblings sent at once would all write it.
+    ladder, sim = small_cache_minimum(time_scale=0.0 if concurrency == 1 else 0.2)
+    config = RunConfig(max_concurrency=concurrency)
     async with serve(sim) as server:
         client = AnthropicClient(base_url=server.base_url, api_key="test")
         async with client:
@@ -142,3 +148,30 @@ async def test_siblings_reading_the_same_inputs_share_a_cached_prefix() -> None:
     alone = result.node("alone").attempts[0]  # its inputs nobody else reads: no breakpoint
     assert alone.cache_write_tokens == 0
     assert result.cache_saving_usd > 0
+
+
+async def test_a_prefix_is_readable_once_the_response_that_writes_it_begins() -> None:
+    """The simulator, like the API: requests sent together all write; a later one reads."""
+    models = {k: m.model_copy(update={"cache_min_tokens": 20}) for k, m in default_models().items()}
+    system = [{"type": "text", "text": HOUSE_RULES, "cache_control": {"type": "ephemeral"}}]
+    ask = {"model": "claude-haiku-5-5", "max_tokens": 50, "system": system}
+    async with serve(SimConfig(time_scale=0.2, models=models)) as server:
+        client = anthropic.AsyncAnthropic(base_url=server.base_url, api_key="test", max_retries=0)
+        async with client:
+            together: list[Any] = []
+
+            async def send(i: int) -> None:
+                messages = [{"role": "user", "content": f"Question {i}."}]
+                together.append(await client.messages.create(messages=messages, **ask))
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    for i in range(3):
+                        tg.start_soon(send, i)
+                later = await client.messages.create(
+                    messages=[{"role": "user", "content": "Question 9."}], **ask
+                )
+    assert all(m.usage.cache_creation_input_tokens > 0 for m in together)
+    assert all(m.usage.cache_read_input_tokens == 0 for m in together)
+    assert later.usage.cache_read_input_tokens > 0
+    assert later.usage.cache_creation_input_tokens == 0

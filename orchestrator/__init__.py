@@ -55,7 +55,7 @@ from orchestrator.models.base import (
     ToolCall,
     ToolResult,
 )
-from orchestrator.node import Node
+from orchestrator.node import Node, Prompt
 from orchestrator.plan import (
     CitationsSpec,
     JudgeSpec,
@@ -160,6 +160,7 @@ __all__ = [
     "PlanningStarted",
     "Predicate",
     "PriceBand",
+    "Prompt",
     "ProviderBlock",
     "RequiredSections",
     "RequiredSectionsSpec",

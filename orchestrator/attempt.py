@@ -158,7 +158,7 @@ class NodeRunner:
     # -- LLM nodes --------------------------------------------------------------------
 
     async def _run_llm(self, node: Node, arguments: Mapping[str, Any], result: NodeResult) -> None:
-        prompt = node.build_prompt(arguments)
+        prompt, own = node.build_turn(arguments)
         request = route_request(node, prompt)
         classifier: TaskClassifier | None = getattr(self.router, "classifier", None)
         if classifier is not None:
@@ -181,7 +181,7 @@ class NodeRunner:
         previous: Attempt | None = None
         previous_text = ""
         limit = self.policy.max_attempts or (top - index + 1)
-        shared = shared_prefix_chars(prompt) if node.task.id in self._shared else 0
+        shared = own or (shared_prefix_chars(prompt) if node.task.id in self._shared else 0)
         earlier = len(result.attempts)  # attempts of an earlier, interrupted process
         for step in range(1, limit + 1):
             number = earlier + step

@@ -22,9 +22,33 @@ from orchestrator.plan import Task
 from orchestrator.verify import Verifier, verifiers_from_specs
 from orchestrator.wire import inputs_prompt
 
-__all__ = ["Node", "default_prompt", "node_from_task", "render_value", "same_answer"]
+__all__ = ["Node", "Prompt", "default_prompt", "node_from_task", "render_value", "same_answer"]
 
-PromptBuilder = Callable[[Mapping[str, Any]], str]
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A prompt in two parts: material other tasks read too, then this task's own words.
+
+    Return one from a workflow's LLM task to have the engine mark a prompt-cache
+    breakpoint after ``shared`` (when it is long enough for the tier's cache): tasks whose
+    prompts start with the same ``shared`` text (a document, a corpus extract, upstream
+    outputs) then read it from the cache instead of paying for it each time; those ready
+    together wait for the first call that writes it. Use it for material several tasks
+    read: a prefix written and never read costs 1.25x its input price.
+
+    Attributes:
+        shared: What comes first, word for word the same in the tasks that share it.
+        task: This task's instruction, after it.
+    """
+
+    shared: str
+    task: str
+
+    def __str__(self) -> str:
+        return f"{self.shared}\n\n{self.task}"
+
+
+PromptBuilder = Callable[[Mapping[str, Any]], "str | Prompt"]
 """Builds an LLM node's prompt from its arguments (by parameter name)."""
 
 
@@ -63,9 +87,16 @@ class Node:
 
     def build_prompt(self, arguments: Mapping[str, Any]) -> str:
         """Return the prompt for an LLM node."""
+        return self.build_turn(arguments)[0]
+
+    def build_turn(self, arguments: Mapping[str, Any]) -> tuple[str, int]:
+        """The prompt, and how many of its first characters a :class:`Prompt` shares (0)."""
         if self.prompt is None:
-            return default_prompt(self.task, arguments)
-        return self.prompt(arguments)
+            return default_prompt(self.task, arguments), 0
+        built = self.prompt(arguments)
+        if isinstance(built, Prompt):
+            return str(built), len(built.shared) + 2
+        return built, 0
 
 
 def node_from_task(

@@ -26,13 +26,13 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FunctionType
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from pydantic import BaseModel
 
 from orchestrator.capabilities import Needs
 from orchestrator.exceptions import WorkflowDefinitionError
-from orchestrator.node import Node
+from orchestrator.node import Node, Prompt
 from orchestrator.plan import Plan, Task
 from orchestrator.verify import NonEmpty, SchemaVerifier, Verifier
 
@@ -126,8 +126,11 @@ class Workflow:
         tools: Sequence[str] = (),
         depends_on: Sequence[DependencyRef] = (),
         max_output_tokens: int | None = None,
-    ) -> Callable[[Callable[P, str]], TaskRef[P, str]]:
+    ) -> Callable[[Callable[P, str | Prompt]], TaskRef[P, str]]:
         """Register an LLM task: the function returns the prompt.
+
+        A string, or a :class:`~orchestrator.node.Prompt` whose ``shared`` part (material
+        other tasks read too) the prompt cache serves.
 
         Args:
             name: Task id; defaults to the function's name.
@@ -139,12 +142,13 @@ class Workflow:
             max_output_tokens: Cap on output tokens per model call.
         """
 
-        def register(fn: Callable[P, str]) -> TaskRef[P, str]:
+        def register(fn: Callable[P, str | Prompt]) -> TaskRef[P, str]:
             chain = [NonEmpty()] if verify is None else list(verify)
-            return self._add(
+            ref = self._add(
                 fn, "llm", name=name, needs=needs or Needs(), output_type=output, verify=chain,
                 tools=tools, depends_on=depends_on, max_output_tokens=max_output_tokens,
             )  # fmt: skip
+            return cast("TaskRef[P, str]", ref)  # what it yields downstream: the answer
 
         return register
 
@@ -220,8 +224,9 @@ def _node(ref: TaskRef[..., Any], task: Task, arguments: Mapping[str, str]) -> N
         )
     function = ref.function
 
-    def prompt(values: Mapping[str, Any]) -> str:
-        return str(function(**values))
+    def prompt(values: Mapping[str, Any]) -> str | Prompt:
+        built = function(**values)
+        return built if isinstance(built, Prompt) else str(built)
 
     return Node(
         task=task,

@@ -15,6 +15,7 @@ from orchestrator import (
     Engine,
     Needs,
     Plan,
+    Prompt,
     RunConfig,
     RunResult,
     Task,
@@ -175,3 +176,34 @@ async def test_a_prefix_is_readable_once_the_response_that_writes_it_begins() ->
     assert all(m.usage.cache_read_input_tokens == 0 for m in together)
     assert later.usage.cache_read_input_tokens > 0
     assert later.usage.cache_creation_input_tokens == 0
+
+
+async def test_a_workflow_marks_what_its_tasks_share_with_prompt() -> None:
+    """In Python workflows, a task returns ``Prompt(shared=..., task=...)``: the tasks
+    starting with the same material read it from the cache after the first writes it."""
+    handbook = "\n".join(f"Section {i}: how the depot handles case {i}." for i in range(40))
+    flow = Workflow("handbook")
+    for i in range(4):
+
+        def ask(text: str = f"Which section covers case {i}?") -> Prompt:
+            return Prompt(shared=handbook, task=text)
+
+        flow.llm(name=f"ask_{i}", needs=Needs(reasoning=1))(ask)
+    ladder, sim = small_cache_minimum(time_scale=0.2)
+    async with serve(sim) as server:
+        client = AnthropicClient(base_url=server.base_url, api_key="test")
+        async with client:
+            with anyio.fail_after(60):
+                result = await Engine(client, ladder).run(flow)  # all four ready at once
+    attempts = [node.attempts[0] for node in result.nodes]
+    writers = [a for a in attempts if a.cache_write_tokens]
+    assert len(writers) == 1
+    assert all(
+        a.cache_read_tokens >= writers[0].cache_write_tokens
+        for a in attempts
+        if a.cache_read_tokens
+    )
+    readers = [a for a in attempts if a.cache_read_tokens]
+    assert len(readers) == 3
+    assert all(a.cache_read_tokens > len(handbook) // 4 for a in readers)  # the handbook too
+    assert str(Prompt(shared="A", task="B")) == "A\n\nB"

@@ -207,3 +207,33 @@ async def test_a_workflow_marks_what_its_tasks_share_with_prompt() -> None:
     assert len(readers) == 3
     assert all(a.cache_read_tokens > len(handbook) // 4 for a in readers)  # the handbook too
     assert str(Prompt(shared="A", task="B")) == "A\n\nB"
+
+
+def test_the_cli_summary_says_what_the_cache_saved(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As the README promises: tasks reading the same inputs share them through the cache,
+    the summary says what it read, wrote and saved, and --no-cache turns it off."""
+    parts = ", ".join(f"Part {i}" for i in range(80))  # a briefing of ~1,800 tokens
+    plan = {
+        "goal": "questions on one briefing",
+        "tasks": [
+            {"id": "brief", "instruction": f"Write a briefing. Required sections: {parts}",
+             "max_output_tokens": 8000},
+            *({"id": f"ask_{i}", "instruction": f"Answer question {i} from the briefing.",
+               "depends_on": ["brief"]} for i in range(3)),
+        ],
+    }  # fmt: skip
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    assert main(["run", "--offline", "--plan", str(path)]) == 0
+    summary = capsys.readouterr().out
+    assert "prompt cache:" in summary
+    assert "saved $" in summary
+    assert main(["run", "--offline", "--plan", str(path), "--json"]) == 0
+    cached = json.loads(capsys.readouterr().out)
+    assert cached["cache_read_tokens"] > 2 * 1024  # two of the three read the briefing
+    assert main(["run", "--offline", "--plan", str(path), "--json", "--no-cache"]) == 0
+    uncached = json.loads(capsys.readouterr().out)
+    assert uncached["cache_read_tokens"] == 0
+    assert Decimal(str(cached["cost_usd"])) < Decimal(str(uncached["cost_usd"]))

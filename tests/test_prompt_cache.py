@@ -27,6 +27,7 @@ from orchestrator.cli import main
 from orchestrator.cli.render import render_summary
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.pricing import Usage
+from orchestrator.tools import tool
 from orchestrator_sim import SimConfig, default_models, serve
 
 pytestmark = pytest.mark.anyio
@@ -237,3 +238,46 @@ def test_the_cli_summary_says_what_the_cache_saved(
     uncached = json.loads(capsys.readouterr().out)
     assert uncached["cache_read_tokens"] == 0
     assert Decimal(str(cached["cost_usd"])) < Decimal(str(uncached["cost_usd"]))
+
+
+EXCERPT = " ".join(f"a long account of what happened, part {i}." for i in range(60))
+
+
+@tool
+def search(query: str) -> str:
+    """Search the archive; returns matching records with long excerpts."""
+    found = [{"id": f"rec{i}", "query": query, "excerpt": EXCERPT} for i in range(3)]
+    return json.dumps({"results": found})
+
+
+@tool
+def read_record(record_id: str) -> str:
+    """Read one record of the archive in full."""
+    return "\n".join(f"Record {record_id}, line {i}: what happened next." for i in range(100))
+
+
+async def test_each_turn_of_a_tool_loop_reads_the_conversation_so_far() -> None:
+    """A tool loop re-sends its growing conversation; its last block carries a breakpoint,
+    so each turn reads what the turn before wrote instead of paying for it again."""
+    plan = Plan(
+        goal="archive",
+        tasks=[Task(id="find", instruction="Find what happened. [difficulty=1]",
+                    tools=("search", "read_record"))],
+    )  # fmt: skip
+    ladder = TierLadder(tiers=(default_ladder().get("haiku"),))
+    sim = SimConfig(time_scale=0, max_tool_calls=2)
+    spans: dict[bool, RunResult] = {}
+    for cache in (True, False):
+        async with serve(sim) as server:
+            client = AnthropicClient(base_url=server.base_url, api_key="test")
+            async with client:
+                engine = Engine(
+                    client, ladder, tools=[search, read_record], config=RunConfig(cache=cache)
+                )
+                with anyio.fail_after(60):
+                    spans[cache] = await engine.run(plan)
+    cached, plain = spans[True].node("find").attempts[0], spans[False].node("find").attempts[0]
+    assert cached.calls == plain.calls == 3  # search, read, then the answer
+    assert cached.cache_read_tokens > 3 * len(EXCERPT) // 4  # the search result, read again
+    assert plain.cache_read_tokens == plain.cache_write_tokens == 0
+    assert cached.cost_usd < plain.cost_usd

@@ -32,7 +32,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,22 +43,27 @@ from anthropic.types import Message as SDKMessage
 
 from orchestrator.budget import Meter
 from orchestrator.exceptions import ModelAPIError, ModelAPIUserError, RetryEvent
+from orchestrator.models.anthropic_request import (
+    EPHEMERAL,
+    mark_conversation,
+    message_param,
+    prompt_bytes,
+    tool_specs,
+)
 from orchestrator.models.base import (
     Block,
-    Message,
     ModelRequest,
     ModelResponse,
     ProviderBlock,
     TextBlock,
     ToolCall,
-    ToolResult,
 )
 from orchestrator.models.ratelimit import Limiter, RateLimiter
 from orchestrator.models.retry import RetryPolicy, parse_retry_after
 from orchestrator.models.shared_ratelimit import RateLimitFile, scope_key
 from orchestrator.pricing import Usage
 from orchestrator.tiers import Tier
-from orchestrator.tool import ServerTool, Tool
+from orchestrator.tool import ServerTool
 from orchestrator.wire import SIMULATED_HEADER, is_simulated
 
 __all__ = ["AnthropicClient", "RetryEvent"]  # RetryEvent: from orchestrator.exceptions
@@ -220,7 +225,7 @@ class AnthropicClient:
         *,
         retries: list[RetryEvent],
     ) -> tuple[SDKMessage, bool]:
-        prompt_tokens = _prompt_bytes(call)
+        prompt_tokens = prompt_bytes(call)
         limiter = self._limiter(request.tier, sdk)
         fees = request.tier.web_search_usd * sum(
             t.max_searches for t in request.tools if isinstance(t, ServerTool)
@@ -281,76 +286,27 @@ class AnthropicClient:
 # -- request building ---------------------------------------------------------------------
 
 
-_EPHEMERAL = {"type": "ephemeral"}
-
-
 def _params(request: ModelRequest) -> dict[str, Any]:
     params: dict[str, Any] = {
         "model": request.tier.model,
         "max_tokens": request.max_output_tokens,
-        "messages": [_message(message, cache=request.cache) for message in request.messages],
+        "messages": [message_param(message, cache=request.cache) for message in request.messages],
     }
     if request.system:
         system: dict[str, Any] = {"type": "text", "text": request.system}
-        params["system"] = [{**system, "cache_control": _EPHEMERAL} if request.cache else system]
+        params["system"] = [{**system, "cache_control": EPHEMERAL} if request.cache else system]
     local = [tool for tool in request.tools if not isinstance(tool, ServerTool)]
     server = [tool.definition for tool in request.tools if isinstance(tool, ServerTool)]
     if local or server:
-        params["tools"] = (_tool_specs(local, cache=request.cache) if local else []) + server
+        params["tools"] = (tool_specs(local, cache=request.cache) if local else []) + server
         if request.tool_choice == "none":
             params["tool_choice"] = {"type": "none"}  # out of turns: answer now
     if request.output_schema is not None:
         schema = anthropic.transform_schema(request.output_schema)
         params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+    if request.cache and len(request.messages) > 1:
+        mark_conversation(params)
     return params
-
-
-def _message(message: Message, *, cache: bool) -> dict[str, Any]:
-    if isinstance(message.content, str):
-        return {"role": message.role, "content": message.content}
-    blocks = [_block(block, cache=cache) for block in message.content]
-    return {"role": message.role, "content": blocks}
-
-
-def _block(block: Block, *, cache: bool) -> dict[str, Any]:
-    if block.provider_data is not None:  # as the API sent it, within the same conversation
-        return block.provider_data
-    match block:
-        case TextBlock(text=text, cache=True) if cache:
-            return {"type": "text", "text": text, "cache_control": _EPHEMERAL}
-        case TextBlock(text=text):
-            return {"type": "text", "text": text}
-        case ToolCall(id=call_id, name=name, arguments=arguments):
-            return {"type": "tool_use", "id": call_id, "name": name, "input": arguments}
-        case ToolResult(tool_call_id=call_id, content=content, is_error=is_error):
-            result: dict[str, Any] = {
-                "type": "tool_result",
-                "tool_use_id": call_id,
-                "content": content,
-            }
-            return {**result, "is_error": True} if is_error else result
-        case ProviderBlock():
-            raise ValueError("a provider block without its provider_data cannot be sent")
-
-
-def _tool_specs(tools: Sequence[Tool], *, cache: bool) -> list[dict[str, Any]]:
-    specs: list[dict[str, Any]] = [
-        {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}
-        for tool in tools
-    ]
-    if cache:
-        specs[-1] = {**specs[-1], "cache_control": _EPHEMERAL}  # caches the catalogue
-    return specs
-
-
-def _prompt_bytes(call: Mapping[str, Any]) -> int:
-    parts = (
-        call.get("system", ""),
-        call["messages"],
-        call.get("tools", ()),
-        call.get("output_config"),
-    )
-    return sum(len(json.dumps(part, default=str).encode()) for part in parts)
 
 
 # -- responses ----------------------------------------------------------------------------

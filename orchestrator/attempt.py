@@ -10,7 +10,8 @@ after ``max_attempts``. Every attempt is kept with its cost.
 from __future__ import annotations
 
 import functools
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -235,7 +236,6 @@ class NodeRunner:
             route_reason=f"classify: {tier.name} labels the task before it is routed",
         )  # fmt: skip
         result.attempts.append(attempt)
-        meters = self._spend(node, attempt)
         request = ModelRequest(
             tier=tier,
             system=classifier.system,
@@ -245,28 +245,11 @@ class NodeRunner:
             task_id=node.task.id,
             cache=self.policy.cache,
         )
-        try:
-            async with self._tier_limits[tier.name]:
-                attempt.started_at = now()
-                await self.bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
-                response = await self.client.complete(request, meters.meter(tier))
-                attempt.simulated = response.simulated
-                attempt.label = classifier.parse(response.text)
-        except BudgetExhausted as exc:
-            attempt.error, attempt.error_type = str(exc), Outcome.BUDGET_EXHAUSTED
-            return None, False
-        except ModelAPIError as exc:  # routed without a label; the answer's calls retry anew
-            attempt.error, attempt.error_type = str(exc), exc.error_type
-        except anyio.get_cancelled_exc_class():
-            attempt.error, attempt.error_type = "cancelled", Outcome.CANCELLED
-            raise
-        except Exception as exc:  # noqa: BLE001  (no label, not a crashed run)
-            attempt.error, attempt.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
-        finally:
-            settle(attempt, meters)
-            with anyio.CancelScope(shield=True):
-                await self.bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
-        return attempt.label, True
+        async with self._recorded(node, tier, attempt) as meters:  # a failure: no label
+            response = await self.client.complete(request, meters.meter(tier))
+            attempt.simulated = response.simulated
+            attempt.label = classifier.parse(response.text)
+        return attempt.label, attempt.error_type != Outcome.BUDGET_EXHAUSTED
 
     async def _shadow(
         self, node: Node, prompt: str, accepted: Any, result: NodeResult, *, number: int, index: int
@@ -293,20 +276,32 @@ class NodeRunner:
     async def _attempt(
         self, node: Node, tier: Tier, messages: list[Message], attempt: Attempt, prompt: str
     ) -> tuple[Any, str]:
-        meters = self._spend(node, attempt)
         text = ""
         output: Any = None
+        async with self._recorded(node, tier, attempt) as meters:
+            response = await self._call(node, tier, messages, meters)
+            attempt.simulated = response.simulated
+            text = response.text
+            candidate = response.data if structured(node) else response.text
+            output, attempt.verdict = await self._verify(
+                node, candidate, text, tier, meters, prompt=prompt
+            )
+        return output, text
+
+    @asynccontextmanager
+    async def _recorded(self, node: Node, tier: Tier, attempt: Attempt) -> AsyncIterator[Spend]:
+        """The calls of one attempt on ``tier``: limited, announced, metered, settled.
+
+        A failure ends the attempt, not the run: its error is recorded on the attempt
+        (``error``, ``error_type``: ``budget_exhausted``, the API's error type, or the
+        exception's class) and not raised; cancellation is recorded and raised.
+        """
+        meters = self._spend(node, attempt)
         try:
             async with self._tier_limits[tier.name]:
                 attempt.started_at = now()
                 await self.bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
-                response = await self._call(node, tier, messages, meters)
-                attempt.simulated = response.simulated
-                text = response.text
-                candidate = response.data if structured(node) else response.text
-                output, attempt.verdict = await self._verify(
-                    node, candidate, text, tier, meters, prompt=prompt
-                )
+                yield meters
         except BudgetExhausted as exc:
             attempt.error, attempt.error_type = str(exc), Outcome.BUDGET_EXHAUSTED
         except ModelAPIError as exc:
@@ -320,7 +315,6 @@ class NodeRunner:
             settle(attempt, meters)
             with anyio.CancelScope(shield=True):
                 await self.bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
-        return output, text
 
     async def _call(
         self, node: Node, tier: Tier, messages: list[Message], meters: Spend

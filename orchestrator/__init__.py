@@ -70,6 +70,7 @@ from orchestrator.plan import (
 from orchestrator.pricing import USD, PriceBand, Usage
 from orchestrator.results import (
     Attempt,
+    BatchCall,
     NodeResult,
     NodeStatus,
     Outcome,
@@ -117,6 +118,7 @@ __all__ = [
     "AttemptHook",
     "AttemptSpending",
     "AttemptStarted",
+    "BatchCall",
     "Block",
     "Budget",
     "BudgetExhausted",

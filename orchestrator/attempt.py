@@ -72,6 +72,7 @@ class RunPolicy:
         max_tool_steps: Most model calls in one attempt's tool loop.
         tool_timeout_s: Deadline of each tool call.
         cache: Whether requests mark prompt-cache breakpoints.
+        batch: Whether tasks' calls go in Message Batches (unless a task says otherwise).
     """
 
     max_attempts: int | None
@@ -80,6 +81,11 @@ class RunPolicy:
     max_tool_steps: int = 8
     tool_timeout_s: float = 60.0
     cache: bool = True
+    batch: bool = False
+
+    def batches(self, node: Node) -> bool:
+        """Whether ``node``'s calls go in Message Batches."""
+        return self.batch if node.task.batch is None else node.task.batch
 
 
 class NodeRunner:
@@ -108,9 +114,11 @@ class NodeRunner:
         self._tier_limits = {t.name: anyio.CapacityLimiter(t.max_concurrency) for t in ladder.tiers}
         self._shared: frozenset[str] = frozenset()  # nodes whose inputs others read too
         self._written: dict[tuple[str, int], anyio.Event] = {}  # (model, prefix): cached
+        self._waiting: dict[str, list[Attempt]] = {}  # by node: attempts with batch calls
 
     def _spend(self, node: Node, attempt: Attempt) -> Spend:
-        return Spend(self.budget, self.bus, self.run_id, node.task.id, attempt)
+        earlier = self._waiting.get(node.task.id, ())  # batch calls an earlier process left
+        return Spend(self.budget, self.bus, self.run_id, node.task.id, attempt, earlier=earlier)
 
     async def _answer(
         self,
@@ -128,7 +136,7 @@ class NodeRunner:
         model, this one waits for it and reads the prefix instead of writing it too.
         """
         writes = None
-        if prefix and self.policy.cache:
+        if prefix and self.policy.cache and not self.policy.batches(node):  # a batch: at once
             key = (tier.model, hash(prefix))
             if (written := self._written.get(key)) is None:
                 writes = self._written[key] = anyio.Event()
@@ -159,6 +167,8 @@ class NodeRunner:
     # -- LLM nodes --------------------------------------------------------------------
 
     async def _run_llm(self, node: Node, arguments: Mapping[str, Any], result: NodeResult) -> None:
+        if waiting := [a for a in result.attempts if a.batch_pending]:
+            self._waiting[node.task.id] = waiting  # a resumed node collects them
         prompt, own = node.build_turn(arguments)
         request = route_request(node, prompt)
         classifier: TaskClassifier | None = getattr(self.router, "classifier", None)
@@ -244,6 +254,7 @@ class NodeRunner:
             purpose="classify",
             task_id=node.task.id,
             cache=self.policy.cache,
+            batch=self.policy.batches(node),
         )
         async with self._recorded(node, tier, attempt) as meters:  # a failure: no label
             response = await self.client.complete(request, meters.meter(tier))
@@ -331,6 +342,7 @@ class NodeRunner:
             max_tool_steps=self.policy.max_tool_steps,
             tool_timeout_s=self.policy.tool_timeout_s,
             cache=self.policy.cache,
+            batch=self.policy.batches(node),
         )
         return await run_turns(self.client, request, meter)
 
@@ -384,6 +396,7 @@ class NodeRunner:
             purpose="judge",
             task_id=node.task.id,
             cache=self.policy.cache,
+            batch=self.policy.batches(node),
         )
         response = await self.client.complete(request, meter)
         return JudgeVerdict.model_validate(response.data)

@@ -27,6 +27,7 @@ import anyio
 
 from orchestrator.exceptions import BudgetExhausted
 from orchestrator.pricing import ZERO_USD, Usage, to_usd
+from orchestrator.results import BatchCall
 from orchestrator.tiers import Tier
 
 __all__ = ["Budget", "CallTicket", "Meter", "Reservation"]
@@ -118,6 +119,17 @@ class Budget:
             not self.exhausted and self.reserved_usd > 0 and (unspent is None or amount <= unspent)
         )
 
+    def carry(self, amount_usd: Decimal) -> Reservation:
+        """Hold again, as a reservation, ``amount_usd`` that was counted as spent.
+
+        A call an earlier process left waiting in a Message Batch was counted at its worst
+        case; the resumed run reads its result and settles it to what it really cost.
+        """
+        amount = _amount(amount_usd, "carried amount")
+        self.spent_usd -= amount
+        self.reserved_usd += amount
+        return Reservation(amount)
+
     def settle(self, reservation: Reservation, actual_usd: Decimal) -> None:
         """Release a reservation and record what the call really cost."""
         if reservation.settled:
@@ -151,10 +163,22 @@ class CallTicket:
     connection after sending, a body that did not parse, a cancelled call). It then counts
     as its reserved worst case, an upper bound; otherwise (an error answer, a refused
     connection) as nothing."""
+    batch: bool = False
+    """The call is sent in a Message Batch (priced at the tier's ``batch_price``)."""
+    custom_id: str | None = None
+    """A batch call's id in its batch."""
+    batch_id: str | None = None
+    """The batch holding the call: set by :meth:`Meter.batched` once it is submitted, or
+    on entry when an earlier process left this very call waiting in a batch (the client
+    then reads that batch instead of submitting again)."""
+    reserved_usd: Decimal = ZERO_USD
+    """The worst case the budget holds for the call."""
 
 
 SpendHook = Callable[["Meter"], Awaitable[None]]
 """Awaited with a meter once a call's worst case is reserved, before the request is sent."""
+AdoptHook = Callable[[BatchCall], Awaitable[None]]
+"""Awaited when a call is collected from a batch an earlier process submitted."""
 
 
 @dataclass(slots=True)
@@ -186,10 +210,25 @@ class Meter:
     cache_saving_usd: Decimal = ZERO_USD
     """What prompt caching saved on these calls: their cost had nothing been cached, less
     their cost (negative when cache writes were never read back)."""
+    batch_calls: int = 0
+    """Calls sent in Message Batches."""
+    batch_saving_usd: Decimal = ZERO_USD
+    """What batching saved: the batched calls' cost one by one, less their batch cost."""
+    pending: list[BatchCall] = field(default_factory=list)
+    """Calls waiting in a Message Batch now (recorded through ``on_reserve`` when sent)."""
+    earlier: dict[str, BatchCall] = field(default_factory=dict)
+    """Calls an earlier process of the run left waiting in a batch, by ``custom_id``."""
+    on_adopt: AdoptHook | None = None
+    """Awaited when a call is collected from one of :attr:`earlier`."""
 
     @asynccontextmanager
     async def call(
-        self, prompt_tokens: int, max_output_tokens: int, extra_usd: Decimal = ZERO_USD
+        self,
+        prompt_tokens: int,
+        max_output_tokens: int,
+        extra_usd: Decimal = ZERO_USD,
+        *,
+        batch: str | None = None,
     ) -> AsyncIterator[CallTicket]:
         """Reserve the worst case of one call, then settle to its real usage.
 
@@ -197,13 +236,27 @@ class Meter:
             prompt_tokens: An upper estimate of the prompt's size in tokens.
             max_output_tokens: The call's ``max_tokens``.
             extra_usd: The most the call can cost beyond tokens (server-side tool fees).
+            batch: For a call sent in a Message Batch, its ``custom_id``: the call is
+                priced at the tier's ``batch_price``, and one an earlier process left
+                waiting under this id is collected, not sent again (``ticket.batch_id``).
 
         Raises:
             BudgetExhausted: Before the call, if its worst case does not fit.
         """
-        worst_case = self.tier.worst_case_cost(prompt_tokens, max_output_tokens) + extra_usd
-        reservation = await self.budget.acquire(worst_case)
-        ticket = CallTicket()
+        worst_case = self.tier.worst_case_cost(prompt_tokens, max_output_tokens)
+        if batch is not None:
+            worst_case *= self.tier.batch_price
+        ticket = CallTicket(batch=batch is not None, custom_id=batch)
+        earlier = self.earlier.pop(batch, None) if batch is not None else None
+        if earlier is not None:  # its worst case was counted as spent: hold it again
+            reservation = self.budget.carry(earlier.reserved_usd)
+            ticket.batch_id = earlier.batch_id
+            self.pending.append(earlier)
+            if self.on_adopt is not None:
+                await self.on_adopt(earlier)
+        else:
+            reservation = await self.budget.acquire(worst_case + extra_usd)
+        ticket.reserved_usd = reservation.amount_usd
         self.in_flight_usd += reservation.amount_usd
         try:
             if self.on_reserve is not None:
@@ -211,24 +264,50 @@ class Meter:
             yield ticket
         finally:
             self.in_flight_usd -= reservation.amount_usd
-            self.record(reservation, ticket.usage, may_be_billed=ticket.may_be_billed)
+            self.pending = [c for c in self.pending if c.custom_id != ticket.custom_id]
+            self.record(
+                reservation, ticket.usage, may_be_billed=ticket.may_be_billed, batch=ticket.batch
+            )
+
+    async def batched(self, ticket: CallTicket, batch_id: str) -> None:
+        """Note that the call of ``ticket`` waits in batch ``batch_id``; durable on return.
+
+        The client awaits this after the batch is created and before it awaits results,
+        so a process that dies meanwhile leaves the batch id stored for ``resume``.
+        """
+        ticket.batch_id = batch_id
+        assert ticket.custom_id is not None, "a batch call has a custom_id"
+        self.pending.append(BatchCall(batch_id=batch_id, custom_id=ticket.custom_id,
+                                      reserved_usd=ticket.reserved_usd))  # fmt: skip
+        if self.on_reserve is not None:
+            await self.on_reserve(self)
 
     def record(
-        self, reservation: Reservation, usage: Usage | None, *, may_be_billed: bool = False
+        self,
+        reservation: Reservation,
+        usage: Usage | None,
+        *,
+        may_be_billed: bool = False,
+        batch: bool = False,
     ) -> None:
         """Settle ``reservation`` with ``usage`` and add it to this meter's tally.
 
         Without usage, the call costs nothing, or its worst case if it ``may_be_billed``.
+        A ``batch`` call is priced at the tier's ``batch_price``.
         """
         if usage is not None:
-            cost = self.tier.cost(usage)
+            price = self.tier.batch_cost if batch else self.tier.cost
+            cost = price(usage)
             self.usage = self.usage + usage
             if usage.cache_write_tokens or usage.cache_read_tokens:
-                self.cache_saving_usd += self.tier.cost(usage.uncached()) - cost
+                self.cache_saving_usd += price(usage.uncached()) - cost
+            if batch:
+                self.batch_saving_usd += self.tier.cost(usage) - cost
         elif may_be_billed:
             cost, self.cost_unknown = reservation.amount_usd, True
         else:
             cost = ZERO_USD
         self.budget.settle(reservation, cost)
         self.calls += 1
+        self.batch_calls += batch
         self.cost_usd += cost

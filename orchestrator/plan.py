@@ -118,6 +118,9 @@ class Task(BaseModel):
     """Verifiers run on every attempt's output, in order; the first failure rejects it."""
     max_output_tokens: int | None = Field(default=None, gt=0)
     """Cap on output tokens per model call; ``None`` uses the tier's default."""
+    batch: bool | None = None
+    """Send this task's model calls in Message Batches (half price, results later):
+    ``True`` or ``False`` overrides the run's ``batch`` setting; ``None`` follows it."""
 
 
 class Plan(BaseModel):

@@ -12,7 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.capabilities import Needs
 from orchestrator.pricing import USD, ZERO_USD
 
-__all__ = ["Attempt", "NodeResult", "NodeStatus", "Outcome", "RunResult", "RunStatus", "Verdict"]
+__all__ = [
+    "Attempt",
+    "BatchCall",
+    "NodeResult",
+    "NodeStatus",
+    "Outcome",
+    "RunResult",
+    "RunStatus",
+    "Verdict",
+]
 
 
 class Verdict(BaseModel):
@@ -46,6 +55,23 @@ class Outcome(StrEnum):
     """The process ended during it (found so on resume)."""
     VERIFICATION_FAILED = "verification_failed"
     """Its answer was rejected by a verifier."""
+
+
+class BatchCall(BaseModel):
+    """A call waiting in a Message Batch: stored before its result is awaited.
+
+    A resumed run that makes the same call again collects it from this batch instead of
+    sending it again (it is billed once).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_id: str
+    """The Message Batch's id (``msgbatch_...``)."""
+    custom_id: str
+    """The request's id within the batch (a digest of the request: the same call, the same id)."""
+    reserved_usd: USD
+    """The call's worst case, which the budget holds until its result is read."""
 
 
 class Attempt(BaseModel):
@@ -82,6 +108,13 @@ class Attempt(BaseModel):
     cache_saving_usd: USD = ZERO_USD
     """What prompt caching saved on this attempt's calls (their cost uncached, less their
     cost; negative when cache writes were never read back)."""
+    batch_calls: int = 0
+    """Calls sent in Message Batches (at the batch price), of :attr:`calls`."""
+    batch_saving_usd: USD = ZERO_USD
+    """What batching saved on this attempt's calls: their cost sent one by one, less their
+    cost in batches."""
+    batch_pending: tuple[BatchCall, ...] = ()
+    """While it runs: its calls waiting in a Message Batch (empty once their results are read)."""
     cost_usd: USD = ZERO_USD
     """What the attempt cost, judge calls included (while it runs: its settled calls)."""
     in_flight_usd: USD = ZERO_USD
@@ -389,6 +422,10 @@ class RunResult(BaseModel):
     cache_saving_usd: USD = ZERO_USD
     """What prompt caching saved: the run's calls uncached, less what they cost (planning
     included; negative when cache writes were never read back)."""
+    batch_calls: int = 0
+    """Model calls sent in Message Batches (``--batch``), over every attempt."""
+    batch_saving_usd: USD = ZERO_USD
+    """What batching saved: the batched calls' cost sent one by one, less their batch cost."""
     budget_usd: USD | None = None
     """The run's budget, if it had one."""
     started_at: datetime

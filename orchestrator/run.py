@@ -52,7 +52,7 @@ from orchestrator.results import (
 )
 from orchestrator.routing import LearningRouter, Router
 from orchestrator.scheduler import Scheduler
-from orchestrator.store.base import StoredRun
+from orchestrator.store.base import StoredRun, interrupted
 from orchestrator.telemetry.tracing import Telemetry, current_telemetry, current_trace_id
 from orchestrator.tiers import TierLadder
 from orchestrator.tools.registry import ToolRegistry
@@ -83,6 +83,9 @@ class RunConfig(BaseModel):
     """Deadline of each tool call."""
     cache: bool = True
     """Mark prompt-cache breakpoints (system prompt, tool catalogue); ``False`` marks none."""
+    batch: bool = False
+    """Send tasks' model calls (judges, escalations) in Message Batches, at the batch price,
+    for work that can wait; a task's own ``batch`` overrides it."""
 
 
 class RunHost(Protocol):
@@ -184,6 +187,7 @@ class Run:
                 max_tool_steps=config.max_tool_steps,
                 tool_timeout_s=config.tool_timeout_s,
                 cache=config.cache,
+                batch=config.batch,
             ),
             tools=engine.tools,
             bus=self._bus,
@@ -227,7 +231,7 @@ class Run:
                 self._completed.add(node_id)
         planned = stored.attempts.get(PLANNING_NODE)
         if planned:  # planned before resuming: its spend is stored already, never again
-            self._planning_attempts = [_interrupted(a) for a in planned]
+            self._planning_attempts = [interrupted(a) for a in planned]
             self.planning = self.planning or planning_from_attempts(self._planning_attempts)
             self._planning_stored = True
         for node_id, attempts in stored.attempts.items():
@@ -237,7 +241,7 @@ class Run:
                 result = self.results.setdefault(
                     node_id, NodeResult(id=node_id, status=NodeStatus.NOT_RUN)
                 )
-                result.attempts = [_interrupted(a) for a in attempts]
+                result.attempts = [interrupted(a) for a in attempts]
 
     def cancel(self) -> None:
         """Stop the run: running attempts are cancelled, finished nodes keep their results."""
@@ -370,7 +374,7 @@ class Run:
             + (planning.wasted_cost_usd if planning else ZERO_USD),
             shadow_cost_usd=sum((a.cost_usd for a in attempts if a.shadow), ZERO_USD),
             classify_cost_usd=sum((a.cost_usd for a in attempts if a.classify), ZERO_USD),
-            **_cache_totals([*attempts, *self._planning_attempts]),
+            **_discounts([*attempts, *self._planning_attempts]),
             budget_usd=self.config.budget_usd,
             started_at=self._started_at,
             finished_at=finished,
@@ -456,40 +460,17 @@ def _feeder(router: LearningRouter) -> Listener:
     return feed
 
 
-def _interrupted(attempt: Attempt) -> Attempt:
-    """An attempt the process died in: what it may have been billed counts as spent.
-
-    Its cost is an upper bound (``cost_unknown``) only if a call was in flight; an
-    attempt that died before sending anything (waiting for a slot) cost what it had.
-    """
-    if attempt.finished_at is not None:
-        return attempt
-    in_flight = attempt.in_flight_usd > 0
-    return attempt.model_copy(
-        update={
-            "error": "interrupted: the process ended during this attempt"
-            + (
-                "; its cost counts the worst case of the calls it had in flight (an upper bound)"
-                if in_flight
-                else " before it had a call in flight"
-            ),
-            "error_type": Outcome.INTERRUPTED,
-            "cost_usd": attempt.cost_usd + attempt.in_flight_usd,
-            "in_flight_usd": ZERO_USD,
-            "cost_unknown": attempt.cost_unknown or in_flight,
-        }
-    )
-
-
 def _errors_seen(client: ModelClient) -> Counter[str]:
     """The client's tally of failed API calls by error type, if it keeps one."""
     seen = getattr(client, "errors_seen", None)
     return Counter(seen) if isinstance(seen, Mapping) else Counter()
 
 
-def _cache_totals(attempts: list[Attempt]) -> dict[str, Any]:
-    """The prompt cache's tokens and saving over ``attempts``."""
+def _discounts(attempts: list[Attempt]) -> dict[str, Any]:
+    """The prompt cache's tokens and saving, and the batched calls', over ``attempts``."""
     return {
+        "batch_calls": sum(a.batch_calls for a in attempts),
+        "batch_saving_usd": sum((a.batch_saving_usd for a in attempts), ZERO_USD),
         "cache_read_tokens": sum(a.cache_read_tokens for a in attempts),
         "cache_write_tokens": sum(a.cache_write_tokens for a in attempts),
         "cache_saving_usd": sum((a.cache_saving_usd for a in attempts), ZERO_USD),

@@ -59,6 +59,9 @@ class Tier(BaseModel):
 
     web_search_usd: NonNegative = Decimal("0.01")
     """USD per server-side web search (Anthropic's public price: $10 per 1,000)."""
+    batch_price: Annotated[NonNegative, Field(le=1)] = Decimal("0.5")
+    """The fraction of its token prices a call sent in a Message Batch pays (the Batches
+    API's published discount: half price, input, output and cache alike)."""
 
     @field_validator("prices")
     @classmethod
@@ -75,6 +78,11 @@ class Tier(BaseModel):
         """Return the exact USD cost of ``usage`` on this tier (band chosen by prompt length)."""
         searches = usage.web_search_requests * self.web_search_usd
         return price_for(self.prices, usage.prompt_tokens).cost(usage) + searches
+
+    def batch_cost(self, usage: Usage) -> Decimal:
+        """Return the exact USD cost of ``usage`` in a Message Batch (searches at full price)."""
+        searches = usage.web_search_requests * self.web_search_usd
+        return (self.cost(usage) - searches) * self.batch_price + searches
 
     def worst_case_cost(self, prompt_tokens: int, max_output_tokens: int) -> Decimal:
         """Return the most a call with this prompt size and output cap can cost.

@@ -60,6 +60,7 @@ class TaskRef(Generic[P, R]):
     tools: tuple[str, ...]
     depends_on: tuple[str, ...]
     max_output_tokens: int | None
+    batch: bool | None = None
     instruction: str = field(default="")
     parameters: tuple[tuple[str, bool], ...] = field(default=(), repr=False)
     """The function's parameters, in order, each with whether it has a default."""
@@ -111,7 +112,7 @@ class Workflow:
         def register(fn: Callable[P, R]) -> TaskRef[P, R]:
             return self._add(
                 fn, "python", name=name, needs=Needs(), output_type=None, verify=verify,
-                tools=(), depends_on=depends_on, max_output_tokens=None,
+                tools=(), depends_on=depends_on, max_output_tokens=None, batch=None,
             )  # fmt: skip
 
         return register(function) if function is not None else register
@@ -126,6 +127,7 @@ class Workflow:
         tools: Sequence[str] = (),
         depends_on: Sequence[DependencyRef] = (),
         max_output_tokens: int | None = None,
+        batch: bool | None = None,
     ) -> Callable[[Callable[P, str | Prompt]], TaskRef[P, str]]:
         """Register an LLM task: the function returns the prompt.
 
@@ -140,6 +142,8 @@ class Workflow:
             tools: Names of tools the task may call.
             depends_on: Extra dependencies that pass no value (ordering only).
             max_output_tokens: Cap on output tokens per model call.
+            batch: Send its calls in Message Batches (half price, results later);
+                ``None`` follows the run's ``batch`` setting.
         """
 
         def register(fn: Callable[P, str | Prompt]) -> TaskRef[P, str]:
@@ -147,6 +151,7 @@ class Workflow:
             ref = self._add(
                 fn, "llm", name=name, needs=needs or Needs(), output_type=output, verify=chain,
                 tools=tools, depends_on=depends_on, max_output_tokens=max_output_tokens,
+                batch=batch,
             )  # fmt: skip
             return cast("TaskRef[P, str]", ref)  # what it yields downstream: the answer
 
@@ -164,6 +169,7 @@ class Workflow:
         tools: Sequence[str],
         depends_on: Sequence[DependencyRef],
         max_output_tokens: int | None,
+        batch: bool | None,
     ) -> TaskRef[P, R]:
         task_id = name or getattr(fn, "__name__", "")
         if not task_id or task_id == "<lambda>":
@@ -178,7 +184,7 @@ class Workflow:
             id=task_id, function=fn, kind=kind, needs=needs, output_type=output_type,
             verifiers=tuple(verify), tools=tuple(tools),
             depends_on=tuple(d if isinstance(d, str) else d.id for d in depends_on),
-            max_output_tokens=max_output_tokens,
+            max_output_tokens=max_output_tokens, batch=batch,
             instruction=doc.splitlines()[0] if doc else f"{kind} task {task_id}",
             parameters=parameters,
         )  # fmt: skip
@@ -194,7 +200,7 @@ class Workflow:
             deps += [dep for dep in ref.depends_on if dep not in deps]
             task = Task(
                 id=ref.id, instruction=ref.instruction, depends_on=tuple(deps), needs=ref.needs,
-                tools=ref.tools, max_output_tokens=ref.max_output_tokens,
+                tools=ref.tools, max_output_tokens=ref.max_output_tokens, batch=ref.batch,
                 output_schema=ref.output_type.model_json_schema() if ref.output_type else None,
             )  # fmt: skip
             tasks.append(task)

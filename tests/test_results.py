@@ -62,7 +62,7 @@ def test_python_attempts_share_no_state() -> None:
     assert second.started_at == LATER
     # Attempts are filled from one shallow-copied template: a mutable default (a list
     # field, say) would be shared by every Python node's attempt.
-    immutable = (bool, int, float, Decimal, str, datetime, type(None))
+    immutable = (bool, int, float, Decimal, str, datetime, tuple, type(None))
     assert all(isinstance(value, immutable) for value in second.__dict__.values())
 
 

@@ -134,6 +134,12 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
         "whose estimated silent failures are within threshold 0.1 of the top tier's",
     )
     parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the tasks' model calls in Message Batches: half price, answers when the "
+        "batch ends (minutes, up to 24 h on the real API); a resumed run collects them",
+    )
+    parser.add_argument(
         "--no-cache",
         action="store_true",
         help="mark no prompt-cache breakpoints (to compare what caching saves)",

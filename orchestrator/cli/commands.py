@@ -216,6 +216,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
             max_concurrency=args.max_concurrency,
             budget_usd=args.budget,
             cache=not getattr(args, "no_cache", False),
+            batch=getattr(args, "batch", False),
         )
     except ValidationError as exc:  # one line per setting, named as the flag is
         problems = "; ".join(
@@ -408,6 +409,8 @@ async def _endpoint(
             timeout_s=6.0,
             shared_rate_limits=home,
             endpoint_label="offline-simulator",
+            batch_collect_s=0.05,  # the simulator's batches end in simulated time, scaled
+            batch_poll_s=0.05,
         )
         async with client:
             yield client, offline

@@ -55,6 +55,7 @@ class ProgressPrinter:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
+        self._batched: set[tuple[str, str]] = set()  # (node, batch id) already told
 
     def __call__(self, event: Event) -> None:
         """Print a line for attempt and node events."""
@@ -65,6 +66,11 @@ class ProgressPrinter:
                 node_id == PLANNING_NODE and attempt.finished_at
             ):
                 self._line(f"planning: {_planning_round(attempt)}")
+            case AttemptSpending(node_id=node_id, attempt=attempt) if attempt.batch_pending:
+                for call in attempt.batch_pending:
+                    if (node_id, call.batch_id) not in self._batched:
+                        self._batched.add((node_id, call.batch_id))
+                        self._line(f"  {node_id}: waiting in message batch {call.batch_id}")
             case AttemptStarted(node_id=node_id, attempt=attempt):
                 self._line(f"  {node_id}: attempt {attempt.number} on {attempt.tier}")
             case AttemptFinished(node_id=node_id, attempt=attempt) if not attempt.passed:
@@ -97,6 +103,8 @@ class _Row:
     note: str = ""
     rounds: dict[int, Decimal] = field(default_factory=dict)
     """Planning's row: the cost of each round so far (in flight: its worst case)."""
+    batches: frozenset[str] = frozenset()
+    """The Message Batches its calls wait in now."""
 
 
 _STATE_STYLE = {
@@ -139,8 +147,8 @@ class LiveProgress:
         match event:
             case PlanningStarted():
                 self._row(PLANNING_NODE).state = "running"
-            case AttemptSpending(node_id=node_id, attempt=attempt) if node_id == PLANNING_NODE:
-                self._planning(attempt)
+            case AttemptSpending(node_id=node_id, attempt=attempt):
+                self._spending(node_id, attempt)
             case RunStarted(plan=plan, planning=planning):
                 if planning is not None:  # planned before the run started
                     row = self._row(PLANNING_NODE)
@@ -159,6 +167,7 @@ class LiveProgress:
             case AttemptFinished(node_id=node_id, attempt=attempt):
                 row = self._row(node_id)
                 row.cost_usd += attempt.cost_usd
+                row.batches, row.note = frozenset(), ""
                 if not attempt.passed:
                     why = attempt.error or (attempt.verdict.reason if attempt.verdict else "")
                     row.note = f"rejected: {why}"
@@ -172,6 +181,16 @@ class LiveProgress:
 
     def _row(self, node_id: str) -> _Row:
         return self.rows.setdefault(node_id, _Row())
+
+    def _spending(self, node_id: str, attempt: Attempt) -> None:
+        """Planning's cost so far; a node's batches its calls wait in (until it ends)."""
+        if node_id == PLANNING_NODE:
+            self._planning(attempt)
+            return
+        row = self._row(node_id)
+        row.batches = frozenset(call.batch_id for call in attempt.batch_pending)
+        if row.batches:
+            row.note = f"waiting in message batch {', '.join(sorted(row.batches))}"
 
     def _planning(self, attempt: Attempt) -> None:
         """Planning's row: its rounds, and what they cost so far (the run's total has it)."""
@@ -199,6 +218,8 @@ class LiveProgress:
         nodes = [row for node_id, row in self.rows.items() if node_id != PLANNING_NODE]
         done = sum(row.state not in ("waiting", "running") for row in nodes)
         table.caption = f"{done}/{len(nodes)} nodes done, ${total:.4f} spent (planning included)"
+        if batches := {batch for row in nodes for batch in row.batches}:
+            table.caption += f"; {len(batches)} message batch(es) waiting"
         return table
 
 
@@ -216,6 +237,11 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
             f"prompt cache: {result.cache_read_tokens:,} tokens read, "
             f"{result.cache_write_tokens:,} written; saved ${result.cache_saving_usd:.4f} "
             "against the same calls uncached"
+        )
+    if result.batch_calls:
+        lines.append(
+            f"message batches: {result.batch_calls:,} calls at the batch price; saved "
+            f"${result.batch_saving_usd:.4f} against the same calls sent one by one"
         )
     if result.simulated:
         lines.append(SIMULATED_NOTE)

@@ -41,8 +41,9 @@ import anyio
 import httpx2
 from anthropic.types import Message as SDKMessage
 
-from orchestrator.budget import Meter
+from orchestrator.budget import CallTicket, Meter
 from orchestrator.exceptions import ModelAPIError, ModelAPIUserError, RetryEvent
+from orchestrator.models.anthropic_batches import BatchEntryError, SDKBatches
 from orchestrator.models.anthropic_request import (
     EPHEMERAL,
     mark_conversation,
@@ -58,6 +59,7 @@ from orchestrator.models.base import (
     TextBlock,
     ToolCall,
 )
+from orchestrator.models.batch import BatchQueue, custom_id_of
 from orchestrator.models.ratelimit import Limiter, RateLimiter
 from orchestrator.models.retry import RetryPolicy, parse_retry_after
 from orchestrator.models.shared_ratelimit import RateLimitFile, scope_key
@@ -93,6 +95,7 @@ _TRANSPORT_ERRORS = (
     anthropic.APIConnectionError,
     httpx2.TransportError,
     _InvalidResponse,
+    BatchEntryError,
 )
 
 
@@ -114,6 +117,8 @@ class AnthropicClient:
             given the same directory; ``None`` keeps them in this client.
         endpoint_label: Names the endpoint in shared rate-limit keys instead of its base
             URL (for a local server that listens on a fresh port in every process).
+        batch_collect_s: How long a forming Message Batch waits for more calls.
+        batch_poll_s: First wait between polls of a batch (doubling up to a minute).
     """
 
     def __init__(
@@ -128,6 +133,8 @@ class AnthropicClient:
         on_retry: Callable[[RetryEvent], None] | None = None,
         shared_rate_limits: Path | None = None,
         endpoint_label: str | None = None,
+        batch_collect_s: float = 1.0,
+        batch_poll_s: float = 1.0,
     ) -> None:
         self.base_url = base_url
         self._api_key = api_key
@@ -140,8 +147,15 @@ class AnthropicClient:
         self._limit_file = RateLimitFile(shared_rate_limits) if shared_rate_limits else None
         self._endpoint_label = endpoint_label
         self._limits: dict[tuple[str, str, str], Limiter] = {}
+        self._batch_timing = (batch_collect_s, batch_poll_s)
+        self._queues: dict[int, BatchQueue] = {}
         self.errors_seen: Counter[str] = Counter()
         """Failed HTTP calls by error type (``rate_limit_error``, ``invalid_response``...)."""
+
+    @property
+    def batches_waiting(self) -> int:
+        """Message Batches this client is waiting for now."""
+        return sum(queue.waiting for queue in self._queues.values())
 
     @property
     def rate_limit_waits(self) -> int:
@@ -159,6 +173,7 @@ class AnthropicClient:
     async def aclose(self) -> None:
         """Close every SDK client (and its connection pool)."""
         sdks, self._sdks = list(self._sdks.values()), {}
+        self._queues.clear()
         for sdk in sdks:
             await sdk.close()
 
@@ -230,15 +245,26 @@ class AnthropicClient:
         fees = request.tier.web_search_usd * sum(
             t.max_searches for t in request.tools if isinstance(t, ServerTool)
         )
+        batch = custom_id_of(call) if request.batch else None
         started = anyio.current_time()
         while True:
-            await limiter.acquire(prompt_tokens // 4)  # ~4 bytes a token: the limit's estimate
+            if batch is None:  # batches have their own limits, not the Messages API's
+                await limiter.acquire(prompt_tokens // 4)  # ~4 bytes a token: an estimate
+            else:  # the deadline bounds retries, not the hours a batch may take
+                started = anyio.current_time()
             try:
-                async with meter.call(prompt_tokens, call["max_tokens"], fees) as ticket:
+                reserved = meter.call(prompt_tokens, call["max_tokens"], fees, batch=batch)
+                async with reserved as ticket:
                     try:
-                        message, simulated = await self._post(sdk, call)
+                        if batch is None:
+                            message, simulated = await self._post(sdk, call)
+                        else:
+                            message, simulated = await self._batched(sdk, call, meter, ticket)
                     except BaseException as exc:
-                        ticket.may_be_billed = _may_be_billed(exc)
+                        ticket.may_be_billed = (  # a batch call: once in a batch that runs
+                            _may_be_billed(exc) if batch is None else ticket.batch_id is not None
+                            and not isinstance(exc, BatchEntryError)
+                        )  # fmt: skip
                         raise
                     ticket.usage = _usage(message)
                 return message, simulated
@@ -261,6 +287,29 @@ class AnthropicClient:
                 if self.on_retry is not None:
                     self.on_retry(event)
                 await anyio.sleep(delay)
+
+    async def _batched(
+        self, sdk: anthropic.AsyncAnthropic, call: dict[str, Any], meter: Meter, ticket: CallTicket
+    ) -> tuple[SDKMessage, bool]:
+        """The call sent in the next Message Batch (or read from the batch it waits in)."""
+        queue = self._queues.get(id(sdk))
+        if queue is None:
+            collect_s, poll_s = self._batch_timing
+            transport = SDKBatches(sdk, self._count_error, retry_s=poll_s)
+            queue = self._queues[id(sdk)] = BatchQueue(
+                transport, collect_s=collect_s, poll_s=poll_s
+            )
+        assert ticket.custom_id is not None
+        if ticket.batch_id is None:
+            await meter.batched(ticket, await queue.submit(ticket.custom_id, call))
+        assert ticket.batch_id is not None
+        outcome = await queue.result(ticket.batch_id, ticket.custom_id)
+        if outcome.kind != "succeeded":
+            raise BatchEntryError(outcome)
+        return _whole(outcome.message), outcome.simulated
+
+    def _count_error(self, error_type: str) -> None:
+        self.errors_seen[error_type] += 1
 
     async def _post(
         self, sdk: anthropic.AsyncAnthropic, call: dict[str, Any]
@@ -413,6 +462,8 @@ def _may_be_billed(exc: BaseException) -> bool:
 
 def _classify(exc: Exception, tier: Tier, key: str) -> ModelAPIError:
     where = f"{tier.name} ({tier.model})"
+    if isinstance(exc, BatchEntryError):
+        return exc.api_error(where)
     if isinstance(exc, _InvalidResponse):
         return ModelAPIError(f"{where}: invalid response: {exc}", error_type="invalid_response")
     if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):

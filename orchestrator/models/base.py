@@ -135,6 +135,9 @@ class ModelRequest(BaseModel):
     """Deadline of each tool call."""
     cache: bool = True
     """Whether the client may mark prompt-cache breakpoints (``False``: none, to compare)."""
+    batch: bool = False
+    """Send the call in a Message Batch (half price, the result when the batch ends), if
+    the client can; one that cannot answers it at once, at the usual price."""
 
 
 class ModelResponse(BaseModel):

@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator.plan import Plan
 from orchestrator.pricing import USD, ZERO_USD
-from orchestrator.results import Attempt, NodeResult, RunResult
+from orchestrator.results import Attempt, NodeResult, Outcome, RunResult
 from orchestrator.store.lease import LeaseOwner
 
-__all__ = ["RunStore", "RunSummary", "StoredRun", "spent_in", "spent_on"]
+__all__ = ["RunStore", "RunSummary", "StoredRun", "interrupted", "spent_in", "spent_on"]
 
 
 class RunSummary(BaseModel):
@@ -178,3 +178,28 @@ def spent_on(attempt: Attempt) -> Decimal:
 def spent_in(attempts: Mapping[str, Sequence[Attempt]]) -> Decimal:
     """What a run's attempts (by node) count as spent, exactly: :func:`spent_on` summed."""
     return sum((spent_on(a) for node in attempts.values() for a in node), ZERO_USD)
+
+
+def interrupted(attempt: Attempt) -> Attempt:
+    """An attempt the process died in: what it may have been billed counts as spent.
+
+    Its cost is an upper bound (``cost_unknown``) only if a call was in flight; an
+    attempt that died before sending anything (waiting for a slot) cost what it had.
+    """
+    if attempt.finished_at is not None:
+        return attempt
+    in_flight = attempt.in_flight_usd > 0
+    return attempt.model_copy(
+        update={
+            "error": "interrupted: the process ended during this attempt"
+            + (
+                "; its cost counts the worst case of the calls it had in flight (an upper bound)"
+                if in_flight
+                else " before it had a call in flight"
+            ),
+            "error_type": Outcome.INTERRUPTED,
+            "cost_usd": attempt.cost_usd + attempt.in_flight_usd,
+            "in_flight_usd": ZERO_USD,
+            "cost_unknown": attempt.cost_unknown or in_flight,
+        }
+    )

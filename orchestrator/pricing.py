@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 __all__ = ["USD", "ZERO_USD", "PriceBand", "Usage", "price_for", "to_usd"]
 
@@ -23,6 +23,7 @@ ZERO_USD = Decimal(0)
 
 _PER_TOKEN = Decimal("1e-6")  # prices are quoted per million tokens
 _CACHE_WRITE = Decimal("1.25")  # Anthropic's 5-minute cache write, x input
+_CACHE_WRITE_1H = Decimal(2)  # Anthropic's 1-hour cache write, x input
 _CACHE_READ = Decimal("0.1")  # a cache read, x input
 
 NonNegative = Annotated[
@@ -48,7 +49,10 @@ class Usage(BaseModel):
     """Tokens used by one model call (or a sum of calls).
 
     ``input_tokens`` excludes cached tokens, as in Anthropic's usage shape; the prompt's
-    full size is :attr:`prompt_tokens`.
+    full size is :attr:`prompt_tokens`. ``cache_write_tokens`` counts every cache write, as
+    the API's ``cache_creation_input_tokens`` does; ``cache_write_1h_tokens`` says how many
+    of them were 1-hour writes (the API's ``cache_creation.ephemeral_1h_input_tokens``),
+    priced apart; the rest, :attr:`cache_write_5m_tokens`, were 5-minute writes.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -58,11 +62,27 @@ class Usage(BaseModel):
     output_tokens: int = Field(default=0, ge=0)
     """Generated tokens."""
     cache_write_tokens: int = Field(default=0, ge=0)
-    """Input tokens written to the prompt cache."""
+    """Input tokens written to the prompt cache (5-minute and 1-hour writes together)."""
+    cache_write_1h_tokens: int = Field(default=0, ge=0)
+    """Of ``cache_write_tokens``, those written with the 1-hour TTL."""
     cache_read_tokens: int = Field(default=0, ge=0)
     """Input tokens read from the prompt cache."""
     web_search_requests: int = Field(default=0, ge=0)
     """Searches made by the API's server-side web search tool (billed per search)."""
+
+    @model_validator(mode="after")
+    def _one_hour_writes_are_writes(self) -> Usage:
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError(
+                f"cache_write_1h_tokens ({self.cache_write_1h_tokens}) counts part of "
+                f"cache_write_tokens ({self.cache_write_tokens}) and cannot exceed it"
+            )
+        return self
+
+    @property
+    def cache_write_5m_tokens(self) -> int:
+        """Of ``cache_write_tokens``, those written with the 5-minute TTL."""
+        return self.cache_write_tokens - self.cache_write_1h_tokens
 
     @property
     def prompt_tokens(self) -> int:
@@ -73,7 +93,7 @@ class Usage(BaseModel):
         """The same call had nothing been cached: every prompt token uncached input."""
         return Usage.model_construct(
             input_tokens=self.prompt_tokens, output_tokens=self.output_tokens,
-            cache_write_tokens=0, cache_read_tokens=0,
+            cache_write_tokens=0, cache_write_1h_tokens=0, cache_read_tokens=0,
             web_search_requests=self.web_search_requests,
         )  # fmt: skip
 
@@ -82,6 +102,7 @@ class Usage(BaseModel):
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             web_search_requests=self.web_search_requests + other.web_search_requests,
         )
@@ -99,14 +120,21 @@ class PriceBand(BaseModel):
     output: NonNegative
     """Output tokens."""
     cache_write: NonNegative | None = None
-    """Tokens written to the cache; ``None`` means 1.25 x input (Anthropic's 5-minute rate)."""
+    """Tokens written to the cache for 5 minutes; ``None`` means 1.25 x input (Anthropic's)."""
+    cache_write_1h: NonNegative | None = None
+    """Tokens written to the cache for 1 hour; ``None`` means 2 x input (Anthropic's rate)."""
     cache_read: NonNegative | None = None
     """Tokens read from the cache; ``None`` means 0.1 x input."""
 
     @property
     def cache_write_price(self) -> Decimal:
-        """USD per million tokens written to the cache."""
+        """USD per million tokens written to the cache for 5 minutes."""
         return self.input * _CACHE_WRITE if self.cache_write is None else self.cache_write
+
+    @property
+    def cache_write_1h_price(self) -> Decimal:
+        """USD per million tokens written to the cache for 1 hour."""
+        return self.input * _CACHE_WRITE_1H if self.cache_write_1h is None else self.cache_write_1h
 
     @property
     def cache_read_price(self) -> Decimal:
@@ -115,13 +143,12 @@ class PriceBand(BaseModel):
 
     def cost(self, usage: Usage) -> Decimal:
         """Return the exact cost of ``usage`` in USD at this band's prices."""
-        cache_write = self.cache_write_price
-        cache_read = self.cache_read_price
         return _PER_TOKEN * (
             usage.input_tokens * self.input
             + usage.output_tokens * self.output
-            + usage.cache_write_tokens * cache_write
-            + usage.cache_read_tokens * cache_read
+            + usage.cache_write_5m_tokens * self.cache_write_price
+            + usage.cache_write_1h_tokens * self.cache_write_1h_price
+            + usage.cache_read_tokens * self.cache_read_price
         )
 
 

@@ -84,19 +84,25 @@ class Tier(BaseModel):
         searches = usage.web_search_requests * self.web_search_usd
         return (self.cost(usage) - searches) * self.batch_price + searches
 
-    def worst_case_cost(self, prompt_tokens: int, max_output_tokens: int) -> Decimal:
+    def worst_case_cost(
+        self, prompt_tokens: int, max_output_tokens: int, *, one_hour: bool = False
+    ) -> Decimal:
         """Return the most a call with this prompt size and output cap can cost.
 
-        Every prompt token is priced as uncached input or a cache write, whichever is dearer.
+        Every prompt token is priced as uncached input or a 5-minute cache write, whichever
+        is dearer; with ``one_hour`` (the call marks a 1-hour breakpoint, so its writes may
+        be 1-hour ones) also as a 1-hour write, if that is dearer still. A call without a
+        1-hour breakpoint is never billed a 1-hour write, so reserving for one would only
+        hold money back from calls that fit.
         """
         band = price_for(self.prices, prompt_tokens)
-        write = band.cache_write_price
-        dearest = Usage(
-            input_tokens=prompt_tokens if band.input >= write else 0,
-            cache_write_tokens=0 if band.input >= write else prompt_tokens,
-            output_tokens=max_output_tokens,
-        )
-        return band.cost(dearest)
+        as_input = Usage(input_tokens=prompt_tokens, output_tokens=max_output_tokens)
+        as_5m = Usage(cache_write_tokens=prompt_tokens, output_tokens=max_output_tokens)
+        worst = max(band.cost(as_input), band.cost(as_5m))
+        if one_hour:
+            as_1h = as_5m.model_copy(update={"cache_write_1h_tokens": prompt_tokens})
+            worst = max(worst, band.cost(as_1h))
+        return worst
 
 
 class TierLadder(BaseModel):
@@ -163,8 +169,9 @@ DEFAULT_TIERS: dict[str, dict[str, Any]] = {
         "capabilities": {"reasoning": 1, "long_context": 1, "coding": 1, "tool_use": 2},
         "prices": [
             {"up_to_prompt_tokens": 100_000, "input": 0.10, "output": 0.50,
-             "cache_write": 0.125, "cache_read": 0.01},
-            {"input": 0.50, "output": 2.50, "cache_write": 0.625, "cache_read": 0.05},
+             "cache_write": 0.125, "cache_write_1h": 0.20, "cache_read": 0.01},
+            {"input": 0.50, "output": 2.50, "cache_write": 0.625, "cache_write_1h": 1.00,
+             "cache_read": 0.05},
         ],
         "context_window": 200_000,
         "max_output_tokens": 4096,
@@ -174,7 +181,8 @@ DEFAULT_TIERS: dict[str, dict[str, Any]] = {
         "model": "claude-sonnet-5-5",
         "rank": 20,
         "capabilities": {"reasoning": 2, "long_context": 2, "coding": 2, "tool_use": 3},
-        "prices": [{"input": 2.0, "output": 10.0, "cache_write": 2.50, "cache_read": 0.20}],
+        "prices": [{"input": 2.0, "output": 10.0, "cache_write": 2.50, "cache_write_1h": 4.0,
+                    "cache_read": 0.20}],
         "context_window": 1_000_000,
         "max_output_tokens": 8192,
         "max_concurrency": 16,
@@ -183,7 +191,8 @@ DEFAULT_TIERS: dict[str, dict[str, Any]] = {
         "model": "claude-opus-5-5",
         "rank": 30,
         "capabilities": {"reasoning": 3, "long_context": 3, "coding": 3, "tool_use": 3},
-        "prices": [{"input": 4.0, "output": 20.0, "cache_write": 5.0, "cache_read": 0.40}],
+        "prices": [{"input": 4.0, "output": 20.0, "cache_write": 5.0, "cache_write_1h": 8.0,
+                    "cache_read": 0.40}],
         "context_window": 1_000_000,
         "max_output_tokens": 8192,
         "max_concurrency": 8,

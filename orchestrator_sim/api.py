@@ -3,8 +3,9 @@
 Parsing is strict JSON-mode pydantic (so ``"max_tokens": "5"`` is rejected as the real API
 does) followed by the semantic checks the real API makes: roles alternate, every
 ``tool_use`` is answered by a ``tool_result`` in the next turn, at most four
-``cache_control`` breakpoints, known ``tool_choice`` types, ``max_tokens`` within the
-model's limit. Errors are :class:`ApiError` and become the standard error body
+``cache_control`` breakpoints (``ttl`` ``"5m"`` or ``"1h"``, no 1-hour one after a
+5-minute one), known ``tool_choice`` types, ``max_tokens`` within the model's limit.
+Errors are :class:`ApiError` and become the standard error body
 ``{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}``.
 """
 
@@ -47,6 +48,7 @@ ERROR_TYPES = {
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _TOOL_CHOICES = {"auto", "any", "tool", "none"}
 _MAX_BREAKPOINTS = 4
+_TTLS = {"5m", "1h"}
 _TYPE_LABEL = re.compile(r"^(str|int|float|bool|dict|list)(\[.*\])?$")
 _P = TypeVar("_P", bound=BaseModel)
 
@@ -344,14 +346,48 @@ def _check_output_config(config: Mapping[str, Any] | None) -> None:
 
 
 def _check_breakpoints(params: CountTokensParams) -> None:
-    found = sum(1 for tool in params.tools or [] if tool.cache_control)
-    if isinstance(params.system, list):
-        found += sum(1 for block in params.system if block.get("cache_control"))
-    for message in params.messages:
-        found += sum(1 for block in _blocks(message) if block.get("cache_control"))
+    marks = _breakpoints(params)
+    found = sum(1 for where, _ in marks if where != "cache_control")  # not the top level
     if found > _MAX_BREAKPOINTS:
         raise ApiError(
             400,
             f"A maximum of {_MAX_BREAKPOINTS} blocks with cache_control may be provided. "
             f"Found {found}.",
         )
+    short = False  # a 5-minute breakpoint came before
+    for where, control in marks:
+        ttl = control.get("ttl", "5m")
+        if ttl not in _TTLS:
+            raise ApiError(400, f"{where}.ttl: Input should be '5m' or '1h'")
+        if ttl == "1h" and short:
+            raise ApiError(
+                400,
+                f"{where}.ttl: a ttl='1h' cache_control block must not come after a "
+                "ttl='5m' cache_control block. Note that blocks are processed in the "
+                "following order: `tools`, `system`, `messages`.",
+            )
+        short = short or ttl == "5m"
+
+
+def _breakpoints(params: CountTokensParams) -> list[tuple[str, dict[str, Any]]]:
+    """Every ``cache_control`` (where it is, what it says) in the order the API reads them."""
+    marks = [
+        (f"tools.{index}.cache_control", tool.cache_control)
+        for index, tool in enumerate(params.tools or [])
+        if tool.cache_control
+    ]
+    if isinstance(params.system, list):
+        marks += [
+            (f"system.{index}.cache_control", block["cache_control"])
+            for index, block in enumerate(params.system)
+            if block.get("cache_control")
+        ]
+    for number, message in enumerate(params.messages):
+        marks += [
+            (f"messages.{number}.content.{index}.cache_control", block["cache_control"])
+            for index, block in enumerate(_blocks(message))
+            if block.get("cache_control")
+        ]
+    if params.cache_control:  # marks the last block: read last
+        marks.append(("cache_control", params.cache_control))
+    return [(where, control) for where, control in marks if isinstance(control, dict)]

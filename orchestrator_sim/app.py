@@ -64,7 +64,9 @@ class SimApp:
         config: Server configuration.
         log: Where each request's record goes.
         brain: What answers; default :class:`~orchestrator_sim.brain.DefaultBrain`.
-        clock: Wall-clock seconds since the epoch, for Message Batches (injectable).
+        clock: Seconds that Message Batches (wall clock, since the epoch) and prompt-cache
+            TTLs are timed by (injectable, for tests); ``None``: ``time.time`` for
+            batches, ``time.monotonic`` for the cache.
     """
 
     def __init__(
@@ -72,14 +74,14 @@ class SimApp:
         config: SimConfig,
         log: RequestLog,
         brain: Brain | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
         self.log = log
         self.brain: Brain = brain or DefaultBrain(config)
         self.faults = FaultInjector(config)
-        self.cache = PromptCache(config.cache_entries, time.monotonic)
-        self.batches = BatchApi(config, clock, self._batch_entry)
+        self.cache = PromptCache(config.cache_entries, clock or time.monotonic, config.time_scale)
+        self.batches = BatchApi(config, clock or time.time, self._batch_entry)
         self._requests = 0
 
     async def handle(self, request: HttpRequest) -> HttpResponse:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -74,8 +73,9 @@ async def serve(
         host: Address to listen on (keep it on loopback).
         port: Port; ``0`` picks a free one (see ``SimServer.port``).
         brain: What answers (default: the documented ``DefaultBrain``).
-        clock: Wall-clock seconds since the epoch that Message Batches are timed by
-            (default ``time.time``; tests pass one they advance by hand).
+        clock: Seconds that Message Batches (wall clock since the epoch) and prompt-cache
+            TTLs are timed by (default ``time.time`` for batches and ``time.monotonic``
+            for the cache; tests pass one they advance by hand).
 
     Yields:
         The running server's handle.
@@ -85,7 +85,7 @@ async def serve(
     await log.open()
     try:
         listener = await listen(host, port)
-        app = SimApp(config, log, brain, clock or time.time)
+        app = SimApp(config, log, brain, clock)
         async with anyio.create_task_group() as tg:
             await tg.start(lambda task_status: _serve(listener, app, task_status))
             try:

@@ -5,12 +5,17 @@ and other blocks), at least one per non-empty part. The prompt is the sequence
 tools -> system -> messages, as the real API caches it. A ``cache_control`` breakpoint on
 a tool, a system block or a message block (or a top-level ``cache_control``, which marks
 the last block) ends a cacheable prefix. Per model, the server remembers prefix hashes in
-a small LRU with the breakpoint's TTL (5 minutes, or 1 hour for ``"ttl": "1h"``):
+a small LRU with the breakpoint's TTL (300 simulated seconds, or 3,600 for
+``"ttl": "1h"``; simulated seconds are ``time_scale`` seconds of the server's clock, and
+with ``time_scale=0`` none pass, so nothing expires); a read refreshes an entry for its
+own TTL, at no cost, as the API does:
 
 * the longest remembered prefix ending at a breakpoint, or at any of the 20 blocks
-  before one, is *read* (``cache_read_input_tokens``);
-* the tokens from there to the last breakpoint are *written*
-  (``cache_creation_input_tokens``) and those prefixes remembered;
+  before one, is *read* (``cache_read_input_tokens``): the API's position ``A``;
+* the tokens from there to the last breakpoint (``C``) are *written*
+  (``cache_creation_input_tokens``) and those prefixes remembered; those up to the last
+  1-hour breakpoint after ``A`` (``B``) are 1-hour writes, the rest 5-minute ones
+  (``cache_creation.ephemeral_1h_input_tokens`` = B - A, ``ephemeral_5m`` = C - B);
 * ``input_tokens`` is the rest, as in the real API (it excludes both).
 
 A prefix shorter than the model's ``cache_min_tokens`` is not cached, silently, as in the
@@ -39,7 +44,7 @@ __all__ = [
     "prompt_tokens",
 ]
 
-_TTL_S = {"5m": 300.0, "1h": 3600.0}
+_TTL_S = {"5m": 300.0, "1h": 3600.0}  # simulated seconds
 _LOOKBACK = 20
 
 
@@ -143,18 +148,27 @@ class CacheUsage:
         return self.write_5m + self.write_1h
 
 
+@dataclass(slots=True)
+class _Entry:
+    expiry: float  # on the clock
+    lifetime: float  # on the clock: the TTL it was written with, scaled
+
+
 class PromptCache:
     """An LRU of cached prompt prefixes per model.
 
     Args:
         entries: Most prefixes remembered.
         clock: Returns the current time in seconds (monotonic).
+        time_scale: Seconds of ``clock`` per simulated second (an entry lives 300 or
+            3,600 of these); ``0``: simulated time does not pass, nothing expires.
     """
 
-    def __init__(self, entries: int, clock: Callable[[], float]) -> None:
+    def __init__(self, entries: int, clock: Callable[[], float], time_scale: float = 1.0) -> None:
         self._entries = entries
         self._clock = clock
-        self._expiry: OrderedDict[str, float] = OrderedDict()
+        self._scale = time_scale
+        self._cached: OrderedDict[str, _Entry] = OrderedDict()
         self._ready: dict[str, float] = {}  # written prefixes not yet readable: until when
 
     def account(
@@ -176,21 +190,21 @@ class PromptCache:
         read = 0
         if hit is not None:
             read = totals[hit]
-            self._store(hashes[hit], segments[hit].ttl, now)
-        last = marks[-1]
-        if hit is not None and hit >= last:
+            self._refresh(hashes[hit], now)
+        writes = [i for i in marks if hit is None or i > hit]
+        if not writes:
             return CacheUsage(read=read)
-        for i in marks:
-            if hit is None or i > hit:
-                self._store(hashes[i], segments[i].ttl, now)
-                if ready_in > 0:  # an earlier write of it still being made is ready first
-                    self._ready[hashes[i]] = min(
-                        self._ready.get(hashes[i], now + ready_in), now + ready_in
-                    )
-        written = totals[last] - read
-        if segments[last].ttl == "1h":
-            return CacheUsage(read=read, write_1h=written)
-        return CacheUsage(read=read, write_5m=written)
+        for i in writes:
+            self._store(hashes[i], segments[i].ttl, now)
+            if ready_in > 0:  # an earlier write of it still being made is ready first
+                self._ready[hashes[i]] = min(
+                    self._ready.get(hashes[i], now + ready_in), now + ready_in
+                )
+        one_hour = [i for i in writes if segments[i].ttl == "1h"]
+        hour_end = totals[one_hour[-1]] if one_hour else read  # the API's position B
+        return CacheUsage(
+            read=read, write_1h=hour_end - read, write_5m=totals[writes[-1]] - hour_end
+        )
 
     @staticmethod
     def _prefixes(model: str, segments: Sequence[Segment]) -> tuple[list[str], list[int]]:
@@ -204,21 +218,27 @@ class PromptCache:
         return hashes, totals
 
     def _alive(self, key: str, now: float) -> bool:
-        expiry = self._expiry.get(key)
-        if expiry is None:
+        entry = self._cached.get(key)
+        if entry is None:
             return False
         if self._ready.get(key, now) > now:  # still being written
             return False
         self._ready.pop(key, None)
-        if expiry < now:
-            del self._expiry[key]
-            self._ready.pop(key, None)
+        if entry.expiry < now:
+            del self._cached[key]
             return False
         return True
 
+    def _refresh(self, key: str, now: float) -> None:
+        """A read: the entry lives its own TTL again from now (free, as in the API)."""
+        entry = self._cached[key]
+        entry.expiry = now + entry.lifetime
+        self._cached.move_to_end(key)
+
     def _store(self, key: str, ttl: str | None, now: float) -> None:
-        self._expiry.pop(key, None)
-        self._expiry[key] = now + _TTL_S[ttl or "5m"]
-        while len(self._expiry) > self._entries:
-            gone, _ = self._expiry.popitem(last=False)
+        lifetime = _TTL_S[ttl or "5m"] * self._scale if self._scale > 0 else math.inf
+        self._cached.pop(key, None)
+        self._cached[key] = _Entry(now + lifetime, lifetime)
+        while len(self._cached) > self._entries:
+            gone, _ = self._cached.popitem(last=False)
             self._ready.pop(gone, None)

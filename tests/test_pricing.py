@@ -127,6 +127,7 @@ def bands(draw: st.DrawFn, up_to: int | None) -> PriceBand:
         input=band_input,
         output=draw(prices),
         cache_write=draw(st.none() | prices),  # may be cheaper than input
+        cache_write_1h=draw(st.none() | prices),  # may be cheaper than either
         cache_read=read,
     )
 
@@ -156,15 +157,18 @@ def test_worst_case_covers_any_usage_with_that_prompt_and_output_cap(
     max_output = data.draw(st.integers(1, 64_000), label="max_output")
     cached = data.draw(st.integers(0, prompt), label="cached")
     written = data.draw(st.integers(0, cached), label="written")
+    one_hour = data.draw(st.booleans(), label="marks a 1-hour breakpoint")
     usage = Usage(
         input_tokens=prompt - cached,
         cache_write_tokens=written,
+        cache_write_1h_tokens=data.draw(st.integers(0, written if one_hour else 0), label="1h"),
         cache_read_tokens=cached - written,
         output_tokens=data.draw(st.integers(0, max_output), label="output"),
     )
     assert usage.prompt_tokens == prompt
-    worst = tier.worst_case_cost(prompt, max_output)
+    worst = tier.worst_case_cost(prompt, max_output, one_hour=one_hour)
     assert worst >= tier.cost(usage)  # exact: no tolerance needed
+    assert worst <= tier.worst_case_cost(prompt, max_output, one_hour=True)
 
 
 @pytest.mark.parametrize("name", ["haiku", "sonnet", "opus"])
@@ -174,6 +178,11 @@ def test_worst_case_is_reached_by_an_all_cache_write_call(name: str) -> None:
         worst = tier.worst_case_cost(prompt, 4096)
         all_written = Usage(cache_write_tokens=prompt, output_tokens=4096)
         assert worst == tier.cost(all_written)
+        # A call that marks a 1-hour breakpoint may write everything for an hour, at 2x input.
+        worst_1h = tier.worst_case_cost(prompt, 4096, one_hour=True)
+        all_1h = all_written.model_copy(update={"cache_write_1h_tokens": prompt})
+        assert worst_1h == tier.cost(all_1h)
+        assert worst_1h - worst == prompt * (price_for(tier.prices, prompt).input * 3 / 4) / MTOK
 
 
 def test_worst_case_uses_input_price_when_cache_writes_are_cheaper() -> None:

@@ -229,6 +229,7 @@ class Meter:
         extra_usd: Decimal = ZERO_USD,
         *,
         batch: str | None = None,
+        one_hour: bool = False,
     ) -> AsyncIterator[CallTicket]:
         """Reserve the worst case of one call, then settle to its real usage.
 
@@ -239,11 +240,12 @@ class Meter:
             batch: For a call sent in a Message Batch, its ``custom_id``: the call is
                 priced at the tier's ``batch_price``, and one an earlier process left
                 waiting under this id is collected, not sent again (``ticket.batch_id``).
+            one_hour: The call marks a 1-hour cache breakpoint (its writes may cost 2x).
 
         Raises:
             BudgetExhausted: Before the call, if its worst case does not fit.
         """
-        worst_case = self.tier.worst_case_cost(prompt_tokens, max_output_tokens)
+        worst_case = self.tier.worst_case_cost(prompt_tokens, max_output_tokens, one_hour=one_hour)
         if batch is not None:
             worst_case *= self.tier.batch_price
         ticket = CallTicket(batch=batch is not None, custom_id=batch)

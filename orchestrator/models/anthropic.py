@@ -45,11 +45,10 @@ from orchestrator.budget import CallTicket, Meter
 from orchestrator.exceptions import ModelAPIError, ModelAPIUserError, RetryEvent
 from orchestrator.models.anthropic_batches import BatchEntryError, SDKBatches
 from orchestrator.models.anthropic_request import (
-    EPHEMERAL,
-    mark_conversation,
-    message_param,
+    cache_write_split,
+    marks_one_hour,
     prompt_bytes,
-    tool_specs,
+    request_params,
 )
 from orchestrator.models.base import (
     Block,
@@ -180,7 +179,13 @@ class AnthropicClient:
     async def complete(self, request: ModelRequest, meter: Meter) -> ModelResponse:
         """Send the conversation and return the model's turn (tool calls not run)."""
         sdk, key = self._sdk_for(request.tier)
-        call = _params(request)
+        call = request_params(request, anthropic.transform_schema)
+        if meter.earlier and not request.batch:  # an earlier process may have batched it
+            batched = request.model_copy(update={"batch": True})
+            if custom_id_of(as_batch := request_params(batched, anthropic.transform_schema)) in (
+                meter.earlier
+            ):
+                request, call = batched, as_batch  # collected from that batch, not sent again
         retries: list[RetryEvent] = []
         try:
             message, simulated = await self._send(sdk, key, request, meter, call, retries=retries)
@@ -253,7 +258,10 @@ class AnthropicClient:
             else:  # the deadline bounds retries, not the hours a batch may take
                 started = anyio.current_time()
             try:
-                reserved = meter.call(prompt_tokens, call["max_tokens"], fees, batch=batch)
+                reserved = meter.call(
+                    prompt_tokens, call["max_tokens"], fees,
+                    batch=batch, one_hour=marks_one_hour(call),
+                )  # fmt: skip
                 async with reserved as ticket:
                     try:
                         if batch is None:
@@ -332,32 +340,6 @@ class AnthropicClient:
         return _whole(parsed), _is_simulated(raw.headers)
 
 
-# -- request building ---------------------------------------------------------------------
-
-
-def _params(request: ModelRequest) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "model": request.tier.model,
-        "max_tokens": request.max_output_tokens,
-        "messages": [message_param(message, cache=request.cache) for message in request.messages],
-    }
-    if request.system:
-        system: dict[str, Any] = {"type": "text", "text": request.system}
-        params["system"] = [{**system, "cache_control": EPHEMERAL} if request.cache else system]
-    local = [tool for tool in request.tools if not isinstance(tool, ServerTool)]
-    server = [tool.definition for tool in request.tools if isinstance(tool, ServerTool)]
-    if local or server:
-        params["tools"] = (tool_specs(local, cache=request.cache) if local else []) + server
-        if request.tool_choice == "none":
-            params["tool_choice"] = {"type": "none"}  # out of turns: answer now
-    if request.output_schema is not None:
-        schema = anthropic.transform_schema(request.output_schema)
-        params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
-    if request.cache and len(request.messages) > 1:
-        mark_conversation(params)
-    return params
-
-
 # -- responses ----------------------------------------------------------------------------
 
 
@@ -380,10 +362,13 @@ def _whole(message: object) -> SDKMessage:
 def _usage(message: SDKMessage) -> Usage:
     usage = message.usage
     server = getattr(usage, "server_tool_use", None)
+    written = usage.cache_creation_input_tokens or 0
+    _, written_1h = cache_write_split(getattr(usage, "cache_creation", None), written)
     return Usage(
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
-        cache_write_tokens=usage.cache_creation_input_tokens or 0,
+        cache_write_tokens=written,
+        cache_write_1h_tokens=written_1h,
         cache_read_tokens=usage.cache_read_input_tokens or 0,
         web_search_requests=(getattr(server, "web_search_requests", 0) or 0) if server else 0,
     )

@@ -15,18 +15,19 @@ the response's 5-minute / 1-hour split of its cache writes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from orchestrator.models.base import (
     Block,
     Message,
+    ModelRequest,
     ProviderBlock,
     TextBlock,
     ToolCall,
     ToolResult,
 )
-from orchestrator.tool import Tool
+from orchestrator.tool import ServerTool, Tool
 
 __all__ = [
     "EPHEMERAL",
@@ -38,6 +39,7 @@ __all__ = [
     "message_param",
     "order_ttls",
     "prompt_bytes",
+    "request_params",
     "tool_specs",
 ]
 
@@ -182,3 +184,36 @@ def prompt_bytes(call: Mapping[str, Any]) -> int:
         call.get("output_config"),
     )
     return sum(len(json.dumps(part, default=str).encode()) for part in parts)
+
+
+def request_params(
+    request: ModelRequest, transform_schema: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """The Messages-API body of ``request`` (``transform_schema``: the SDK's, for outputs).
+
+    Batch calls keep their prefixes an hour: a batch may take longer than 5 minutes to run
+    its requests, and later requests (and later batches) should still read them.
+    """
+    ttl: CacheTTL = "1h" if request.batch else "5m"
+    cache = request.cache
+    params: dict[str, Any] = {
+        "model": request.tier.model,
+        "max_tokens": request.max_output_tokens,
+        "messages": [message_param(m, cache=cache, ttl=ttl) for m in request.messages],
+    }
+    if request.system:
+        system: dict[str, Any] = {"type": "text", "text": request.system}
+        params["system"] = [{**system, "cache_control": cache_control(ttl)} if cache else system]
+    local = [tool for tool in request.tools if not isinstance(tool, ServerTool)]
+    server = [tool.definition for tool in request.tools if isinstance(tool, ServerTool)]
+    if local or server:
+        params["tools"] = (tool_specs(local, cache=cache, ttl=ttl) if local else []) + server
+        if request.tool_choice == "none":
+            params["tool_choice"] = {"type": "none"}  # out of turns: answer now
+    if request.output_schema is not None:
+        schema = transform_schema(request.output_schema)
+        params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+    if cache and len(request.messages) > 1:
+        mark_conversation(params, ttl)
+    order_ttls(params)
+    return params

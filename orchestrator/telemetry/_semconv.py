@@ -92,3 +92,6 @@ class NS:
     TOKENS_OUTPUT: Final = "orchestrator.tokens.output"
     TOKENS_CACHE_READ: Final = "orchestrator.tokens.cache_read"
     TOKENS_CACHE_WRITE: Final = "orchestrator.tokens.cache_write"
+    CACHE_SAVING: Final = "orchestrator.cache.saving_usd"
+    BATCH_CALLS: Final = "orchestrator.batch.calls"
+    BATCH_SAVING: Final = "orchestrator.batch.saving_usd"

@@ -72,6 +72,9 @@ def finish_attempt_span(span: Span, attempt: Attempt) -> None:
             NS.TOKENS_OUTPUT: usage.output_tokens,
             NS.TOKENS_CACHE_READ: usage.cache_read_tokens,
             NS.TOKENS_CACHE_WRITE: usage.cache_write_tokens,
+            NS.CACHE_SAVING: float(attempt.cache_saving_usd),
+            NS.BATCH_CALLS: attempt.batch_calls,
+            NS.BATCH_SAVING: float(attempt.batch_saving_usd),
         }
     )
     verdict = attempt.verdict

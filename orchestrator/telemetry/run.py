@@ -202,6 +202,11 @@ class RunTelemetry:
                 NS.COST: float(result.cost_usd),
                 NS.WASTED_COST: float(result.wasted_cost_usd),
                 NS.SIMULATED: result.simulated,
+                NS.TOKENS_CACHE_READ: result.cache_read_tokens,
+                NS.TOKENS_CACHE_WRITE: result.cache_write_tokens,
+                NS.CACHE_SAVING: float(result.cache_saving_usd),
+                NS.BATCH_CALLS: result.batch_calls,
+                NS.BATCH_SAVING: float(result.batch_saving_usd),
             }
         )
         if result.status is RunStatus.SUCCEEDED:

@@ -1,0 +1,269 @@
+"""Batch mode: tasks' calls in Message Batches at half price, through the real SDK.
+
+Every test talks to the local Messages-API server (``orchestrator_sim``) through
+:class:`~orchestrator.models.anthropic.AnthropicClient`, the client production uses; the
+resume test kills a real CLI process while its calls wait in a batch whose end the test
+controls (the server's injectable clock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from orchestrator import Engine, Plan, Task
+from orchestrator.budget import Budget, Meter
+from orchestrator.exceptions import BudgetExhausted
+from orchestrator.models.anthropic import AnthropicClient
+from orchestrator.models.batch import BatchOutcome, BatchQueue
+from orchestrator.results import RunResult
+from orchestrator.store import SQLiteStore
+from orchestrator.tiers import default_ladder
+from orchestrator_sim import SimConfig, serve
+
+pytestmark = pytest.mark.anyio
+
+CLI = [sys.executable, "-c", "import sys; from orchestrator.cli import main; sys.exit(main())"]
+
+
+def _plan() -> Plan:
+    """Three independent tasks and one that reads them (two waves of ready nodes)."""
+    leaves = [
+        Task(id=f"t{i}", instruction=f"List {i + 2} uses of a priority queue.",
+             max_output_tokens=128)
+        for i in range(3)
+    ]  # fmt: skip
+    summary = Task(
+        id="summary", instruction="Summarise the uses above in one paragraph.",
+        depends_on=("t0", "t1", "t2"), max_output_tokens=128,
+    )  # fmt: skip
+    return Plan(goal="priority queues", tasks=[*leaves, summary])
+
+
+async def _run(base_url: str, **config: Any) -> RunResult:
+    client = AnthropicClient(
+        base_url=base_url, api_key="offline-test", batch_collect_s=0.05, batch_poll_s=0.01
+    )
+    async with client:
+        return await Engine(client=client).run(_plan(), **config)
+
+
+async def test_batch_mode_sends_each_wave_of_ready_calls_as_one_batch_at_half_price() -> None:
+    async with serve(SimConfig(seed=3, time_scale=0)) as sim:
+        batched = await _run(sim.base_url, batch=True, cache=False)
+        batch_requests = list(sim.requests)
+        sim.requests.clear()
+        interactive = await _run(sim.base_url, cache=False)
+
+    assert batched.status == interactive.status == "succeeded"
+    assert batched.outputs == interactive.outputs  # the same answers, only cheaper
+    # No call went to POST /v1/messages: each wave of ready nodes was one batch (the three
+    # leaves together, then the summary that reads them).
+    assert not [r for r in batch_requests if r.path == "/v1/messages"]
+    created = [r for r in batch_requests if r.notes.get("action") == "create"]
+    assert len(created) == 2
+    entries = [r for r in batch_requests if r.custom_id is not None]
+    assert len({r.batch_id for r in entries if r.task_hash}) == 2
+    # Half price, to the last digit, and the summary's saving is the other half.
+    calls = sum(a.calls for n in batched.nodes for a in n.attempts)
+    assert batched.batch_calls == calls == len(entries)
+    assert batched.cost_usd * 2 == interactive.cost_usd
+    assert batched.batch_saving_usd == batched.cost_usd
+    assert interactive.batch_calls == 0
+    assert interactive.batch_saving_usd == 0
+
+
+async def test_the_budget_reserves_a_batch_call_at_the_batch_price() -> None:
+    tier = default_ladder()[1]
+    worst = tier.worst_case_cost(4000, 1000)
+    budget = Budget(worst * Decimal("0.6"))  # the batch worst case fits, the other does not
+    meter = Meter(tier, budget)
+    with pytest.raises(BudgetExhausted):
+        async with meter.call(4000, 1000):
+            pass
+    async with meter.call(4000, 1000, batch="call_1") as ticket:
+        assert ticket.reserved_usd == worst * tier.batch_price
+        assert budget.reserved_usd == worst / 2
+
+
+class _Batches:
+    """A batch endpoint whose batch ends when the test says so."""
+
+    def __init__(self) -> None:
+        self.created: list[list[str]] = []
+        self.ended_now = anyio.Event()
+        self.polled = anyio.Event()
+
+    async def create(self, requests: Any) -> str:
+        self.created.append([custom_id for custom_id, _ in requests])
+        return f"msgbatch_{len(self.created)}"
+
+    async def ended(self, batch_id: str) -> bool:
+        self.polled.set()
+        return self.ended_now.is_set()
+
+    async def results(self, batch_id: str) -> dict[str, BatchOutcome]:
+        index = int(batch_id.removeprefix("msgbatch_")) - 1
+        return {cid: BatchOutcome("succeeded", message=cid) for cid in self.created[index]}
+
+
+async def test_calls_made_together_share_a_batch_and_a_cancelled_poller_hands_over() -> None:
+    batches = _Batches()
+    queue = BatchQueue(batches, collect_s=0.01, poll_s=0.01, poll_max_s=0.01)
+    ids: list[str] = []
+
+    async def submit(custom_id: str) -> None:
+        ids.append(await queue.submit(custom_id, {}))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for custom_id in ("a", "b", "a"):  # "a" twice: the same call, one request
+                tg.start_soon(submit, custom_id)
+    assert batches.created == [["a", "b"]]
+    (batch_id,) = set(ids)
+
+    outcomes: dict[str, BatchOutcome] = {}
+
+    async def read(name: str, custom_id: str) -> None:
+        outcomes[name] = await queue.result(batch_id, custom_id)
+
+    first = anyio.CancelScope()
+
+    async def read_first() -> None:
+        with first:
+            await read("first", "a")
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_first)  # the first reader polls for everyone...
+            await batches.polled.wait()
+            tg.start_soon(read, "second", "b")
+            await anyio.wait_all_tasks_blocked()
+            first.cancel()  # ...and goes away: the second must poll on its own
+            await anyio.wait_all_tasks_blocked()
+            batches.ended_now.set()
+    assert "first" not in outcomes
+    assert outcomes["second"] == BatchOutcome("succeeded", message="b")
+    assert queue.waiting == 0
+
+
+# -- durable batches, from the CLI ---------------------------------------------------------
+
+
+class _Clock:
+    """Seconds since the epoch, moved only by the test (the server's batch clock)."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _env(base_url: str) -> dict[str, str]:
+    return {**os.environ, "ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": "offline-test"}
+
+
+async def test_a_killed_batch_run_resumes_by_reading_the_same_batch_and_pays_once(
+    tmp_path: Path,
+) -> None:
+    plan = tmp_path / "plan.json"
+    tasks = [{"id": f"t{i}", "instruction": f"Name {i + 2} uses of a heap.",
+              "max_output_tokens": 64} for i in range(2)]  # fmt: skip
+    plan.write_text(json.dumps({"goal": "heaps", "tasks": tasks}))
+    home = ["--home", str(tmp_path)]
+    clock = _Clock()
+    async with serve(SimConfig(seed=4), clock=clock) as sim:
+        process = await anyio.open_process(
+            [*CLI, "run", "--plan", str(plan), "--batch", *home],  # progress on stderr
+            env=_env(sim.base_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert process.stderr is not None
+            seen = ""
+            with anyio.fail_after(60):  # both tasks wait in the batch, which cannot end
+                while seen.count("waiting in message batch") < 2:
+                    seen += (await process.stderr.receive()).decode()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        assert process.returncode == -signal.SIGKILL, seen
+
+        store = await SQLiteStore.open(tmp_path / "runs.db")
+        try:
+            (summary,) = await store.list_runs()
+            stored = await store.load_run(summary.run_id)
+        finally:
+            await store.aclose()
+        assert stored is not None
+        pending = {c.batch_id for node in stored.attempts.values() for a in node
+                   for c in a.batch_pending}  # fmt: skip
+        (batch_id,) = pending  # stored before the results were awaited
+
+        clock.now += 60  # a minute later, the batch has ended
+        with anyio.fail_after(120):
+            again = await anyio.run_process(
+                [*CLI, "resume", summary.run_id, "--json", *home],
+                env=_env(sim.base_url), check=False,
+            )  # fmt: skip
+        created = [r for r in sim.requests if r.notes.get("action") == "create"]
+        interactive = [r for r in sim.requests if r.path == "/v1/messages"]
+
+    assert again.returncode == 0, again.stderr.decode()
+    result = json.loads(again.stdout)
+    assert result["status"] == "succeeded"
+    assert len(created) == 1, "the resumed run sent its calls again"
+    assert not interactive
+    attempts = [a for node in result["nodes"] for a in node["attempts"]]
+    killed = [a for a in attempts if a["error_type"] == "interrupted"]
+    collected = [a for a in attempts if a["error_type"] is None]
+    assert len(killed) == len(collected) == 2
+    # Paid once: the killed attempts' worst case moved to the attempts that read the batch,
+    # which settled it to the batch price of what the calls really used.
+    assert all(a["cost_usd"] == 0 and not a["batch_pending"] for a in killed)
+    assert all(a["batch_calls"] == a["calls"] == 1 and a["cost_usd"] > 0 for a in collected)
+    assert Decimal(str(result["cost_usd"])) == sum(
+        (Decimal(str(a["cost_usd"])) for a in collected), Decimal(0)
+    )
+    assert Decimal(str(result["batch_saving_usd"])) == Decimal(str(result["cost_usd"]))
+    assert batch_id.startswith("msgbatch_")
+
+
+async def test_batch_calls_keep_cache_prefixes_an_hour_and_pay_for_them_at_batch_price() -> None:
+    from orchestrator.models.base import Message, ModelRequest
+
+    tier = default_ladder()[1]
+    system = " ".join(f"Rule {i}: cite every passage you use by its id." for i in range(400))
+    budget = Budget()
+    async with (
+        serve(SimConfig(seed=5, time_scale=0)) as sim,
+        AnthropicClient(base_url=sim.base_url, api_key="offline-test",
+                        batch_collect_s=0.01, batch_poll_s=0.01) as client,
+    ):  # fmt: skip
+        tier = tier.model_copy(update={"base_url": sim.base_url})
+        meters = []
+        for question in ("What is a heap?", "What is a trie?"):  # two batches, one prefix
+            meter = Meter(tier, budget)
+            request = ModelRequest(
+                tier=tier, system=system, max_output_tokens=64, batch=True,
+                messages=[Message(role="user", content=question)],
+            )  # fmt: skip
+            await client.complete(request, meter)
+            meters.append(meter)
+    written, read = meters[0].usage, meters[1].usage
+    assert written.cache_write_tokens > 0
+    assert written.cache_write_1h_tokens == written.cache_write_tokens  # kept an hour
+    assert read.cache_read_tokens == written.cache_write_tokens  # the next batch read it
+    assert meters[0].cost_usd == tier.batch_cost(written)  # 1-hour writes, at half price
+    assert budget.spent_usd == sum((m.cost_usd for m in meters), Decimal(0))

@@ -6,6 +6,9 @@ why (:func:`~orchestrator.wire.feedback_prompt`). Planned tasks put their inputs
 (:func:`~orchestrator.wire.inputs_prompt`), so nodes that read the same inputs share a
 prefix: :func:`shared_input_nodes` finds them, and :func:`attempt_messages` marks a
 prompt-cache breakpoint after that prefix when it is long enough for the tier's cache.
+A judge call's turn puts what judge calls share first (its criteria and the passages the
+answer cites, :func:`~orchestrator.wire.judge_prompt`); :func:`judge_messages` marks a
+breakpoint after them.
 """
 
 from __future__ import annotations
@@ -19,9 +22,17 @@ from orchestrator.node import Node
 from orchestrator.results import Attempt
 from orchestrator.routing import RouteRequest
 from orchestrator.routing.rules import task_kind
-from orchestrator.wire import feedback_prompt
+from orchestrator.tiers import Tier
+from orchestrator.wire import feedback_prompt, judge_shared_chars
 
-__all__ = ["attempt_messages", "route_request", "schema_of", "shared_input_nodes", "structured"]
+__all__ = [
+    "attempt_messages",
+    "judge_messages",
+    "route_request",
+    "schema_of",
+    "shared_input_nodes",
+    "structured",
+]
 
 _PREVIOUS_ANSWER_CHARS = 4000
 
@@ -46,6 +57,19 @@ def attempt_messages(
         return [Message(role="user", content=text)]
     blocks = [TextBlock(text=text[:cut], cache=True), TextBlock(text=text[cut:])]
     return [Message(role="user", content=blocks)]
+
+
+def judge_messages(content: str, tier: Tier) -> list[Message]:
+    """A judge call's user turn (a :func:`~orchestrator.wire.judge_prompt`) on ``tier``.
+
+    With a breakpoint after the criteria and the cited passages when they are long enough
+    for the tier's cache (the engine's estimate: 4 characters a token), so the next judge
+    call on the same model that is shown the same passages reads them from the cache.
+    """
+    shared = judge_shared_chars(content)
+    return attempt_messages(
+        content, None, "", shared if shared // 4 >= tier.cache_min_tokens else 0
+    )
 
 
 def route_request(node: Node, prompt: str) -> RouteRequest:

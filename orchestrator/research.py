@@ -15,12 +15,20 @@ What is verified (added to the planned tasks by :func:`research_checks`):
 * optionally (``judge=True``) an LLM judge one tier above the attempt.
 
 A failing node escalates one tier up, as everywhere else in the engine.
+
+Shared passages (``ResearchAgent(shared=k)``, off by default): research tasks planned
+side by side search the same corpus for the same goal, so they read many of the same
+passages. With ``shared``, the passages two or more of them (or the goal and one of them)
+find among their best hits are given to every research task first, word for word the same
+(:func:`shared_passages`); the engine puts a prompt-cache breakpoint after them, so the
+first task writes them to the cache and the others, and every later turn of each tool
+loop, read them at a tenth of the input price.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import networkx as nx
@@ -28,11 +36,11 @@ import networkx as nx
 from orchestrator.budget import Budget
 from orchestrator.citations import cited_ids
 from orchestrator.dag import validate_plan
-from orchestrator.engine import Engine
+from orchestrator.engine import Engine, Workload
 from orchestrator.events import Listener
 from orchestrator.goal import Goal
 from orchestrator.models.base import ModelClient
-from orchestrator.node import render_value
+from orchestrator.node import Node, Prompt, render_value
 from orchestrator.plan import CitationsSpec, JudgeSpec, Plan, VerifierSpec
 from orchestrator.planners.llm import AttemptHook, LLMPlanner, PlanningReport
 from orchestrator.results import RunResult
@@ -42,10 +50,19 @@ from orchestrator.store.base import StoredRun
 from orchestrator.telemetry.tracing import Telemetry, current_telemetry
 from orchestrator.tiers import TierLadder, default_ladder
 from orchestrator.tool import ServerTool, Tool
-from orchestrator.tools.corpus import Corpus, corpus_tools
+from orchestrator.tools.corpus import CORPUS_TOOL_NAMES, Corpus, Passage, corpus_tools
 from orchestrator.tools.web import web_tools
+from orchestrator.wire import shared_inputs_prompt
 
-__all__ = ["RESEARCH_CONTEXT", "ResearchAgent", "render_report", "research_checks"]
+__all__ = [
+    "PASSAGES_INPUT",
+    "RESEARCH_CONTEXT",
+    "ResearchAgent",
+    "render_report",
+    "research_checks",
+    "shared_passages",
+    "with_shared_passages",
+]
 
 RESEARCH_CONTEXT = (
     "This is a research goal, answered from a document corpus only. Plan several "
@@ -55,6 +72,9 @@ RESEARCH_CONTEXT = (
     'uses by id, as [path#n], and may quote them exactly: "words" [path#n].'
 )
 """Context given to the planner with every research goal."""
+
+PASSAGES_INPUT = "passages"
+"""The name of the input block that holds the passages research tasks share."""
 
 JUDGE_CRITERIA = (
     "Every claim is supported by the cited passages; nothing contradicts its source; the "
@@ -87,8 +107,9 @@ def research_checks(
         if task.id in cited and "citations" not in kinds:
             on_web = bool(web_names & set(task.tools))
             verify.append(CitationsSpec(min_citations=0 if on_web else 1))
-        if judge and "llm_judge" not in kinds:
-            verify.append(JudgeSpec(criteria=JUDGE_CRITERIA))
+        if judge and "llm_judge" not in kinds:  # the cited passages are its evidence; a
+            # task's inputs are other tasks' answers (shared passages are not shown)
+            verify.append(JudgeSpec(criteria=JUDGE_CRITERIA, inputs=bool(task.depends_on)))
         tasks.append(task.model_copy(update={"verify": tuple(verify)}))
     return plan.model_copy(update={"tasks": tasks})
 
@@ -110,6 +131,12 @@ class ResearchAgent:
             simulator accepts them and never calls them).
         router: Picks each node's first tier; default: the capability rules
             (:class:`~orchestrator.routing.CapabilityRouter`).
+        shared: Most passages the research tasks of a plan are given to share, first in
+            their prompts (:func:`with_shared_passages`); ``0`` (the default) gives none,
+            and each task reads only what it searches for. Shared passages are served
+            from the prompt cache to every task but the first, but they are sent with
+            every call of every research task: they pay only when the tasks would read
+            them anyway (docs/benchmarks.md, "Prompt caching", measures both).
     """
 
     client: ModelClient
@@ -122,10 +149,13 @@ class ResearchAgent:
     judge: bool = False
     web: bool = False
     router: Router | None = None
+    shared: int = 0
 
     def __post_init__(self) -> None:
         self.tools: list[Tool] = [*corpus_tools(self.corpus), *(web_tools() if self.web else [])]
-        self.engine = Engine(
+        self.engine: Engine = _ResearchEngine(
+            self.corpus,
+            self.shared,
             self.client,
             self.ladder or default_ladder(),
             tools=self.tools,
@@ -201,6 +231,77 @@ class ResearchAgent:
 
     def _telemetry(self) -> Telemetry:
         return self.engine.telemetry or current_telemetry()
+
+
+class _ResearchEngine(Engine):
+    """An engine whose plans' research tasks read the passages they share first."""
+
+    def __init__(self, corpus: Corpus, shared: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._corpus = corpus
+        self._shared = shared
+
+    def nodes_of(
+        self, work: Plan | Workload, inputs: Mapping[str, Any]
+    ) -> tuple[Plan, list[Node], nx.DiGraph[str]]:
+        plan, nodes, graph = super().nodes_of(work, inputs)
+        if isinstance(work, Plan) and self._shared:
+            least = min(tier.cache_min_tokens for tier in self.ladder.tiers)
+            nodes = with_shared_passages(plan, nodes, self._corpus, self._shared, least)
+        return plan, nodes, graph
+
+
+def shared_passages(
+    corpus: Corpus, queries: Sequence[str], k: int, depth: int = 10
+) -> list[Passage]:
+    """The passages several of ``queries`` find: the ones research tasks would each read.
+
+    Each query's best ``depth`` hits are counted; the passages two or more queries find,
+    most queries first, then best ranked, at most ``k``.
+    """
+    found: dict[str, tuple[int, int]] = {}
+    for query in queries:
+        for rank, hit in enumerate(corpus.search(query, depth)):
+            count, best = found.get(hit.passage.id, (0, rank))
+            found[hit.passage.id] = (count + 1, min(best, rank))
+    ids = sorted((pid for pid, (count, _) in found.items() if count > 1),
+                 key=lambda pid: (-found[pid][0], found[pid][1], pid))  # fmt: skip
+    return [corpus.passage(pid) for pid in ids[:k]]
+
+
+def with_shared_passages(
+    plan: Plan, nodes: list[Node], corpus: Corpus, k: int, min_tokens: int = 0
+) -> list[Node]:
+    """``nodes``, the research tasks among them given the passages they share, first.
+
+    Research tasks are the ones that may search the corpus; with fewer than two there is
+    nothing to share. The passages (:func:`shared_passages` of the goal and the tasks'
+    instructions) go first in each one's prompt, before its own inputs and instruction, as
+    a :class:`~orchestrator.node.Prompt`'s shared part, so the engine marks a cache
+    breakpoint after them. Shorter than ``min_tokens`` (the smallest prefix any tier
+    caches), they could only be paid in full by every task, and none are given.
+    """
+    research = [n for n in nodes if n.prompt is None and set(CORPUS_TOOL_NAMES) & set(n.task.tools)]
+    if len(research) < 2:
+        return nodes
+    queries = [plan.goal, *(n.task.instruction for n in research)]
+    text = "\n\n".join(corpus.format_passage(p.id) for p in shared_passages(corpus, queries, k))
+    head, _ = shared_inputs_prompt("", [(PASSAGES_INPUT, text)])
+    if not text or len(head) // 4 < min_tokens:  # the engine's estimate: 4 characters a token
+        return nodes
+    given = {n.task.id: _reading(n, text) for n in research}
+    return [given.get(n.task.id, n) for n in nodes]
+
+
+def _reading(node: Node, passages: str) -> Node:
+    instruction = node.task.instruction
+
+    def prompt(arguments: Mapping[str, Any]) -> Prompt:
+        inputs = [(name, render_value(value)) for name, value in arguments.items()]
+        shared, rest = shared_inputs_prompt(instruction, [(PASSAGES_INPUT, passages)], inputs)
+        return Prompt(shared=shared, task=rest)
+
+    return replace(node, prompt=prompt)
 
 
 def render_report(result: RunResult, corpus: Corpus, *, title: str | None = None) -> str:

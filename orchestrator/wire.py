@@ -26,10 +26,13 @@ __all__ = [
     "TASK_MARK",
     "classify_prompt",
     "feedback_prompt",
+    "input_block",
     "inputs_prompt",
     "is_simulated",
     "judge_prompt",
+    "judge_shared_chars",
     "parse_label",
+    "shared_inputs_prompt",
     "shared_prefix_chars",
 ]
 
@@ -71,6 +74,11 @@ JUDGE_ANSWER_MARK = "Answer to judge:"
 CITED_PASSAGES_MARK = "The passages the answer cites, from the corpus:"
 
 
+def input_block(name: str, text: str) -> str:
+    """One input: ``text`` in an ``<input task=...>`` block named ``name``."""
+    return f"<input task={name!r}>\n{text}\n</input>"
+
+
 def inputs_prompt(instruction: str, inputs: Iterable[tuple[str, str]]) -> str:
     """Each ``(task id, output text)`` in an ``<input>`` block, then the instruction.
 
@@ -78,10 +86,24 @@ def inputs_prompt(instruction: str, inputs: Iterable[tuple[str, str]]) -> str:
     read the same inputs then share a prefix the prompt cache can serve
     (:func:`shared_prefix_chars`).
     """
-    parts = [INPUTS_MARK]
-    for name, text in inputs:
-        parts += ["", f"<input task={name!r}>", text, "</input>"]
-    return "\n".join([*parts, "", TASK_MARK, instruction])
+    blocks = [input_block(name, text) for name, text in inputs]
+    return "\n\n".join([INPUTS_MARK, *blocks, f"{TASK_MARK}\n{instruction}"])
+
+
+def shared_inputs_prompt(
+    instruction: str, shared: Iterable[tuple[str, str]], inputs: Iterable[tuple[str, str]] = ()
+) -> tuple[str, str]:
+    """An :func:`inputs_prompt` in two parts: the ``shared`` inputs, then the rest.
+
+    The first part is word for word the same in every task given the same ``shared``
+    inputs (corpus passages several tasks read, say), so it can carry a cache breakpoint;
+    the second holds the task's own ``inputs`` and its instruction. Joined by a blank line,
+    they are ``inputs_prompt(instruction, [*shared, *inputs])``, which the simulator reads
+    like any other.
+    """
+    head = "\n\n".join([INPUTS_MARK, *(input_block(name, text) for name, text in shared)])
+    rest = inputs_prompt(instruction, inputs)[len(INPUTS_MARK) + 2 :]
+    return head, rest
 
 
 def shared_prefix_chars(prompt: str) -> int:
@@ -102,14 +124,24 @@ def feedback_prompt(prompt: str, tier: str, answer: str, why: str) -> str:
 
 
 def judge_prompt(task: str, criteria: str, answer: str, evidence: str = "") -> str:
-    """The user turn of a judge call: the task, the criteria, the answer, any evidence."""
-    content = (
-        f"{JUDGE_TASK_MARK}\n{task}\n\n{JUDGE_CRITERIA_MARK}\n{criteria}\n\n"
-        f"{JUDGE_ANSWER_MARK}\n<answer>\n{answer}\n</answer>"
-    )
+    """The user turn of a judge call: the criteria, any evidence, the task, the answer.
+
+    What judge calls share comes first: the criteria (the same for every answer a check
+    judges) and the passages the answer cites (research answers on one goal cite many of
+    the same), so a cache breakpoint after them (:func:`judge_shared_chars`) can serve
+    them to the next judge call on the same model; the task and the answer follow.
+    """
+    parts = [f"{JUDGE_CRITERIA_MARK}\n{criteria}"]
     if evidence:
-        content += f"\n\n{CITED_PASSAGES_MARK}\n{evidence}"
-    return content
+        parts.append(f"{CITED_PASSAGES_MARK}\n{evidence}")
+    parts += [f"{JUDGE_TASK_MARK}\n{task}", f"{JUDGE_ANSWER_MARK}\n<answer>\n{answer}\n</answer>"]
+    return "\n\n".join(parts)
+
+
+def judge_shared_chars(prompt: str) -> int:
+    """How much of a :func:`judge_prompt` is what judge calls share (criteria, evidence)."""
+    end = prompt.find(f"\n\n{JUDGE_TASK_MARK}\n")
+    return end + 2 if end > 0 else 0
 
 
 def classify_prompt(task: str, labels: Iterable[str]) -> str:

@@ -224,7 +224,7 @@ async def test_a_planned_judge_reads_the_passages_the_answer_cites() -> None:
     result = await Engine(FunctionModel(answer), passages=OnePassage()).run(one(task))
     assert result.status is RunStatus.SUCCEEDED
     [text] = judged
-    assert text.index("</answer>") < text.index("The bridge opened in 1932.")
+    assert "<passage id='bridge.md#0'>\nThe bridge opened in 1932.\n</passage>" in text
 
 
 async def test_a_self_check_runs_on_the_authors_tier_and_escalates_like_a_judge() -> None:

@@ -62,7 +62,7 @@ SNIPPET_CHARS = 300
 """How much of each passage a search result shows."""
 
 _DEFAULT_LOCK = threading.Lock()
-_DEFAULT_CACHE: dict[tuple[type[Corpus], bool], Corpus] = {}
+_DEFAULT_CACHE: dict[tuple[type[Corpus], bool, int], Corpus] = {}
 _READ_ERRORS = (OSError, ValueError, PyPdfError)
 
 
@@ -218,8 +218,10 @@ class Corpus:
         return cls(passages, name=name)
 
     @classmethod
-    def default(cls, *, include_modules: bool = False) -> Corpus:
-        """CPython's own documentation, built once per process and cached.
+    def default(
+        cls, *, include_modules: bool = False, max_passage_chars: int = DEFAULT_PASSAGE_CHARS
+    ) -> Corpus:
+        """CPython's own documentation, built once per process (per arguments) and cached.
 
         One document per topic of :mod:`pydoc_data.topics` (ids ``pydoc/<topic>#<n>``:
         statements, operators, built-in types...). Needs no files and no network.
@@ -227,17 +229,18 @@ class Corpus:
         Args:
             include_modules: Also add the docstring of every pure-Python standard-library
                 module (ids ``stdlib/<module>#<n>``); read from source, never imported.
+            max_passage_chars: Rough upper bound on a passage's length.
 
         Returns:
             The shared corpus.
         """
-        key = (cls, include_modules)
+        key = (cls, include_modules, max_passage_chars)
         with _DEFAULT_LOCK:
             corpus = _DEFAULT_CACHE.get(key)
             if corpus is None:
-                corpus = cls.from_texts(
-                    _default_documents(include_modules), name="the CPython documentation"
-                )
+                documents = _default_documents(include_modules)
+                name = "the CPython documentation"
+                corpus = cls.from_texts(documents, name=name, max_passage_chars=max_passage_chars)
                 _DEFAULT_CACHE[key] = corpus
             return corpus
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -309,7 +309,8 @@ class NodeRunner:
         """
         meters = self._spend(node, attempt)
         try:
-            async with self._tier_limits[tier.name]:
+            # a batch call holds no connection: the tier's concurrency does not bound it
+            async with nullcontext() if self.policy.batches(node) else self._tier_limits[tier.name]:
                 attempt.started_at = now()
                 await self.bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
                 yield meters

@@ -123,8 +123,10 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiers", metavar="FILE", help="tiers file (TOML) over the default ladder")
     parser.add_argument("--budget", type=_usd, metavar="USD", help="most the run may spend")
     parser.add_argument(
-        "--max-concurrency", type=int, default=16, metavar="N", help="nodes running at once"
-    )
+        "--max-concurrency", type=int, default=None, metavar="N",
+        help="nodes running at once (default 16; with --batch 1000: each batch holds the "
+        "calls of the nodes in flight)",
+    )  # fmt: skip
     parser.add_argument(
         "--router",
         choices=("rules", "calibrated"),

@@ -208,15 +208,21 @@ async def _list_runs(path: Path, limit: int) -> list[RunSummary]:
 
 
 _FLAGS = {"max_concurrency": "--max-concurrency", "budget_usd": "--budget"}
+BATCH_CONCURRENCY = 1000
+"""``--max-concurrency`` with ``--batch``: nodes in flight, whose calls one batch holds."""
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
+    batch = getattr(args, "batch", False)
+    concurrency = args.max_concurrency
+    if concurrency is None:
+        concurrency = BATCH_CONCURRENCY if batch else 16
     try:
         return RunConfig(
-            max_concurrency=args.max_concurrency,
+            max_concurrency=concurrency,
             budget_usd=args.budget,
             cache=not getattr(args, "no_cache", False),
-            batch=getattr(args, "batch", False),
+            batch=batch,
         )
     except ValidationError as exc:  # one line per setting, named as the flag is
         problems = "; ".join(

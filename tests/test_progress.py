@@ -45,3 +45,33 @@ def test_live_table_tracks_each_node_through_escalation() -> None:
     text = out.getvalue()
     assert "haiku -> sonnet" in text
     assert "1/2 nodes done" in text
+
+
+def test_live_table_shows_the_message_batches_nodes_wait_in() -> None:
+    from decimal import Decimal
+
+    from orchestrator.events import AttemptSpending
+    from orchestrator.results import BatchCall
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=160, color_system=None)
+    plan = Plan(goal="g", tasks=[Task(id="a", instruction="x"), Task(id="b", instruction="y")])
+    with LiveProgress(console) as live:
+        live(RunStarted("r", plan))
+        waiting = []
+        for node in ("a", "b"):
+            attempt = Attempt(number=1, tier="haiku", model="m", started_at=datetime.now(UTC))
+            live(AttemptStarted("r", node, attempt))
+            call = BatchCall(batch_id="msgbatch_1", custom_id=f"call_{node}",
+                             reserved_usd=Decimal("0.01"))  # fmt: skip
+            attempt.batch_pending = (call,)
+            live(AttemptSpending("r", node, attempt))
+            waiting.append(attempt)
+        assert live.rows["a"].note == "waiting in message batch msgbatch_1"
+        assert "1 message batch(es) waiting" in str(live._table().caption)
+        for node, attempt in zip(("a", "b"), waiting, strict=True):
+            attempt.batch_pending, attempt.finished_at = (), datetime.now(UTC)
+            attempt.verdict = Verdict(passed=True)
+            live(AttemptFinished("r", node, attempt))
+        assert "waiting" not in str(live._table().caption)
+        assert live.rows["a"].note == ""

@@ -51,6 +51,9 @@ __all__ = ["SimApp"]
 
 
 _MODELS_CREATED = "2025-01-01T00:00:00Z"
+_CONCURRENT = 1e-9
+"""Seconds after a batch ran until what its requests wrote is readable: any, so that no
+request of the same batch reads it (they ran at once)."""
 
 
 def _retry_after(seconds: float) -> str:
@@ -143,16 +146,27 @@ class SimApp:
         record: RequestRecord,
         *,
         service_tier: str = "standard",
+        batch: Batch | None = None,
     ) -> dict[str, Any]:
-        """The brain's answer as a Message, capped at ``max_tokens``, the cache accounted."""
+        """The brain's answer as a Message, capped at ``max_tokens``, the cache accounted.
+
+        The requests of one ``batch`` run concurrently: each sees the cache as it was when
+        the batch ran, so none reads what another of the same batch writes (each writes
+        it); later requests and batches read it.
+        """
         segments, total = prompt
         reply = self.brain.respond(_brain_request(params, model))
         _note_reply(record, reply)
         content, stop_reason, output_tokens = _cap(reply, params.max_tokens)
+        ready_in = model.ttft_s * self.config.time_scale  # readable once the response begins
+        at = None
+        if batch is not None:
+            if batch.cache_time is None:
+                batch.cache_time = self.cache.time()
+            at, ready_in = batch.cache_time, max(ready_in, _CONCURRENT)
         cache = self.cache.account(
-            params.model, segments, model.cache_min_tokens,
-            ready_in=model.ttft_s * self.config.time_scale,  # readable once the response begins
-        )  # fmt: skip
+            params.model, segments, model.cache_min_tokens, ready_in=ready_in, at=at
+        )
         usage = usage_json(total - cache.read - cache.written, output_tokens, cache, service_tier)
         message_id = short_id("msg_", self.config.seed, "message", record.request_id)
         record.usage = usage
@@ -187,7 +201,7 @@ class SimApp:
             roll = unit(self.config.seed, "batch-error", batch.id, entry.custom_id)
             if roll < self.config.batch_error_rate:
                 raise ApiError(500, "Internal server error")
-            return self._answer(params, model, prompt, record, service_tier="batch")
+            return self._answer(params, model, prompt, record, service_tier="batch", batch=batch)
         except ApiError:
             raise
         except Exception as exc:  # a brain bug must not stop the batch

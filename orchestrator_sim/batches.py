@@ -86,6 +86,8 @@ class Batch:
         cancel_at: Clock time cancellation was asked for, if it was.
         settled: Whether every entry has its result.
         counts: Entries by result type, once settled.
+        cache_time: The prompt cache's clock when its entries were answered: they run
+            concurrently, so each sees the cache as it was then.
     """
 
     id: str
@@ -94,6 +96,7 @@ class Batch:
     cancel_at: float | None = None
     settled: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    cache_time: float | None = None
 
 
 Answer = Callable[[Batch, Entry], Awaitable[dict[str, Any]]]

@@ -171,20 +171,31 @@ class PromptCache:
         self._cached: OrderedDict[str, _Entry] = OrderedDict()
         self._ready: dict[str, float] = {}  # written prefixes not yet readable: until when
 
+    def time(self) -> float:
+        """The cache's clock now."""
+        return self._clock()
+
     def account(
-        self, model: str, segments: Sequence[Segment], min_tokens: int, *, ready_in: float = 0.0
+        self,
+        model: str,
+        segments: Sequence[Segment],
+        min_tokens: int,
+        *,
+        ready_in: float = 0.0,
+        at: float | None = None,
     ) -> CacheUsage:
         """Read and write the cache for one request; return what was read and written.
 
         What it writes can be read ``ready_in`` seconds later: as in the real API, a cache
         entry is available once the response that wrote it begins, so requests sent at
-        the same time all write it.
+        the same time all write it. ``at``: the clock time the request is sent at (default
+        now).
         """
         hashes, totals = self._prefixes(model, segments)
         marks = [i for i, s in enumerate(segments) if s.ttl is not None and totals[i] >= min_tokens]
         if not marks:
             return CacheUsage()
-        now = self._clock()
+        now = self._clock() if at is None else at
         window = sorted({i for m in marks for i in range(max(0, m - _LOOKBACK), m + 1)})
         hit = next((i for i in reversed(window) if self._alive(hashes[i], now)), None)
         read = 0

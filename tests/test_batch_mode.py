@@ -246,24 +246,33 @@ async def test_batch_calls_keep_cache_prefixes_an_hour_and_pay_for_them_at_batch
     tier = default_ladder()[1]
     system = " ".join(f"Rule {i}: cite every passage you use by its id." for i in range(400))
     budget = Budget()
+    meters: dict[str, Meter] = {}
     async with (
         serve(SimConfig(seed=5, time_scale=0)) as sim,
         AnthropicClient(base_url=sim.base_url, api_key="offline-test",
-                        batch_collect_s=0.01, batch_poll_s=0.01) as client,
+                        batch_collect_s=0.05, batch_poll_s=0.01) as client,
     ):  # fmt: skip
         tier = tier.model_copy(update={"base_url": sim.base_url})
-        meters = []
-        for question in ("What is a heap?", "What is a trie?"):  # two batches, one prefix
-            meter = Meter(tier, budget)
+
+        async def ask(question: str) -> None:
+            meters[question] = meter = Meter(tier, budget)
             request = ModelRequest(
                 tier=tier, system=system, max_output_tokens=64, batch=True,
                 messages=[Message(role="user", content=question)],
             )  # fmt: skip
             await client.complete(request, meter)
-            meters.append(meter)
-    written, read = meters[0].usage, meters[1].usage
-    assert written.cache_write_tokens > 0
-    assert written.cache_write_1h_tokens == written.cache_write_tokens  # kept an hour
-    assert read.cache_read_tokens == written.cache_write_tokens  # the next batch read it
-    assert meters[0].cost_usd == tier.batch_cost(written)  # 1-hour writes, at half price
-    assert budget.spent_usd == sum((m.cost_usd for m in meters), Decimal(0))
+
+        async with anyio.create_task_group() as tg:  # one batch: its requests run at once
+            tg.start_soon(ask, "What is a heap?")
+            tg.start_soon(ask, "What is a trie?")
+        await ask("What is a deque?")  # the next batch
+    created = [r for r in sim.requests if r.notes.get("action") == "create"]
+    assert len(created) == 2
+    heap, trie, deque = (meters[q].usage for q in meters)
+    # In one batch, neither request read what the other wrote: both wrote the prefix...
+    assert heap.cache_write_tokens == trie.cache_write_tokens > 0
+    assert heap.cache_read_tokens == trie.cache_read_tokens == 0
+    assert heap.cache_write_1h_tokens == heap.cache_write_tokens  # ...for an hour
+    assert deque.cache_read_tokens == heap.cache_write_tokens  # and the next batch read it
+    assert meters["What is a heap?"].cost_usd == tier.batch_cost(heap)  # 1 h writes, half price
+    assert budget.spent_usd == sum((m.cost_usd for m in meters.values()), Decimal(0))

@@ -136,7 +136,7 @@ class NodeRunner:
         model, this one waits for it and reads the prefix instead of writing it too.
         """
         writes = None
-        if prefix and self.policy.cache and not self.policy.batches(node):  # a batch: at once
+        if prefix and self.policy.cache:  # batched: the others go in the batch after its own
             key = (tier.model, hash(prefix))
             if (written := self._written.get(key)) is None:
                 writes = self._written[key] = anyio.Event()

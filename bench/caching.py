@@ -438,8 +438,8 @@ def _why(on: list[Call], off: list[Call], tiers: dict[str, Tier]) -> list[dict[s
             "read": sum(c.read for c in calls),
             "written": sum(c.written for c in calls),
             "unread": sum(c.written - c.written_read for c in calls),
-            "off_usd": spend[False, kind, model],
-            "on_usd": spend[True, kind, model],
+            "off_usd": float(spend[False, kind, model]),
+            "on_usd": float(spend[True, kind, model]),
         }
         for (kind, model), calls in sorted(groups.items())
     ]

@@ -140,6 +140,8 @@ class LLMPlanner:
         max_output_tokens: ``max_tokens`` of each round (at most the tier's): what the
             budget reserves for the plan's text. A plan of 20 tasks fits in the default.
         cache: Whether its requests mark prompt-cache breakpoints (the run's ``cache``).
+        batch: Send its rounds in Message Batches at the batch price (the run's ``batch``:
+            work that can wait waits for its plan too).
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class LLMPlanner:
         max_api_failures: int = 2,
         max_output_tokens: int = 4096,
         cache: bool = True,
+        batch: bool = False,
     ) -> None:
         self.client = instrumented(client)  # a chat span per round
         self.ladder = ladder
@@ -166,6 +169,7 @@ class LLMPlanner:
         self.max_output_tokens = min(max_output_tokens, self.tier.max_output_tokens)
         self.budget = budget or Budget()
         self.cache = cache
+        self.batch = batch
         self.last_report: PlanningReport | None = None
 
     async def plan(
@@ -290,6 +294,7 @@ class LLMPlanner:
             output_schema=PlanDraft.model_json_schema(),
             purpose="plan",
             cache=self.cache,
+            batch=self.batch,
         )
 
     def _check(self, goal: str, data: object) -> tuple[Plan | None, list[PlanProblem]]:

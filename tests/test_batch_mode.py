@@ -276,3 +276,38 @@ async def test_batch_calls_keep_cache_prefixes_an_hour_and_pay_for_them_at_batch
     assert deque.cache_read_tokens == heap.cache_write_tokens  # and the next batch read it
     assert meters["What is a heap?"].cost_usd == tier.batch_cost(heap)  # 1 h writes, half price
     assert budget.spent_usd == sum((m.cost_usd for m in meters.values()), Decimal(0))
+
+
+@pytest.mark.parametrize(
+    ("config", "error_type"),
+    [
+        (SimConfig(seed=6, time_scale=0, batch_error_rate=1.0), "api_error"),
+        (
+            SimConfig(seed=6, time_scale=1, batch_delay_s=0.02, batch_expiry_s=0.001),
+            "batch_expired",
+        ),
+    ],
+)
+async def test_errored_and_expired_batch_entries_are_retried_and_never_billed(
+    config: SimConfig, error_type: str
+) -> None:
+    from orchestrator.models.retry import RetryPolicy
+
+    client = AnthropicClient(
+        api_key="offline-test", batch_collect_s=0.01, batch_poll_s=0.01,
+        retry=RetryPolicy(max_retries=1, base_delay_s=0.01),
+    )  # fmt: skip
+    plan = Plan(goal="g", tasks=[Task(id="t", instruction="Name a heap use.")])
+    with anyio.fail_after(60):
+        async with serve(config) as sim, client:
+            ladder = default_ladder().with_endpoint(sim.base_url)
+            result = await Engine(client, ladder).run(plan, batch=True, max_tier="haiku")
+            created = [r for r in sim.requests if r.notes.get("action") == "create"]
+    (node,) = result.nodes
+    assert node.status == "failed"
+    (attempt,) = node.attempts
+    assert attempt.error_type == error_type
+    assert len(created) == 2  # sent, then retried once in the next batch
+    assert client.errors_seen[error_type] == 2
+    assert result.cost_usd == 0  # an entry that did not run is not billed
+    assert not attempt.cost_unknown

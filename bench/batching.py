@@ -82,10 +82,12 @@ def dag_runner(args: argparse.Namespace) -> Runner:
     plan = workload(args.groups, args.siblings, args.sections)
 
     async def run(arm: Arm, _: int) -> RunResult:
-        async with serve(SimConfig(time_scale=args.time_scale)) as server:
-            async with _client(server.base_url, args.time_scale) as client:
-                config = RunConfig(cache=arm.cache, batch=arm.batch, max_concurrency=1000)
-                return await Engine(client, default_ladder(), config=config).run(plan)
+        async with (
+            serve(SimConfig(time_scale=args.time_scale)) as server,
+            _client(server.base_url, args.time_scale) as client,
+        ):
+            config = RunConfig(cache=arm.cache, batch=arm.batch, max_concurrency=1000)
+            return await Engine(client, default_ladder(), config=config).run(plan)
 
     return run
 
@@ -94,12 +96,14 @@ def research_runner(args: argparse.Namespace) -> Runner:
     corpus = Corpus.default()
 
     async def run(arm: Arm, round_: int) -> RunResult:
-        async with serve(SimConfig(time_scale=args.time_scale)) as server:
-            async with _client(server.base_url, args.time_scale) as client:
-                config = RunConfig(cache=arm.cache, batch=arm.batch, max_concurrency=1000)
-                ladder = default_ladder().with_endpoint(server.base_url)
-                agent = ResearchAgent(client, corpus, ladder, config=config)
-                return await agent.run(GOALS[round_ % len(GOALS)])
+        async with (
+            serve(SimConfig(time_scale=args.time_scale)) as server,
+            _client(server.base_url, args.time_scale) as client,
+        ):
+            config = RunConfig(cache=arm.cache, batch=arm.batch, max_concurrency=1000)
+            ladder = default_ladder().with_endpoint(server.base_url)
+            agent = ResearchAgent(client, corpus, ladder, config=config)
+            return await agent.run(GOALS[round_ % len(GOALS)])
 
     return run
 

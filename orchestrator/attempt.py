@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from orchestrator.approval import Approvals, Approver
 from orchestrator.budget import Budget
 from orchestrator.events import AttemptFinished, AttemptStarted, EventBus
 from orchestrator.exceptions import BudgetExhausted, ModelAPIError
@@ -88,7 +89,7 @@ class RunPolicy:
         return self.batch if node.task.batch is None else node.task.batch
 
 
-class NodeRunner:
+class NodeRunner(Approvals):
     """Runs nodes of one run: shared ladder, client, budget, tier limits and events."""
 
     def __init__(
@@ -102,8 +103,10 @@ class NodeRunner:
         policy: RunPolicy,
         tools: ToolRegistry,
         bus: EventBus,
+        approver: Approver | None = None,
     ) -> None:
         self.run_id = run_id
+        self.approver = approver
         self.ladder = ladder
         self.client = instrumented(client)  # a chat span per turn
         self.router = router
@@ -161,6 +164,8 @@ class NodeRunner:
         less per node.
         """
         if node.is_python:
+            if node.task.approve is not None:
+                return self._run_python_approved(node, arguments, result)
             return self._run_python(node, arguments, result)
         return self._run_llm(node, arguments, result)
 
@@ -169,6 +174,9 @@ class NodeRunner:
     async def _run_llm(self, node: Node, arguments: Mapping[str, Any], result: NodeResult) -> None:
         if waiting := [a for a in result.attempts if a.batch_pending]:
             self._waiting[node.task.id] = waiting  # a resumed node collects them
+        done, previous, previous_text = await self._waiting_answer(node, result)
+        if done or not await self._may_start(node, result):
+            return
         prompt, own = node.build_turn(arguments)
         request = route_request(node, prompt)
         classifier: TaskClassifier | None = getattr(self.router, "classifier", None)
@@ -189,13 +197,10 @@ class NodeRunner:
             decision.reason if index == decision.index else f"{decision.reason}; capped at max tier"
         )
         index, reason = self._past_rejections(result, index, top, reason)
-        previous: Attempt | None = None
-        previous_text = ""
         limit = self.policy.max_attempts or (top - index + 1)
         shared = own or (shared_prefix_chars(prompt) if node.task.id in self._shared else 0)
-        earlier = len(result.attempts)  # attempts of an earlier, interrupted process
         for step in range(1, limit + 1):
-            number = earlier + step
+            number = len(result.attempts) + 1  # after those of an earlier process
             tier = self.ladder[index]
             attempt = Attempt(
                 number=number, tier=tier.name, model=tier.model, started_at=now(),
@@ -209,6 +214,8 @@ class NodeRunner:
             output, previous_text = await self._answer(
                 node, tier, messages, attempt, prompt, prefix=prompt[:cut]
             )
+            if attempt.passed and await self._held(node, result, attempt, output):
+                return  # its answer waits for a person
             if attempt.passed:
                 result.status, result.output, result.reason = NodeStatus.SUCCEEDED, output, None
                 other = top if decision.shadow_tier is None else min(decision.shadow_tier, top)
@@ -411,15 +418,16 @@ class NodeRunner:
         interrupted or errored ones are (they proved nothing about their tier).
         """
         names = self.ladder.names
-        rejected = [
-            names.index(a.tier)
+        rejected = {
+            names.index(a.tier): a.verdict.reason
             for a in result.attempts
             if a.verdict is not None and not a.verdict.passed and a.tier in names
-        ]
+        }
         if not rejected or max(rejected) < index:
             return index, reason
-        above = min(max(rejected) + 1, top)
-        return above, f"resumed above {names[max(rejected)]}, which already failed verification"
+        worst = max(rejected)
+        why = f"resumed above {names[worst]}, which already failed verification"
+        return min(worst + 1, top), f"{why}: {rejected[worst]}"
 
     # -- Python nodes -----------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import networkx as nx
 
+from orchestrator.approval import Approver
 from orchestrator.budget import Budget
 from orchestrator.citations import PassageLookup
 from orchestrator.dag import validate_plan
@@ -74,6 +75,9 @@ class Engine:
         telemetry: Where spans and metrics go; default: the telemetry in use where a run is
             prepared (:func:`~orchestrator.telemetry.use_telemetry`), else the global
             OpenTelemetry providers (a no-op until an application installs an SDK).
+        approver: Asked for each approval a task needs (``approve="before"``/``"after"``),
+            as it comes up; ``None``, or an answer of ``None``: the task waits, and the run
+            ends ``waiting`` once nothing else can run (see :mod:`orchestrator.approval`).
 
     Raises:
         ToolDefinitionError: If two tools share a name, or a function cannot be a tool.
@@ -90,8 +94,10 @@ class Engine:
         config: RunConfig | None = None,
         passages: PassageLookup | None = None,
         telemetry: Telemetry | None = None,
+        approver: Approver | None = None,
     ) -> None:
         self.client = client
+        self.approver = approver
         self.passages = passages
         self.ladder = ladder or default_ladder()
         self.router = router or CapabilityRouter()

@@ -121,6 +121,9 @@ class Task(BaseModel):
     batch: bool | None = None
     """Send this task's model calls in Message Batches (half price, results later):
     ``True`` or ``False`` overrides the run's ``batch`` setting; ``None`` follows it."""
+    approve: Literal["before", "after"] | None = None
+    """A person approves the task ``before`` it runs, or its answer ``after`` it passed
+    verification and before it is accepted; until then the run pauses (``waiting``)."""
 
 
 class Plan(BaseModel):

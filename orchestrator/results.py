@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +55,8 @@ class Outcome(StrEnum):
     """The process ended during it (found so on resume)."""
     VERIFICATION_FAILED = "verification_failed"
     """Its answer was rejected by a verifier."""
+    WAITING_FOR_APPROVAL = "waiting_for_approval"
+    """A person has yet to approve the task (or its answer)."""
 
 
 class BatchCall(BaseModel):
@@ -152,10 +154,17 @@ class Attempt(BaseModel):
         """Whether the attempt produced an accepted output."""
         return self.error is None and self.verdict is not None and self.verdict.passed
 
+    approval: Literal["before", "after"] | None = None
+    """A person's decision on the task (tier ``human``, no model, no cost): ``before`` it
+    ran, or ``after``, on the answer of attempt :attr:`approves`; ``verdict`` says which
+    way (``passed``: approved) and why."""
+    approves: int | None = None
+    """On an ``after`` decision: the number of the attempt whose answer it judged."""
+
     @property
     def answering(self) -> bool:
-        """An attempt at the node's answer: not a shadow run, not a classifier call."""
-        return not (self.shadow or self.classify)
+        """An attempt at the node's answer: not a shadow run, a classifier call or a decision."""
+        return not (self.shadow or self.classify or self.approval)
 
 
 class NodeStatus(StrEnum):
@@ -165,6 +174,8 @@ class NodeStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     NOT_RUN = "not_run"
+    WAITING = "waiting"
+    """It waits for a person's approval (before it runs, or of its answer)."""
 
 
 _NO_NEEDS = Needs()
@@ -315,6 +326,9 @@ class RunStatus(StrEnum):
     PARTIAL = "partial"
     CANCELLED = "cancelled"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    WAITING = "waiting"
+    """Paused: a task waits for a person's approval and nothing else can run until it has
+    it (``orchestrator approve``, then ``resume``)."""
 
 
 class PlanningRecord(BaseModel):

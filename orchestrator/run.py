@@ -191,6 +191,7 @@ class Run:
             ),
             tools=engine.tools,
             bus=self._bus,
+            approver=getattr(engine, "approver", None),  # asked for approvals as they come
         )
         self.results: dict[str, NodeResult] = {}
         self._completed: set[str] = set()
@@ -226,9 +227,11 @@ class Run:
         run is made, so a run has one budget from start to end.
         """
         for node_id, node in stored.nodes.items():
-            if node.status is NodeStatus.SUCCEEDED and (node_id in self.results or not self.plan):
+            kept = node.status in (NodeStatus.SUCCEEDED, NodeStatus.WAITING)  # with its answer
+            if kept and (node_id in self.results or not self.plan):
                 self.results[node_id] = node.model_copy(deep=True)
-                self._completed.add(node_id)
+                if node.status is NodeStatus.SUCCEEDED:
+                    self._completed.add(node_id)
         planned = stored.attempts.get(PLANNING_NODE)
         if planned:  # planned before resuming: its spend is stored already, never again
             self._planning_attempts = [interrupted(a) for a in planned]
@@ -238,9 +241,12 @@ class Run:
             if node_id == PLANNING_NODE or node_id in self._completed:
                 continue
             if node_id in self.results or not self.plan:
-                result = self.results.setdefault(
-                    node_id, NodeResult(id=node_id, status=NodeStatus.NOT_RUN)
+                result = self.results.get(node_id) or NodeResult(
+                    id=node_id, status=NodeStatus.NOT_RUN
                 )
+                if result.status is not NodeStatus.WAITING:  # a fresh start, attempts kept
+                    result.status, result.output, result.reason = NodeStatus.NOT_RUN, None, None
+                self.results[node_id] = result
                 result.attempts = [interrupted(a) for a in attempts]
 
     def cancel(self) -> None:
@@ -402,8 +408,11 @@ class Run:
         for node_id, result in self.results.items():
             if scheduler is not None and node_id in scheduler.skipped:
                 failed = scheduler.skipped[node_id]
-                result.status = NodeStatus.SKIPPED
-                result.reason = f"dependency {failed!r} failed"
+                if self.results[failed].status is NodeStatus.WAITING:
+                    result.reason = f"waits for the approval of {failed!r}"
+                else:
+                    result.status = NodeStatus.SKIPPED
+                    result.reason = f"dependency {failed!r} failed"
             elif result.status is NodeStatus.NOT_RUN and result.reason is None and scheduler:
                 if self._cancel_requested or (
                     self._scope is not None and self._scope.cancel_called
@@ -419,6 +428,8 @@ class Run:
             return RunStatus.CANCELLED
         if self.budget.exhausted:
             return RunStatus.BUDGET_EXHAUSTED
+        if any(node.status is NodeStatus.WAITING for node in nodes):
+            return RunStatus.WAITING
         if any(node.status is NodeStatus.SUCCEEDED for node in nodes):
             return RunStatus.PARTIAL
         return RunStatus.FAILED

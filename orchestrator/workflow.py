@@ -26,7 +26,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FunctionType
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from pydantic import BaseModel
 
@@ -61,6 +61,7 @@ class TaskRef(Generic[P, R]):
     depends_on: tuple[str, ...]
     max_output_tokens: int | None
     batch: bool | None = None
+    approve: Literal["before", "after"] | None = None
     instruction: str = field(default="")
     parameters: tuple[tuple[str, bool], ...] = field(default=(), repr=False)
     """The function's parameters, in order, each with whether it has a default."""
@@ -96,6 +97,7 @@ class Workflow:
         name: str | None = None,
         verify: Sequence[Verifier] = (),
         depends_on: Sequence[DependencyRef] = (),
+        approve: Literal["before", "after"] | None = None,
     ) -> Callable[[Callable[P, R]], TaskRef[P, R]]: ...
 
     def task(  # type: ignore[misc]  # mypy cannot match ParamSpec overloads of decorators
@@ -106,13 +108,19 @@ class Workflow:
         name: str | None = None,
         verify: Sequence[Verifier] = (),
         depends_on: Sequence[DependencyRef] = (),
+        approve: Literal["before", "after"] | None = None,
     ) -> TaskRef[P, R] | Callable[[Callable[P, R]], TaskRef[P, R]]:
-        """Register a plain Python task (sync functions run in a worker thread)."""
+        """Register a plain Python task (sync functions run in a worker thread).
+
+        ``approve``: a person approves it ``before`` it runs, or its result ``after``
+        (:mod:`orchestrator.approval`).
+        """
 
         def register(fn: Callable[P, R]) -> TaskRef[P, R]:
             return self._add(
                 fn, "python", name=name, needs=Needs(), output_type=None, verify=verify,
                 tools=(), depends_on=depends_on, max_output_tokens=None, batch=None,
+                approve=approve,
             )  # fmt: skip
 
         return register(function) if function is not None else register
@@ -128,6 +136,7 @@ class Workflow:
         depends_on: Sequence[DependencyRef] = (),
         max_output_tokens: int | None = None,
         batch: bool | None = None,
+        approve: Literal["before", "after"] | None = None,
     ) -> Callable[[Callable[P, str | Prompt]], TaskRef[P, str]]:
         """Register an LLM task: the function returns the prompt.
 
@@ -144,6 +153,8 @@ class Workflow:
             max_output_tokens: Cap on output tokens per model call.
             batch: Send its calls in Message Batches (half price, results later);
                 ``None`` follows the run's ``batch`` setting.
+            approve: A person approves it ``before`` it runs, or its answer ``after`` it
+                passed verification (:mod:`orchestrator.approval`).
         """
 
         def register(fn: Callable[P, str | Prompt]) -> TaskRef[P, str]:
@@ -151,7 +162,7 @@ class Workflow:
             ref = self._add(
                 fn, "llm", name=name, needs=needs or Needs(), output_type=output, verify=chain,
                 tools=tools, depends_on=depends_on, max_output_tokens=max_output_tokens,
-                batch=batch,
+                batch=batch, approve=approve,
             )  # fmt: skip
             return cast("TaskRef[P, str]", ref)  # what it yields downstream: the answer
 
@@ -170,6 +181,7 @@ class Workflow:
         depends_on: Sequence[DependencyRef],
         max_output_tokens: int | None,
         batch: bool | None,
+        approve: Literal["before", "after"] | None,
     ) -> TaskRef[P, R]:
         task_id = name or getattr(fn, "__name__", "")
         if not task_id or task_id == "<lambda>":
@@ -184,7 +196,7 @@ class Workflow:
             id=task_id, function=fn, kind=kind, needs=needs, output_type=output_type,
             verifiers=tuple(verify), tools=tuple(tools),
             depends_on=tuple(d if isinstance(d, str) else d.id for d in depends_on),
-            max_output_tokens=max_output_tokens, batch=batch,
+            max_output_tokens=max_output_tokens, batch=batch, approve=approve,
             instruction=doc.splitlines()[0] if doc else f"{kind} task {task_id}",
             parameters=parameters,
         )  # fmt: skip
@@ -201,6 +213,7 @@ class Workflow:
             task = Task(
                 id=ref.id, instruction=ref.instruction, depends_on=tuple(deps), needs=ref.needs,
                 tools=ref.tools, max_output_tokens=ref.max_output_tokens, batch=ref.batch,
+                approve=ref.approve,
                 output_schema=ref.output_type.model_json_schema() if ref.output_type else None,
             )  # fmt: skip
             tasks.append(task)

@@ -1,7 +1,8 @@
 """The ``orchestrator`` command line.
 
 Exit codes: 0 the run succeeded; 1 it did not; 2 bad input (flags, tiers file, plan file),
-with a message naming what is wrong.
+with a message naming what is wrong; 3 the run waits for a person's approval
+(``orchestrator approve``, then ``resume``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from orchestrator.cli.approve import add_approve_command
 from orchestrator.cli.calibrate import cmd_calibrate
 from orchestrator.cli.commands import (
     cmd_plan,
@@ -57,11 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_plan_command(commands)
 
-    resume = commands.add_parser("resume", help="continue a run that did not finish")
-    resume.add_argument("run_id", metavar="RUN_ID")
-    _execution_flags(resume)
-    resume.add_argument("--corpus", metavar="DIR", help="the corpus the run used (research runs)")
-    resume.set_defaults(handler=cmd_resume)
+    _add_resume_commands(commands)
 
     runs = commands.add_parser("runs", help="list recorded runs, newest first")
     runs.add_argument("--json", action="store_true")
@@ -194,6 +192,15 @@ def _add_calibrate_command(commands: Any) -> None:
     calibrate.set_defaults(handler=cmd_calibrate)
 
 
+def _add_resume_commands(commands: Any) -> None:
+    resume = commands.add_parser("resume", help="continue a run that did not finish")
+    resume.add_argument("run_id", metavar="RUN_ID")
+    _execution_flags(resume)
+    resume.add_argument("--corpus", metavar="DIR", help="the corpus the run used (research runs)")
+    resume.set_defaults(handler=cmd_resume)
+    add_approve_command(commands)
+
+
 def _add_plan_command(commands: Any) -> None:
     plan = commands.add_parser("plan", help="plan a goal and print the plan; run nothing")
     plan.add_argument("goal", help="the goal to plan")
@@ -270,7 +277,7 @@ def _usd(text: str) -> Decimal:
     return amount
 
 
-_HOME_COMMANDS = frozenset({"run", "plan", "resume", "runs", "show", "routing"})
+_HOME_COMMANDS = frozenset({"run", "plan", "resume", "runs", "show", "routing", "approve"})
 """The commands that keep data in the home (runs, shared rate limits)."""
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
+from orchestrator.cli.approve import exit_code
+from orchestrator.cli.home import store_path
 from orchestrator.cli.otel import session
 from orchestrator.cli.render import (
     LiveProgress,
@@ -40,7 +42,7 @@ from orchestrator.plan import Plan
 from orchestrator.planners.llm import PlanningReport
 from orchestrator.planners.static import load_plan_file
 from orchestrator.research import ResearchAgent, render_report
-from orchestrator.results import RunResult, RunStatus
+from orchestrator.results import RunResult
 from orchestrator.routing import CalibratedRouter, Router, TaskClassifier
 from orchestrator.run import Run, RunConfig
 from orchestrator.store import RunSummary, SQLiteStore, StoredRun, StoreListener, hold_lease
@@ -109,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome is None:
         return 1
     _report(args, *outcome)
-    return 0 if outcome[0].status is RunStatus.SUCCEEDED else 1
+    return exit_code(outcome[0].status)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -152,7 +154,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if outcome is None:
         return 1
     _report(args, *outcome)
-    return 0 if outcome[0].status is RunStatus.SUCCEEDED else 1
+    return exit_code(outcome[0].status)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -181,12 +183,6 @@ def cmd_show(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from None
         print(f"timeline written to {path}", file=sys.stderr)
     return 0
-
-
-def store_path(args: argparse.Namespace) -> Path:
-    """The SQLite file: ``--home`` or ``ORCHESTRATOR_HOME`` (default ``~/.orchestrator``)."""
-    home = args.home or os.environ.get("ORCHESTRATOR_HOME") or Path.home() / ".orchestrator"
-    return Path(home) / "runs.db"
 
 
 async def _load_stored(path: Path, run_id: str) -> StoredRun:

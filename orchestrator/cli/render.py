@@ -243,6 +243,12 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
             f"message batches: {result.batch_calls:,} calls at the batch price; saved "
             f"${result.batch_saving_usd:.4f} against the same calls sent one by one"
         )
+    if waiting := [node.id for node in result.nodes if node.status is NodeStatus.WAITING]:
+        lines.append(
+            f"waiting for approval: {', '.join(waiting)}; decide with `orchestrator approve "
+            f"{result.run_id} TASK` (or `--reject WHY`), then `orchestrator resume "
+            f"{result.run_id}`"
+        )
     if result.simulated:
         lines.append(SIMULATED_NOTE)
     if result.planning is not None:

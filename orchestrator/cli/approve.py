@@ -1,0 +1,64 @@
+"""``orchestrator approve RUN_ID TASK [--reject WHY]``: a person's decision on a waiting task."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import anyio
+
+from orchestrator.approval import decide
+from orchestrator.cli.home import store_path
+from orchestrator.results import Attempt, RunStatus
+from orchestrator.store import SQLiteStore
+
+__all__ = ["EXIT_WAITING", "add_approve_command", "cmd_approve", "exit_code"]
+
+EXIT_WAITING = 3
+"""The exit code of a run that ended ``waiting``: a task waits for approval."""
+
+
+def exit_code(status: RunStatus) -> int:
+    """``run`` and ``resume``: 0 succeeded, 3 waiting for approval, 1 anything else."""
+    if status is RunStatus.SUCCEEDED:
+        return 0
+    return EXIT_WAITING if status is RunStatus.WAITING else 1
+
+
+def add_approve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``approve`` subcommand."""
+    approve = commands.add_parser(
+        "approve", help="approve (or reject) a task that waits for approval; resume goes on"
+    )
+    approve.add_argument("run_id", metavar="RUN_ID")
+    approve.add_argument("task", metavar="TASK", help="the waiting task's id")
+    approve.add_argument(
+        "--reject", metavar="WHY",
+        help="reject it instead, saying why: a task's answer is re-done one tier up with "
+        "WHY as feedback; a task not yet run fails",
+    )  # fmt: skip
+    approve.add_argument(
+        "--home", metavar="DIR", help="data directory (default $ORCHESTRATOR_HOME)"
+    )
+    approve.set_defaults(handler=cmd_approve)
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Record the decision in the store; ``orchestrator resume`` acts on it."""
+    attempt = anyio.run(_decide, store_path(args), args.run_id, args.task, args.reject)
+    verdict = attempt.verdict
+    assert verdict is not None
+    print(
+        f"{args.task}: {verdict.reason}; `orchestrator resume {args.run_id}` goes on",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def _decide(path: Path, run_id: str, task: str, reject: str | None) -> Attempt:
+    store = await SQLiteStore.open(path)
+    try:
+        return await decide(store, run_id, task, reject=reject)
+    finally:
+        await store.aclose()

@@ -47,7 +47,7 @@ LEVEL_MEANINGS: Final[dict[int, str]] = {
 class Capabilities(BaseModel):
     """The level a tier covers in each capability dimension."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     reasoning: Level = 0
     """Depth of multi-step reasoning."""

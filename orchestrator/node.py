@@ -19,8 +19,8 @@ from pydantic import BaseModel
 
 from orchestrator.citations import PassageLookup
 from orchestrator.plan import Task
-from orchestrator.verify import Verifier, verifiers_from_specs
-from orchestrator.wire import inputs_prompt
+from orchestrator.verify import RequiredSections, Verifier, verifiers_from_specs
+from orchestrator.wire import inputs_prompt, sections_prompt
 
 __all__ = ["Node", "Prompt", "default_prompt", "node_from_task", "render_value", "same_answer"]
 
@@ -90,13 +90,21 @@ class Node:
         return self.build_turn(arguments)[0]
 
     def build_turn(self, arguments: Mapping[str, Any]) -> tuple[str, int]:
-        """The prompt, and how many of its first characters a :class:`Prompt` shares (0)."""
+        """The prompt, and how many of its first characters a :class:`Prompt` shares (0).
+
+        A prompt ends with the sections the node's :class:`RequiredSections` checks want
+        (:func:`~orchestrator.wire.sections_prompt`), unless it names them all already:
+        the model is told what the check will look for.
+        """
+        sections = [
+            s for v in self.verifiers if isinstance(v, RequiredSections) for s in v.sections
+        ]
         if self.prompt is None:
-            return default_prompt(self.task, arguments), 0
+            return sections_prompt(default_prompt(self.task, arguments), sections), 0
         built = self.prompt(arguments)
         if isinstance(built, Prompt):
-            return str(built), len(built.shared) + 2
-        return built, 0
+            return sections_prompt(str(built), sections), len(built.shared) + 2
+        return sections_prompt(built, sections), 0
 
 
 def node_from_task(

@@ -35,21 +35,21 @@ TaskId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-
 class NonEmptySpec(BaseModel):
     """The output is not empty and is not a refusal."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
     kind: Literal["non_empty"] = "non_empty"
 
 
 class SchemaSpec(BaseModel):
     """The output validates against the task's output schema."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
     kind: Literal["schema"] = "schema"
 
 
 class RequiredSectionsSpec(BaseModel):
     """The output is Markdown with a heading for each named section."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
     kind: Literal["required_sections"] = "required_sections"
     sections: list[str] = Field(min_length=1)
     """Section titles that must appear as Markdown headings (case-insensitive)."""
@@ -58,7 +58,7 @@ class RequiredSectionsSpec(BaseModel):
 class JudgeSpec(BaseModel):
     """Another model judges the output against criteria."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
     kind: Literal["llm_judge"] = "llm_judge"
     criteria: str = "The answer fully and correctly does what the task asks."
     """What the judge checks."""
@@ -74,7 +74,7 @@ class CitationsSpec(BaseModel):
     Checked against the passages the engine was given (``Engine(passages=corpus)``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
     kind: Literal["citations"] = "citations"
     min_citations: int = Field(default=1, ge=0)
     """Fewest distinct passages the answer must cite."""
@@ -100,7 +100,7 @@ class Task(BaseModel):
     garbage collector's work per task low.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     id: TaskId
     """Unique id within the plan (letters, digits, ``_ . : -``)."""
@@ -129,7 +129,7 @@ class Task(BaseModel):
 class Plan(BaseModel):
     """A goal and the tasks that reach it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     goal: str = Field(min_length=1)
     """What the whole run is for."""

@@ -8,7 +8,8 @@ imports nothing of the library: it is the floor both stand on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 
 __all__ = [
     "CITED_PASSAGES_MARK",
@@ -22,6 +23,8 @@ __all__ = [
     "JUDGE_CRITERIA_MARK",
     "JUDGE_SYSTEM_PROMPT",
     "JUDGE_TASK_MARK",
+    "REQUIRED_SECTIONS_MARK",
+    "SECTIONS_HINT",
     "SIMULATED_HEADER",
     "TASK_MARK",
     "classify_prompt",
@@ -32,6 +35,8 @@ __all__ = [
     "judge_prompt",
     "judge_shared_chars",
     "parse_label",
+    "required_sections",
+    "sections_prompt",
     "shared_inputs_prompt",
     "shared_prefix_chars",
 ]
@@ -72,6 +77,12 @@ JUDGE_TASK_MARK = "Task:"
 JUDGE_CRITERIA_MARK = "Criteria:"
 JUDGE_ANSWER_MARK = "Answer to judge:"
 CITED_PASSAGES_MARK = "The passages the answer cites, from the corpus:"
+REQUIRED_SECTIONS_MARK = "Required sections:"
+"""Starts the line (after the instruction) naming the Markdown sections the answer needs."""
+SECTIONS_HINT = "Give each required section a Markdown heading of its own, titled as listed."
+"""Follows the :data:`REQUIRED_SECTIONS_MARK` line: how the sections are checked."""
+
+_SECTIONS_LINE = re.compile(r"required sections?\s*:\s*([^\n]+)", re.IGNORECASE)
 
 
 def input_block(name: str, text: str) -> str:
@@ -112,6 +123,35 @@ def shared_prefix_chars(prompt: str) -> int:
         return 0
     end = prompt.rfind(f"\n\n{TASK_MARK}\n")
     return end + 2 if end > 0 else 0
+
+
+def required_sections(text: str) -> list[str]:
+    """The section titles every ``Required sections: A, B`` line of ``text`` names, in order.
+
+    Titles are split at commas and semicolons, with a trailing full stop, backticks,
+    asterisks and quotes stripped; a title named twice is listed once.
+    """
+    titles: dict[str, str] = {}
+    for line in _SECTIONS_LINE.finditer(text):
+        for part in re.split(r"[,;]", line.group(1)):
+            title = part.strip().strip(".").strip("`*\"'").strip()
+            if title:
+                titles.setdefault(title.lower(), title)
+    return list(titles.values())
+
+
+def sections_prompt(prompt: str, sections: Sequence[str]) -> str:
+    """``prompt`` ending with the Markdown ``sections`` its answer must have.
+
+    A ``Required sections:`` line and :data:`SECTIONS_HINT` are appended after everything
+    else (so a cacheable prefix stays as it was), unless a line of ``prompt`` names every
+    section already.
+    """
+    named = {title.lower() for title in required_sections(prompt)}
+    if all(section.strip().lower() in named for section in sections):
+        return prompt
+    listed = ", ".join(section.strip() for section in sections)
+    return f"{prompt}\n\n{REQUIRED_SECTIONS_MARK} {listed}\n{SECTIONS_HINT}"
 
 
 def feedback_prompt(prompt: str, tier: str, answer: str, why: str) -> str:

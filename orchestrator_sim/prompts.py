@@ -4,8 +4,9 @@
   ``<previous_attempt ...>`` feedback block; when the turn starts with ``Inputs from
   earlier tasks:`` (the engine puts inputs first), what follows the last ``The task:``,
   else what comes before any ``Inputs from earlier tasks:``.
-* ``Required sections: A, B, C`` (one line, anywhere in the instruction) lists the
-  Markdown sections the answer must have.
+* ``Required sections: A, B, C`` (one line, anywhere in the instruction; the engine
+  appends one for a task's ``required_sections`` check) lists the Markdown sections the
+  answer must have; several such lines add up.
 * ``[difficulty=N]`` (N in 1..3) in the instruction forces the task's difficulty: a hook
   for tests and demos.
 * Inputs from dependencies arrive as ``<input task='id'> ... </input>``.
@@ -32,9 +33,11 @@ from orchestrator.wire import (
     JUDGE_CRITERIA_MARK,
     JUDGE_TASK_MARK,
 )
+from orchestrator.wire import SECTIONS_HINT as _SECTIONS_HINT
 from orchestrator.wire import (
     TASK_MARK as _TASK_MARK,
 )
+from orchestrator.wire import required_sections as _wire_sections
 from orchestrator_sim.seeding import unit
 
 __all__ = [
@@ -155,13 +158,8 @@ def input_task_ids(text: str) -> list[str]:
 
 
 def required_sections(text: str) -> list[str]:
-    """Return the section titles listed after ``Required sections:``."""
-    match = _SECTIONS.search(text)
-    if match is None:
-        return []
-    parts = re.split(r"[,;]", match.group(1))
-    titles = [part.strip().strip(".").strip("`*\"'").strip() for part in parts]
-    return [title for title in titles if title]
+    """Return the section titles listed after ``Required sections:`` (every such line)."""
+    return _wire_sections(text)
 
 
 def difficulty(text: str, seed: int) -> int:
@@ -177,7 +175,7 @@ def difficulty(text: str, seed: int) -> int:
 
 def key_terms(text: str, limit: int = 6) -> list[str]:
     """Return up to ``limit`` distinctive words of ``text``, in order of appearance."""
-    text = _FORCED.sub(" ", _SECTIONS.sub(" ", text))
+    text = _FORCED.sub(" ", _SECTIONS.sub(" ", text.replace(_SECTIONS_HINT, " ")))
     terms: list[str] = []
     for word in _WORD.findall(text):
         lowered = word.lower()

@@ -18,7 +18,6 @@ from typing import Any
 from orchestrator.cli.approve import add_approve_command
 from orchestrator.cli.calibrate import cmd_calibrate
 from orchestrator.cli.commands import (
-    cmd_plan,
     cmd_resume,
     cmd_run,
     cmd_runs,
@@ -30,6 +29,7 @@ from orchestrator.cli.commands import (
 )
 from orchestrator.cli.otel import add_flags as _telemetry_flags
 from orchestrator.cli.routing import cmd_routing
+from orchestrator.cli.schema import cmd_plan_or_schema
 from orchestrator.exceptions import UserError
 
 __all__ = ["main"]
@@ -203,7 +203,10 @@ def _add_resume_commands(commands: Any) -> None:
 
 def _add_plan_command(commands: Any) -> None:
     plan = commands.add_parser("plan", help="plan a goal and print the plan; run nothing")
-    plan.add_argument("goal", help="the goal to plan")
+    plan.add_argument("goal", nargs="?", help="the goal to plan")
+    plan.add_argument(
+        "--schema", action="store_true", help="print the JSON Schema of plan files; plan nothing"
+    )
     plan.add_argument("--format", choices=("tree", "mermaid", "json"), default="tree")
     plan.add_argument("--offline", action="store_true", help="plan with the local simulator")
     plan.add_argument("--tiers", metavar="FILE", help="tiers file (TOML) over the default ladder")
@@ -213,7 +216,7 @@ def _add_plan_command(commands: Any) -> None:
     )
     plan.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     _planning_flags(plan)
-    plan.set_defaults(handler=cmd_plan)
+    plan.set_defaults(handler=cmd_plan_or_schema)
 
 
 def _planning_flags(parser: argparse.ArgumentParser) -> None:

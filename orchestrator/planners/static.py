@@ -35,6 +35,7 @@ __all__ = [
     "MAX_PLAN_VALUES",
     "StaticPlanner",
     "load_plan_file",
+    "plan_file_schema",
 ]
 
 MAX_PLAN_BYTES = 64 * 1024 * 1024
@@ -208,6 +209,64 @@ def _children(node: Node) -> Iterable[Node]:
     if isinstance(node, MappingNode):
         return [part for pair in node.value for part in pair]
     return ()
+
+
+_PYTHON_WORDS = {"``None``": "null", "``True``": "true", "``False``": "false"}
+
+
+def plan_file_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a plan file, derived from :class:`Plan`.
+
+    What a plan file may hold field by field: the same models :func:`load_plan_file`
+    validates with, so the two cannot drift. What a schema cannot say, the graph (unique
+    ids, known dependencies and tools, no cycles, one output), ``orchestrator validate``
+    checks. Each verifier spec requires its ``kind`` (the discriminator), as parsing does.
+    """
+    schema = Plan.model_json_schema()
+    for spec in _discriminated(schema):
+        spec["required"] = ["kind", *(name for name in spec.get("required", ()) if name != "kind")]
+    for definition in schema["$defs"].values():  # the user-facing paragraph only
+        definition["description"] = definition.get("description", "").split("\n\n")[0]
+    _json_words(schema)
+    described = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Plan file",
+        "description": "A plan for `orchestrator run --plan FILE` (JSON or YAML): a goal and "
+        "the tasks that reach it. See docs/plan-files.md.",
+    }
+    return described | {key: value for key, value in schema.items() if key not in described}
+
+
+def _discriminated(schema: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """The definitions a discriminated union (the verifier specs) refers to."""
+    found: dict[str, dict[str, Any]] = {}
+    stack: list[Any] = [schema]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for ref in value.get("discriminator", {}).get("mapping", {}).values():
+                name = ref.rsplit("/", 1)[-1]
+                found[name] = schema["$defs"][name]
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found.values()
+
+
+def _json_words(value: Any) -> None:
+    """Descriptions in JSON's words (``None`` -> null) and Markdown's backticks."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "description" and isinstance(item, str):
+                words = item
+                for python, json_word in _PYTHON_WORDS.items():
+                    words = words.replace(python, json_word)
+                value[key] = words.replace("``", "`")
+            else:
+                _json_words(item)
+    elif isinstance(value, list):
+        for item in value:
+            _json_words(item)
 
 
 class StaticPlanner:

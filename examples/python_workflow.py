@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 import anyio
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from orchestrator import Engine, Needs, Predicate, RunResult, Workflow
 from orchestrator.cli.render import render_summary
@@ -23,7 +23,8 @@ from orchestrator_sim import SimConfig, serve
 class Decision(BaseModel):
     """The structured answer of the decision task."""
 
-    choice: str
+    choice: str = Field(min_length=1)
+    """The library picked: an empty one fails the schema check, and the task escalates."""
     reasons: list[str]
 
 

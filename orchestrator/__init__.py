@@ -21,12 +21,18 @@ from orchestrator.events import (
     AttemptFinished,
     AttemptSpending,
     AttemptStarted,
+    CostUpdated,
+    Escalated,
     Event,
     NodeFinished,
     NodeStarted,
     PlanningStarted,
     RunFinished,
     RunStarted,
+    TextDelta,
+    ToolCalled,
+    ToolReturned,
+    VerdictGiven,
 )
 from orchestrator.exceptions import (
     BudgetExhausted,
@@ -52,6 +58,7 @@ from orchestrator.models.base import (
     ModelResponse,
     ProviderBlock,
     TextBlock,
+    TextHook,
     ToolCall,
     ToolResult,
 )
@@ -91,6 +98,7 @@ from orchestrator.routing import (
     TaskClassifier,
 )
 from orchestrator.run import Run, RunConfig
+from orchestrator.streaming import RunEvents
 from orchestrator.tiers import Tier, TierLadder, default_ladder, load_ladder
 from orchestrator.tool import ServerTool, Tool
 from orchestrator.verify import (
@@ -129,7 +137,9 @@ __all__ = [
     "CitationsSpec",
     "ClassifyingRouter",
     "ConfigIssue",
+    "CostUpdated",
     "Engine",
+    "Escalated",
     "Event",
     "Goal",
     "GoalPlanner",
@@ -173,6 +183,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "RunError",
+    "RunEvents",
     "RunFinished",
     "RunLeased",
     "RunResult",
@@ -186,15 +197,20 @@ __all__ = [
     "TaskClassifier",
     "TaskRef",
     "TextBlock",
+    "TextDelta",
+    "TextHook",
     "Tier",
     "TierConfigError",
     "TierLadder",
     "Tool",
     "ToolCall",
+    "ToolCalled",
     "ToolResult",
+    "ToolReturned",
     "Usage",
     "UserError",
     "Verdict",
+    "VerdictGiven",
     "VerificationContext",
     "Verifier",
     "VerifierSpec",

@@ -19,7 +19,7 @@ import anyio
 
 from orchestrator.approval import Approvals, Approver
 from orchestrator.budget import Budget
-from orchestrator.events import AttemptFinished, AttemptStarted, EventBus
+from orchestrator.events import AttemptStarted, Escalated, EventBus
 from orchestrator.exceptions import BudgetExhausted, ModelAPIError
 from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelResponse
 from orchestrator.models.instrumented import instrumented
@@ -231,6 +231,8 @@ class NodeRunner(Approvals):
                 break
             index += 1
             reason = f"escalated after attempt {number} on {tier.name}: {result.reason}"
+            up, why = self.ladder[index].name, str(result.reason)
+            await self.bus.emit(Escalated(self.run_id, node.task.id, number, tier.name, up, why))
             previous = attempt
         result.status = NodeStatus.FAILED
 
@@ -264,6 +266,7 @@ class NodeRunner(Approvals):
             batch=self.policy.batches(node),
         )
         async with self._recorded(node, tier, attempt) as meters:  # a failure: no label
+            request = request.model_copy(update={"on_text": meters.on_text("classify")})
             response = await self.client.complete(request, meters.meter(tier))
             attempt.simulated = response.simulated
             attempt.label = classifier.parse(response.text)
@@ -333,7 +336,7 @@ class NodeRunner(Approvals):
         finally:
             settle(attempt, meters)
             with anyio.CancelScope(shield=True):
-                await self.bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
+                await self.bus.emit_finished(self.run_id, node.task.id, attempt)
 
     async def _call(
         self, node: Node, tier: Tier, messages: list[Message], meters: Spend
@@ -352,7 +355,7 @@ class NodeRunner(Approvals):
             cache=self.policy.cache,
             batch=self.policy.batches(node),
         )
-        return await run_turns(self.client, request, meter)
+        return await run_turns(self.client, request, meter, meters)
 
     # -- verification -----------------------------------------------------------------
 
@@ -402,6 +405,7 @@ class NodeRunner(Approvals):
             max_output_tokens=1024,
             output_schema=JudgeVerdict.model_json_schema(),
             purpose="judge",
+            on_text=meters.on_text("judge"),
             task_id=node.task.id,
             cache=self.policy.cache,
             batch=self.policy.batches(node),
@@ -469,7 +473,7 @@ class NodeRunner(Approvals):
             assign(attempt, "finished_at", now())
             if bus:
                 with anyio.CancelScope(shield=True):
-                    await bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
+                    await bus.emit_finished(self.run_id, node.task.id, attempt)
         if attempt.passed:
             assign(result, "status", NodeStatus.SUCCEEDED)
             assign(result, "output", output)

@@ -176,7 +176,8 @@ class CallTicket:
 
 
 SpendHook = Callable[["Meter"], Awaitable[None]]
-"""Awaited with a meter once a call's worst case is reserved, before the request is sent."""
+"""Awaited with a meter once a call's worst case is reserved (before the request is sent),
+or once a call is settled."""
 AdoptHook = Callable[[BatchCall], Awaitable[None]]
 """Awaited when a call is collected from a batch an earlier process submitted."""
 
@@ -195,6 +196,7 @@ class Meter:
         on_reserve: Awaited after a call is reserved and before it is sent; the engine
             records the attempt's spend there, so a call's worst case is durable before
             the request leaves.
+        on_settle: Awaited after a call is settled (its cost spent), even when it failed.
     """
 
     tier: Tier
@@ -220,6 +222,7 @@ class Meter:
     """Calls an earlier process of the run left waiting in a batch, by ``custom_id``."""
     on_adopt: AdoptHook | None = None
     """Awaited when a call is collected from one of :attr:`earlier`."""
+    on_settle: SpendHook | None = None
 
     @asynccontextmanager
     async def call(
@@ -270,6 +273,9 @@ class Meter:
             self.record(
                 reservation, ticket.usage, may_be_billed=ticket.may_be_billed, batch=ticket.batch
             )
+            if self.on_settle is not None:
+                with anyio.CancelScope(shield=True):  # reported even as the call is cancelled
+                    await self.on_settle(self)
 
     async def batched(self, ticket: CallTicket, batch_id: str) -> None:
         """Note that the call of ``ticket`` waits in batch ``batch_id``; durable on return.

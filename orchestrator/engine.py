@@ -35,6 +35,7 @@ from orchestrator.results import PlanningRecord, RunResult
 from orchestrator.routing import CapabilityRouter, Router
 from orchestrator.run import Run, RunConfig
 from orchestrator.store.base import StoredRun
+from orchestrator.streaming import RunEvents
 from orchestrator.telemetry.tracing import Telemetry
 from orchestrator.tiers import TierLadder, default_ladder
 from orchestrator.tool import Tool
@@ -195,6 +196,25 @@ class Engine:
     ) -> RunResult:
         """Validate and execute ``work``; returns when every node has a final status."""
         return await self.prepare(work, inputs=inputs, run_id=run_id, **overrides).execute()
+
+    def stream(
+        self,
+        work: Plan | Workload | Goal,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        **overrides: Any,
+    ) -> RunEvents:
+        """Validate ``work`` and return its run's events: iterating them executes it.
+
+        ``async for event in engine.stream(plan): ...`` is ``prepare(...).events()``; see
+        :mod:`orchestrator.streaming` (back-pressure, what breaking out does).
+
+        Raises:
+            PlanValidationError: If the plan is invalid (every problem listed).
+            UserError: If a setting or a run input is wrong.
+        """
+        return self.prepare(work, inputs=inputs, run_id=run_id, **overrides).events()
 
 
 def stored_result(stored: StoredRun) -> RunResult:

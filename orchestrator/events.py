@@ -14,15 +14,18 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrator.plan import Plan
 from orchestrator.pricing import USD
-from orchestrator.results import Attempt, NodeResult, PlanningRecord, RunResult
+from orchestrator.results import Attempt, NodeResult, PlanningRecord, RunResult, Verdict
 
 __all__ = [
     "AttemptFinished",
     "AttemptSpending",
     "AttemptStarted",
+    "CostUpdated",
+    "Escalated",
     "Event",
     "EventBus",
     "Listener",
@@ -31,6 +34,10 @@ __all__ = [
     "PlanningStarted",
     "RunFinished",
     "RunStarted",
+    "TextDelta",
+    "ToolCalled",
+    "ToolReturned",
+    "VerdictGiven",
 ]
 
 
@@ -103,6 +110,101 @@ class AttemptSpending:
 
 
 @dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of a model call's text, as it arrives (only to listeners with ``wants_text``).
+
+    The model client streams a call when someone wants its text (see :class:`EventBus`).
+    A call that fails part-way is sent again (``retry`` one higher): the text of its lower
+    retries is void. Calls sent in Message Batches report no deltas.
+    """
+
+    run_id: str
+    node_id: str
+    attempt: int
+    """The attempt's number (:attr:`~orchestrator.results.Attempt.number`)."""
+    call: int
+    """The attempt's model call it belongs to: 1, 2... (tool-loop turns, then judges)."""
+    purpose: str
+    """``task`` (the answer), ``judge`` (a verifier's judge) or ``classify``."""
+    retry: int
+    """0 for the call's first try, n after n transient failures."""
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCalled:
+    """The tool loop is about to run a tool call the model asked for."""
+
+    run_id: str
+    node_id: str
+    attempt: int
+    """The attempt's number."""
+    call_id: str
+    """The call's id (its :class:`ToolReturned` carries it too)."""
+    name: str
+    arguments: Any
+    """The arguments as the model gave them (a JSON object for a valid call)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolReturned:
+    """A tool call returned (or failed: the model is shown the error)."""
+
+    run_id: str
+    node_id: str
+    attempt: int
+    """The attempt's number."""
+    call_id: str
+    name: str
+    content: str
+    """What the model is sent back."""
+    is_error: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CostUpdated:
+    """A model call was settled: what it cost is spent (after each call, judges included)."""
+
+    run_id: str
+    node_id: str
+    attempt: int
+    """The attempt's number."""
+    attempt_cost_usd: USD
+    """What the attempt's calls have cost so far."""
+    spent_usd: USD
+    """What the run has spent so far (planning and an earlier process's spend included)."""
+    reserved_usd: USD
+    """The worst case of the run's calls in flight now."""
+    budget_usd: USD | None
+    """The run's budget (``None``: none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictGiven:
+    """An attempt's answer was checked (just before its :class:`AttemptFinished`)."""
+
+    run_id: str
+    node_id: str
+    attempt: int
+    """The attempt's number."""
+    verdict: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Escalated:
+    """An attempt failed and the node goes on one tier up (before that attempt starts)."""
+
+    run_id: str
+    node_id: str
+    attempt: int
+    """The number of the attempt that failed."""
+    from_tier: str
+    to_tier: str
+    reason: str
+    """Why it failed: the verdict's reason or the error."""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeFinished:
     """A node reached its final status."""
 
@@ -127,6 +229,12 @@ Event = (
     | AttemptFinished
     | NodeFinished
     | RunFinished
+    | TextDelta
+    | ToolCalled
+    | ToolReturned
+    | CostUpdated
+    | VerdictGiven
+    | Escalated
 )
 """Any engine event."""
 
@@ -141,13 +249,18 @@ class EventBus:
     reports that its writes are backing up, as the SQLite store's listener does while its
     write queue is full. :meth:`congested` is true while any listener says so, and the
     engine then adds no concurrently running node until it is false again.
+
+    Text: :class:`TextDelta` events go only to listeners whose ``wants_text`` attribute is
+    true (read at each model call); while none wants them, model calls are not streamed
+    for their sake and no delta is made.
     """
 
-    __slots__ = ("_gauges", "_listeners")
+    __slots__ = ("_gauges", "_listeners", "_texters")
 
     def __init__(self, listeners: Sequence[Listener] = ()) -> None:
         self._listeners: list[Listener] = []
         self._gauges: list[Listener] = []
+        self._texters: list[Listener] = []
         for listener in listeners:
             self.subscribe(listener)
 
@@ -156,6 +269,27 @@ class EventBus:
         self._listeners.append(listener)
         if hasattr(type(listener), "congested"):
             self._gauges.append(listener)
+        if hasattr(listener, "wants_text"):
+            self._texters.append(listener)
+
+    @property
+    def wants_text(self) -> bool:
+        """Whether a listener wants :class:`TextDelta` events now."""
+        return any(getattr(texter, "wants_text", False) for texter in self._texters)
+
+    async def emit_finished(self, run_id: str, node_id: str, attempt: Attempt) -> None:
+        """Deliver an attempt's end: its :class:`VerdictGiven` (if any), then its end."""
+        if attempt.verdict is not None and self._listeners:
+            await self.emit(VerdictGiven(run_id, node_id, attempt.number, attempt.verdict))
+        await self.emit(AttemptFinished(run_id, node_id, attempt))
+
+    async def emit_text(self, event: TextDelta) -> None:
+        """Deliver ``event`` to the listeners that want text, in order."""
+        for listener in self._texters:
+            if getattr(listener, "wants_text", False):
+                result = listener(event)
+                if inspect.isawaitable(result):
+                    await result
 
     def __bool__(self) -> bool:
         return bool(self._listeners)

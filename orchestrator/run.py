@@ -53,6 +53,7 @@ from orchestrator.results import (
 from orchestrator.routing import LearningRouter, Router
 from orchestrator.scheduler import Scheduler
 from orchestrator.store.base import StoredRun, interrupted
+from orchestrator.streaming import DEFAULT_BUFFER, RunEvents
 from orchestrator.telemetry.tracing import Telemetry, current_telemetry, current_trace_id
 from orchestrator.tiers import TierLadder
 from orchestrator.tools.registry import ToolRegistry
@@ -254,6 +255,10 @@ class Run:
         self._cancel_requested = True
         if self._scope is not None:
             self._scope.cancel()
+
+    def events(self, *, buffer: int = DEFAULT_BUFFER, text: bool = True) -> RunEvents:
+        """Execute the run as its events are read (see :mod:`orchestrator.streaming`)."""
+        return RunEvents(self, self._bus, buffer=buffer, text=text)
 
     async def execute(self) -> RunResult:
         """Plan the goal if there is one, run every node that can run, return the result.

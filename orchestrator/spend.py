@@ -3,17 +3,30 @@
 Each model call of an attempt (the answer's tool-loop turns, judge calls, a classifier
 call) runs on a :class:`~orchestrator.budget.Meter` of the attempt's :class:`Spend`:
 reserved in the run's budget before it is sent (with listeners, the worst case is
-recorded on the attempt first, so a crash never loses it) and settled on the response.
+recorded on the attempt first, so a crash never loses it) and settled on the response
+(with listeners, a :class:`~orchestrator.events.CostUpdated` follows).
 :func:`settle` writes the tally onto the attempt when it ends.
+
+The :class:`Spend` also reports its calls as they go: the text of each (to listeners that
+want it, :meth:`Spend.on_text`) and the tool calls of the tool loop
+(:class:`~orchestrator.turns.ToolObserver`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from orchestrator.budget import Budget, Meter
-from orchestrator.events import AttemptSpending, EventBus
+from orchestrator.events import (
+    AttemptSpending,
+    CostUpdated,
+    EventBus,
+    TextDelta,
+    ToolCalled,
+    ToolReturned,
+)
 from orchestrator.pricing import ZERO_USD, Usage
 from orchestrator.results import Attempt, BatchCall
 from orchestrator.tiers import Tier
@@ -38,7 +51,7 @@ class Spend(list[Meter]):
     makes it again; its worst case then moves from that attempt to this one.
     """
 
-    __slots__ = ("_attempt", "_budget", "_bus", "_earlier", "_node_id", "_run_id")
+    __slots__ = ("_attempt", "_budget", "_bus", "_calls", "_earlier", "_node_id", "_run_id")
 
     def __init__(
         self,
@@ -54,10 +67,12 @@ class Spend(list[Meter]):
         self._budget, self._bus, self._run_id = budget, bus, run_id
         self._node_id, self._attempt = node_id, attempt
         self._earlier = {c.custom_id: a for a in earlier for c in a.batch_pending}
+        self._calls = 0  # model calls whose text was asked for
 
     def meter(self, tier: Tier) -> Meter:
         """A new meter on ``tier``, charged to the run's budget and to this attempt."""
         meter = Meter(tier, self._budget, on_reserve=self._reserved if self._bus else None)
+        meter.on_settle = self._settled if self._bus else None
         if self._earlier:
             meter.earlier = {
                 c.custom_id: c
@@ -85,6 +100,41 @@ class Spend(list[Meter]):
         attempt.in_flight_usd = sum((m.in_flight_usd for m in self), ZERO_USD)
         attempt.batch_pending = tuple(c for m in self for c in m.pending)
         await self._bus.emit(AttemptSpending(self._run_id, self._node_id, attempt))
+
+    async def _settled(self, _: Meter) -> None:
+        budget = self._budget
+        cost = sum((m.cost_usd for m in self), ZERO_USD)
+        event = CostUpdated(self._run_id, self._node_id, self._attempt.number, cost,
+                            budget.spent_usd, budget.reserved_usd, budget.limit_usd)  # fmt: skip
+        await self._bus.emit(event)
+
+    def on_text(self, purpose: str) -> Callable[[str, int], Awaitable[None]] | None:
+        """The text hook of this attempt's next model call (``None``: nobody wants text)."""
+        if not self._bus.wants_text:
+            return None
+        self._calls += 1
+        call, bus = self._calls, self._bus
+        run_id, node_id, number = self._run_id, self._node_id, self._attempt.number
+
+        async def text(delta: str, retry: int) -> None:
+            await bus.emit_text(TextDelta(run_id, node_id, number, call, purpose, retry, delta))
+
+        return text
+
+    async def tool_called(self, call_id: str, name: str, arguments: Any) -> None:
+        """The tool loop runs a call the model asked for (the ``ToolObserver`` protocol)."""
+        if self._bus:
+            event = ToolCalled(self._run_id, self._node_id, self._attempt.number, call_id, name,
+                               arguments)  # fmt: skip
+            await self._bus.emit(event)
+
+    async def tool_returned(self, call_id: str, name: str, content: str, is_error: bool) -> None:
+        """A tool call returned (the ``ToolObserver`` protocol)."""
+        if self._bus:
+            number = self._attempt.number
+            event = ToolReturned(self._run_id, self._node_id, number, call_id, name, content,
+                                 is_error)  # fmt: skip
+            await self._bus.emit(event)
 
 
 def add_spend(attempt: Attempt, meters: Sequence[Meter]) -> None:

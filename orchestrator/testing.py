@@ -41,11 +41,18 @@ E = TypeVar("E", bound=Event)
 
 
 class EventCapture:
-    """A listener that keeps every event it receives, in order."""
+    """A listener that keeps every event it receives, in order.
 
-    def __init__(self) -> None:
+    Args:
+        text: Receive :class:`~orchestrator.events.TextDelta` events too (model calls are
+            then streamed, as for :meth:`Run.events <orchestrator.run.Run.events>`).
+    """
+
+    def __init__(self, *, text: bool = False) -> None:
         self.events: list[Event] = []
         """Every event received."""
+        self.wants_text = text
+        """Whether text deltas are wanted (see :class:`~orchestrator.events.EventBus`)."""
 
     def __call__(self, event: Event) -> None:
         """Record ``event`` (the listener protocol)."""

@@ -8,11 +8,13 @@ tool turn (``pause_turn``) is sent back as is for the model to go on.
 
 Because the loop lives here and not in a vendor client, every client (the Anthropic one,
 a test double, a batch) gets it the same, and the engine could pause between two turns.
+A :class:`ToolObserver` hears of each turn (a text hook for it) and each tool call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import anyio
 
@@ -22,6 +24,7 @@ from orchestrator.models.base import (
     ModelClient,
     ModelRequest,
     ModelResponse,
+    TextHook,
     ToolCall,
     ToolResult,
 )
@@ -29,10 +32,31 @@ from orchestrator.pricing import Usage
 from orchestrator.telemetry.tracing import current_telemetry
 from orchestrator.tool import ServerTool, Tool
 
-__all__ = ["run_tool_calls", "run_turns"]
+__all__ = ["ToolObserver", "run_tool_calls", "run_turns"]
 
 
-async def run_turns(client: ModelClient, request: ModelRequest, meter: Meter) -> ModelResponse:
+class ToolObserver(Protocol):
+    """Hears what the tool loop does (the engine reports it as events)."""
+
+    def on_text(self, purpose: str) -> TextHook | None:
+        """The text hook of the next turn (``None``: its text is not wanted)."""
+        ...
+
+    async def tool_called(self, call_id: str, name: str, arguments: Any) -> None:
+        """A tool call is about to run."""
+        ...
+
+    async def tool_returned(self, call_id: str, name: str, content: str, is_error: bool) -> None:
+        """A tool call returned (``is_error``: it failed, and the model is told why)."""
+        ...
+
+
+async def run_turns(
+    client: ModelClient,
+    request: ModelRequest,
+    meter: Meter,
+    observer: ToolObserver | None = None,
+) -> ModelResponse:
     """Converse until the model answers without tools; return that last turn.
 
     The returned response's ``usage`` sums every turn's. At most
@@ -43,12 +67,13 @@ async def run_turns(client: ModelClient, request: ModelRequest, meter: Meter) ->
     usage = Usage()
     for step in range(request.max_tool_steps):
         last = step == request.max_tool_steps - 1
-        turn = request.model_copy(
-            update={
-                "messages": list(messages),  # a snapshot: later turns must not change it
-                "tool_choice": "none" if request.tools and last else request.tool_choice,
-            }
-        )
+        update: dict[str, Any] = {
+            "messages": list(messages),  # a snapshot: later turns must not change it
+            "tool_choice": "none" if request.tools and last else request.tool_choice,
+        }
+        if observer is not None:
+            update["on_text"] = observer.on_text(request.purpose)
+        turn = request.model_copy(update=update)
         response = await client.complete(turn, meter)
         usage = usage + response.usage
         if response.stop_reason == "pause_turn" and not last:
@@ -58,20 +83,27 @@ async def run_turns(client: ModelClient, request: ModelRequest, meter: Meter) ->
         if response.stop_reason != "tool_use" or not calls or not tools:
             return response.model_copy(update={"usage": usage})
         messages.append(Message(role="assistant", content=response.content))
-        results = await run_tool_calls(calls, tools, request.tool_timeout_s)
+        results = await run_tool_calls(calls, tools, request.tool_timeout_s, observer)
         messages.append(Message(role="user", content=tuple(results)))
     raise AssertionError("unreachable: the last turn forbids tool use")  # pragma: no cover
 
 
 async def run_tool_calls(
-    calls: Sequence[ToolCall], tools: Mapping[str, Tool], timeout_s: float
+    calls: Sequence[ToolCall],
+    tools: Mapping[str, Tool],
+    timeout_s: float,
+    observer: ToolObserver | None = None,
 ) -> list[ToolResult]:
     """Run each call in order, each in its own span; errors become ``is_error`` results."""
     results = []
     for call in calls:
+        if observer is not None:
+            await observer.tool_called(call.id, call.name, call.arguments)
         with current_telemetry().tool_call(call.name, call.id, call.arguments) as span:
             content, is_error = await _run_tool(tools.get(call.name), call, timeout_s)
             span.result(content, is_error=is_error)
+        if observer is not None:
+            await observer.tool_returned(call.id, call.name, content, is_error)
         results.append(ToolResult(tool_call_id=call.id, content=content, is_error=is_error))
     return results
 

@@ -309,9 +309,14 @@ async def test_events_tell_the_story_in_order() -> None:
         "NodeStarted",
         "AttemptStarted",
         "AttemptSpending",  # the call's worst case, recorded before it is sent
+        "CostUpdated",  # what it cost, once answered
+        "VerdictGiven",
         "AttemptFinished",
+        "Escalated",
         "AttemptStarted",
         "AttemptSpending",
+        "CostUpdated",
+        "VerdictGiven",
         "AttemptFinished",
         "NodeFinished",
         "RunFinished",

@@ -150,7 +150,13 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
         help="with --router calibrated: the cheapest tier labels each task easy or hard "
         "before it is routed (one paid call per task; the label is learned from)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON document only")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON document only")
+    output.add_argument(
+        "--json-stream", action="store_true",
+        help="print each event as it happens, one JSON document a line (docs/streaming.md); "
+        "the last line is the result, as --json prints it",
+    )  # fmt: skip
     parser.add_argument(
         "--out", metavar="DIR", help="write result.json and report.md (or output.md) here"
     )

@@ -27,6 +27,7 @@ from orchestrator.cli.render import (
     render_summary,
     render_tree,
 )
+from orchestrator.cli.stream import json_stream
 from orchestrator.engine import Engine, new_run_id, stored_result
 from orchestrator.events import Listener
 from orchestrator.exceptions import (
@@ -310,7 +311,7 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
         runs.append(run)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_cancel_on_sigint, run)
-            result = await run.execute()
+            result = await (json_stream(run) if args.json_stream else run.execute())
             tg.cancel_scope.cancel()
         return result, corpus
 
@@ -430,6 +431,8 @@ def _report(args: argparse.Namespace, result: RunResult, corpus: Corpus | None) 
     report = render_report(result, corpus) if corpus is not None else None
     if args.out:
         _write_outputs(Path(args.out), document, result, report)
+    if getattr(args, "json_stream", False):
+        return  # stdout carried the run's events, its result last
     if args.json:
         print(json.dumps(document, indent=2))
     elif report is not None:

@@ -12,6 +12,7 @@ What it does per request:
   reject), ``tool_use`` blocks returned as :class:`~orchestrator.models.base.ToolCall`\ s
   for the engine's tool loop (:mod:`orchestrator.turns`) to run;
 * prompt caching on the system prompt and the tool catalogue;
+* a call whose request has an ``on_text`` hook is streamed, each text delta handed to it;
 * its own retries (SDK retries off) so that each retry is visible and bounded by a deadline,
   honouring ``retry-after``; errors the caller caused are not retried and are reported in
   plain words, never with the key;
@@ -56,6 +57,7 @@ from orchestrator.models.base import (
     ModelResponse,
     ProviderBlock,
     TextBlock,
+    TextHook,
     ToolCall,
 )
 from orchestrator.models.batch import BatchQueue, custom_id_of
@@ -265,7 +267,9 @@ class AnthropicClient:
                 async with reserved as ticket:
                     try:
                         if batch is None:
-                            message, simulated = await self._post(sdk, call)
+                            message, simulated = await self._post(
+                                sdk, call, request.on_text, len(retries)
+                            )
                         else:
                             message, simulated = await self._batched(sdk, call, meter, ticket)
                     except BaseException as exc:
@@ -320,12 +324,20 @@ class AnthropicClient:
         self.errors_seen[error_type] += 1
 
     async def _post(
-        self, sdk: anthropic.AsyncAnthropic, call: dict[str, Any]
+        self,
+        sdk: anthropic.AsyncAnthropic,
+        call: dict[str, Any],
+        on_text: TextHook | None = None,
+        retry: int = 0,
     ) -> tuple[SDKMessage, bool]:
-        if self.stream:
+        if self.stream or on_text is not None:  # a call whose text is wanted as it comes
             async with sdk.messages.stream(**call) as stream:
                 try:
-                    seen = {event.type async for event in stream}
+                    seen = set()
+                    async for event in stream:
+                        seen.add(event.type)
+                        if event.type == "text" and on_text is not None:
+                            await on_text(event.text, retry)
                     if not {"message_start", "message_stop"} <= seen:
                         raise _InvalidResponse("the event stream ended before message_stop")
                     message: object = await stream.get_final_message()

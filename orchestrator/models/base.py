@@ -13,7 +13,7 @@ which wraps any client.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +32,7 @@ __all__ = [
     "ModelResponse",
     "ProviderBlock",
     "TextBlock",
+    "TextHook",
     "ToolCall",
     "ToolResult",
     "estimate_prompt_tokens",
@@ -106,6 +107,10 @@ class Message(BaseModel):
     """What is said."""
 
 
+TextHook = Callable[[str, int], Awaitable[None]]
+"""Called with a piece of a model turn's text and its try (0 the first, n after n retries)."""
+
+
 class ModelRequest(BaseModel):
     """What the engine asks of a model for one turn (of an attempt, a judge or a planner)."""
 
@@ -138,6 +143,10 @@ class ModelRequest(BaseModel):
     batch: bool = False
     """Send the call in a Message Batch (half price, the result when the batch ends), if
     the client can; one that cannot answers it at once, at the usual price."""
+    on_text: TextHook | None = Field(default=None, exclude=True, repr=False)
+    """Awaited with each piece of the turn's text as it arrives and the try it belongs to
+    (0, then 1 after a retry...): a client that can streams the call to report them (a
+    batch call reports none). ``None``: nobody wants the text as it comes."""
 
 
 class ModelResponse(BaseModel):

@@ -68,6 +68,8 @@ class FunctionModel:
                 answer = await answer
             response = _as_response(answer, request, prompt_tokens)
             ticket.usage = response.usage
+            if request.on_text is not None and response.text:  # its text, in one piece
+                await request.on_text(response.text, 0)
         return response
 
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.events import AttemptFinished, AttemptSpending, AttemptStarted, EventBus
+from orchestrator.events import AttemptSpending, AttemptStarted, EventBus
 from orchestrator.exceptions import UserError
 from orchestrator.node import Node, render_value
 from orchestrator.results import Attempt, NodeResult, NodeStatus, Outcome, Verdict
@@ -186,7 +186,7 @@ class Approvals:
         result.attempts.append(attempt)
         if self.bus:
             await self.bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
-            await self.bus.emit(AttemptFinished(self.run_id, node.task.id, attempt))
+            await self.bus.emit_finished(self.run_id, node.task.id, attempt)
         return attempt.verdict
 
     async def _may_start(self, node: Node, result: NodeResult) -> bool:

@@ -26,6 +26,7 @@ from orchestrator.models.instrumented import instrumented
 from orchestrator.node import Node, render_value, same_answer
 from orchestrator.prompting import (
     attempt_messages,
+    judge_messages,
     route_request,
     schema_of,
     shared_input_nodes,
@@ -44,6 +45,7 @@ from orchestrator.results import (
 from orchestrator.routing import Router, TaskClassifier
 from orchestrator.routing.rules import PROBE_ROUTE
 from orchestrator.spend import Spend, add_spend, now, settle
+from orchestrator.store.base import past_rejections
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.turns import run_turns
@@ -53,6 +55,7 @@ from orchestrator.wire import (
     DEFAULT_SYSTEM_PROMPT,
     JUDGE_SYSTEM_PROMPT,
     judge_prompt,
+    judge_shared_chars,
     shared_prefix_chars,
 )
 
@@ -138,18 +141,28 @@ class NodeRunner(Approvals):
         When another node's call is writing the same prefix (a cache breakpoint) on this
         model, this one waits for it and reads the prefix instead of writing it too.
         """
-        writes = None
-        if prefix and self.policy.cache:  # batched: the others go in the batch after its own
-            key = (tier.model, hash(prefix))
-            if (written := self._written.get(key)) is None:
-                writes = self._written[key] = anyio.Event()
-            else:
-                await written.wait()
+        writes = await self._first_to_write(tier.model, prefix)
         try:
-            return await self._attempt(node, tier, messages, attempt, prompt)
+            return await self._attempt(node, tier, messages, attempt, prompt, writes=writes)
         finally:
-            if writes is not None:  # cached now (or the call failed): the others go on
+            if writes is not None:  # the call failed before it was answered: go on
                 writes.set()
+
+    async def _first_to_write(self, model: str, prefix: str) -> anyio.Event | None:
+        """The event this call sets once answered, if it writes ``prefix`` first on ``model``.
+
+        ``None``: no cacheable prefix, or another call writes it: this one waited until that
+        call was answered (the prefix is cached then) and reads it. Batched, the others go
+        in the batch after the writer's.
+        """
+        if not (prefix and self.policy.cache):
+            return None
+        key = (model, hash(prefix))
+        if (written := self._written.get(key)) is not None:
+            await written.wait()
+            return None
+        writes = self._written[key] = anyio.Event()
+        return writes
 
     def share_inputs(self, nodes: Iterable[Node]) -> None:
         """Note the planned nodes that read the same inputs (their prompts share a prefix)."""
@@ -196,7 +209,7 @@ class NodeRunner(Approvals):
         reason = (
             decision.reason if index == decision.index else f"{decision.reason}; capped at max tier"
         )
-        index, reason = self._past_rejections(result, index, top, reason)
+        index, reason = past_rejections(self.ladder.names, result, index, top, reason)
         limit = self.policy.max_attempts or (top - index + 1)
         shared = own or (shared_prefix_chars(prompt) if node.task.id in self._shared else 0)
         for step in range(1, limit + 1):
@@ -295,11 +308,18 @@ class NodeRunner(Approvals):
             attempt.agrees = same_answer(output, accepted)
 
     async def _attempt(
-        self, node: Node, tier: Tier, messages: list[Message], attempt: Attempt, prompt: str
+        self,
+        node: Node,
+        tier: Tier,
+        messages: list[Message],
+        attempt: Attempt,
+        prompt: str,
+        *,
+        writes: anyio.Event | None = None,
     ) -> tuple[Any, str]:
         text = ""
         output: Any = None
-        async with self._recorded(node, tier, attempt) as meters:
+        async with self._recorded(node, tier, attempt, writes) as meters:
             response = await self._call(node, tier, messages, meters)
             attempt.simulated = response.simulated
             text = response.text
@@ -310,7 +330,9 @@ class NodeRunner(Approvals):
         return output, text
 
     @asynccontextmanager
-    async def _recorded(self, node: Node, tier: Tier, attempt: Attempt) -> AsyncIterator[Spend]:
+    async def _recorded(
+        self, node: Node, tier: Tier, attempt: Attempt, writes: anyio.Event | None = None
+    ) -> AsyncIterator[Spend]:
         """The calls of one attempt on ``tier``: limited, announced, metered, settled.
 
         A failure ends the attempt, not the run: its error is recorded on the attempt
@@ -318,6 +340,7 @@ class NodeRunner(Approvals):
         exception's class) and not raised; cancellation is recorded and raised.
         """
         meters = self._spend(node, attempt)
+        meters.answered = writes  # set once its first call is answered (the prefix cached)
         try:
             # a batch call holds no connection: the tier's concurrency does not bound it
             async with nullcontext() if self.policy.batches(node) else self._tier_limits[tier.name]:
@@ -398,10 +421,12 @@ class NodeRunner(Approvals):
             judge_tier = self.ladder.get(asked.tier)
         meter = meters.meter(judge_tier)
         content = judge_prompt(task, asked.criteria, asked.answer, asked.evidence)
+        shared = judge_shared_chars(content)  # criteria and passages, first and cached
+        cut = shared if shared // 4 >= judge_tier.cache_min_tokens else 0
         request = ModelRequest(
             tier=judge_tier,
             system=JUDGE_SYSTEM_PROMPT,
-            messages=[Message(role="user", content=content)],
+            messages=judge_messages(content, judge_tier),
             max_output_tokens=1024,
             output_schema=JudgeVerdict.model_json_schema(),
             purpose="judge",
@@ -410,28 +435,13 @@ class NodeRunner(Approvals):
             cache=self.policy.cache,
             batch=self.policy.batches(node),
         )
-        response = await self.client.complete(request, meter)
+        writes = await self._first_to_write(judge_tier.model, content[:cut])
+        try:
+            response = await self.client.complete(request, meter)
+        finally:
+            if writes is not None:
+                writes.set()
         return JudgeVerdict.model_validate(response.data)
-
-    def _past_rejections(
-        self, result: NodeResult, index: int, top: int, reason: str
-    ) -> tuple[int, str]:
-        """Where a resumed node starts: above the highest tier that already failed it.
-
-        Attempts of an earlier process that verification rejected are not paid for again;
-        interrupted or errored ones are (they proved nothing about their tier).
-        """
-        names = self.ladder.names
-        rejected = {
-            names.index(a.tier): a.verdict.reason
-            for a in result.attempts
-            if a.verdict is not None and not a.verdict.passed and a.tier in names
-        }
-        if not rejected or max(rejected) < index:
-            return index, reason
-        worst = max(rejected)
-        why = f"resumed above {names[worst]}, which already failed verification"
-        return min(worst + 1, top), f"{why}: {rejected[worst]}"
 
     # -- Python nodes -----------------------------------------------------------------
 

@@ -18,8 +18,9 @@ The first refusal marks the budget exhausted: the run launches no more work.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -27,10 +28,10 @@ import anyio
 
 from orchestrator.exceptions import BudgetExhausted
 from orchestrator.pricing import ZERO_USD, Usage, to_usd
-from orchestrator.results import BatchCall
+from orchestrator.results import Attempt, BatchCall
 from orchestrator.tiers import Tier
 
-__all__ = ["Budget", "CallTicket", "Meter", "Reservation"]
+__all__ = ["Budget", "CallTicket", "Meter", "Reservation", "collect_earlier", "resuming"]
 
 
 @dataclass(slots=True)
@@ -222,6 +223,9 @@ class Meter:
     """Calls an earlier process of the run left waiting in a batch, by ``custom_id``."""
     on_adopt: AdoptHook | None = None
     """Awaited when a call is collected from one of :attr:`earlier`."""
+    answered: anyio.Event | None = None
+    """Set once a call of this meter has settled (its answer, and what it wrote to the
+    prompt cache, are there: calls waiting to read that prefix go on)."""
     on_settle: SpendHook | None = None
 
     @asynccontextmanager
@@ -316,6 +320,45 @@ class Meter:
         else:
             cost = ZERO_USD
         self.budget.settle(reservation, cost)
+        if self.answered is not None:
+            self.answered.set()
         self.calls += 1
         self.batch_calls += batch
         self.cost_usd += cost
+
+
+_RESUMED: ContextVar[tuple[Attempt, ...]] = ContextVar("resumed_batch_calls", default=())
+
+
+@contextmanager
+def resuming(attempts: Sequence[Attempt]) -> Iterator[None]:
+    """Within it, :func:`collect_earlier` finds the batch calls ``attempts`` left waiting.
+
+    For callers that make their own meters (a planner, planning again after a crash):
+    a call it makes again is collected from its batch, not sent twice.
+    """
+    token = _RESUMED.set(tuple(a for a in attempts if a.batch_pending))
+    try:
+        yield
+    finally:
+        _RESUMED.reset(token)
+
+
+def collect_earlier(meter: Meter, recorded: Callable[[Attempt], Awaitable[None]]) -> None:
+    """Let ``meter`` collect the batch calls of the attempts being resumed (:func:`resuming`).
+
+    A call collected moves from the attempt that sent it (its cost drops by the call's
+    worst case, and ``recorded`` is awaited with it) to ``meter``.
+    """
+    sent = {c.custom_id: a for a in _RESUMED.get() for c in a.batch_pending}
+    if not sent:
+        return
+    meter.earlier = {c.custom_id: c for a in _RESUMED.get() for c in a.batch_pending}
+
+    async def adopt(call: BatchCall) -> None:
+        attempt = sent.pop(call.custom_id)
+        attempt.batch_pending = tuple(c for c in attempt.batch_pending if c != call)
+        attempt.cost_usd -= call.reserved_usd
+        await recorded(attempt)
+
+    meter.on_adopt = adopt

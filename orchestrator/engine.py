@@ -26,7 +26,7 @@ from orchestrator.budget import Budget
 from orchestrator.citations import PassageLookup
 from orchestrator.dag import validate_plan
 from orchestrator.events import Listener
-from orchestrator.exceptions import UserError
+from orchestrator.exceptions import PlanProblem, PlanValidationError, UserError
 from orchestrator.goal import AttemptHook, Goal, GoalPlanner
 from orchestrator.models.base import ModelClient
 from orchestrator.node import Node, node_from_task
@@ -182,7 +182,13 @@ class Engine:
             nodes = [node_from_task(task, passages=self.passages) for task in work.tasks]
         else:
             plan, nodes = work.to_plan_and_nodes()
-        graph = validate_plan(plan, known_tools=self.tools.names())
+        judges = _judge_tier_problems(nodes, self.ladder.names)  # refused before any call
+        try:
+            graph = validate_plan(plan, known_tools=self.tools.names())
+        except PlanValidationError as exc:
+            raise PlanValidationError([*exc.problems, *judges]) from None
+        if judges:
+            raise PlanValidationError(judges)
         _check_inputs(nodes, {task.id for task in plan.tasks}, inputs)
         return plan, nodes, graph
 
@@ -293,3 +299,17 @@ def _check_inputs(nodes: Sequence[Node], task_ids: set[str], inputs: Mapping[str
 def new_run_id() -> str:
     """A new run id: the UTC time it was made and 8 random hex digits."""
     return f"run_{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
+
+
+def _judge_tier_problems(nodes: Sequence[Node], tiers: Sequence[str]) -> list[PlanProblem]:
+    """A judge on a tier the ladder does not have (it would fail every attempt, paid)."""
+    return [
+        PlanProblem(
+            node.task.id,
+            f"its llm_judge names tier {tier!r}, which the ladder does "
+            f"not have (tiers: {', '.join(tiers)})",
+        )
+        for node in nodes
+        for verifier in node.verifiers
+        if isinstance(tier := getattr(verifier, "tier", None), str) and tier not in tiers
+    ]

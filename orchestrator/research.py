@@ -189,6 +189,7 @@ class ResearchAgent:
             max_tasks=self.max_tasks,
             budget=budget,
             cache=self.config.cache if self.config else True,
+            batch=self.config.batch if self.config else False,  # work that can wait, planned so
         )
         try:
             with self._telemetry().planning("research"):  # the conventions' plan span

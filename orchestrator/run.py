@@ -20,7 +20,7 @@ from networkx.classes.reportviews import OutDegreeView
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.attempt import NodeRunner, RunPolicy
-from orchestrator.budget import Budget
+from orchestrator.budget import Budget, resuming
 from orchestrator.events import (
     AttemptSpending,
     Event,
@@ -301,7 +301,8 @@ class Run:
         error: str | None = None
         plan: Plan | None = None
         try:
-            plan = await goal.planner(goal.text, self.budget, self._planning_round)
+            with resuming(self._planning_attempts):  # a plan a killed process batched
+                plan = await goal.planner(goal.text, self.budget, self._planning_round)
             self.adopt(*self._engine.nodes_of(plan, self._inputs))
         except _PLANNING_FAILURES as exc:
             error = str(exc)

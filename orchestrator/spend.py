@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+
 from orchestrator.budget import Budget, Meter
 from orchestrator.events import (
     AttemptSpending,
@@ -51,7 +53,9 @@ class Spend(list[Meter]):
     makes it again; its worst case then moves from that attempt to this one.
     """
 
-    __slots__ = ("_attempt", "_budget", "_bus", "_calls", "_earlier", "_node_id", "_run_id")
+    __slots__ = (
+        "_attempt", "_budget", "_bus", "_calls", "_earlier", "_node_id", "_run_id", "answered",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -67,11 +71,16 @@ class Spend(list[Meter]):
         self._budget, self._bus, self._run_id = budget, bus, run_id
         self._node_id, self._attempt = node_id, attempt
         self._earlier = {c.custom_id: a for a in earlier for c in a.batch_pending}
+        self.answered: anyio.Event | None = None
+        """Set once the first meter's first call is answered (other nodes wait for the
+        prefix it writes to the prompt cache)."""
         self._calls = 0  # model calls whose text was asked for
 
     def meter(self, tier: Tier) -> Meter:
         """A new meter on ``tier``, charged to the run's budget and to this attempt."""
         meter = Meter(tier, self._budget, on_reserve=self._reserved if self._bus else None)
+        if not self:
+            meter.answered = self.answered
         meter.on_settle = self._settled if self._bus else None
         if self._earlier:
             meter.earlier = {

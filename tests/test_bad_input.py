@@ -325,3 +325,19 @@ def test_offline_without_the_simulator_installed_names_the_extra(
     monkeypatch.setitem(__import__("sys").modules, "orchestrator_sim", None)  # not importable
     assert main(argv) == 2
     assert "pip install 'tiered-orchestrator[sim]'" in one_error_line(capsys)
+
+
+def test_a_judge_on_a_tier_the_ladder_lacks_is_refused_before_any_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It used to pass validation and fail every attempt with a KeyError, escalating
+    # through every tier and paying for each answer the judge never saw.
+    plan = tmp_path / "plan.json"
+    verify = [{"kind": "llm_judge", "tier": "gpt-9"}]
+    plan.write_text(json.dumps({"goal": "g", "tasks": [
+        {"id": "t", "instruction": "Name a heap use.", "verify": verify}]}))  # fmt: skip
+    assert main(["run", "--plan", str(plan), "--offline", "--home", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "task 't'" in err
+    assert "'gpt-9'" in err
+    assert "haiku, sonnet, opus" in err

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from orchestrator.budget import Budget, Meter
 from orchestrator.exceptions import BudgetExhausted
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.models.batch import BatchOutcome, BatchQueue
-from orchestrator.results import RunResult
+from orchestrator.results import PLANNING_NODE, RunResult
 from orchestrator.store import SQLiteStore
 from orchestrator.tiers import default_ladder
 from orchestrator_sim import SimConfig, serve
@@ -161,13 +162,19 @@ async def test_calls_made_together_share_a_batch_and_a_cancelled_poller_hands_ov
 
 
 class _Clock:
-    """Seconds since the epoch, moved only by the test (the server's batch clock)."""
+    """Seconds since the epoch, stopped until the test lets it run (the server's clock)."""
 
     def __init__(self) -> None:
         self.now = 1_800_000_000.0
+        self._since: float | None = None
+
+    def run(self, ahead_s: float) -> None:
+        """Jump ``ahead_s`` seconds, then run as the real clock does."""
+        self.now += ahead_s
+        self._since = time.monotonic()
 
     def __call__(self) -> float:
-        return self.now
+        return self.now + (time.monotonic() - self._since if self._since is not None else 0.0)
 
 
 def _env(base_url: str) -> dict[str, str]:
@@ -211,7 +218,7 @@ async def test_a_killed_batch_run_resumes_by_reading_the_same_batch_and_pays_onc
                    for c in a.batch_pending}  # fmt: skip
         (batch_id,) = pending  # stored before the results were awaited
 
-        clock.now += 60  # a minute later, the batch has ended
+        clock.run(60)  # a minute later, the batch has ended
         with anyio.fail_after(120):
             again = await anyio.run_process(
                 [*CLI, "resume", summary.run_id, "--json", *home],
@@ -311,3 +318,70 @@ async def test_errored_and_expired_batch_entries_are_retried_and_never_billed(
     assert client.errors_seen[error_type] == 2
     assert result.cost_usd == 0  # an entry that did not run is not billed
     assert not attempt.cost_unknown
+
+
+async def test_a_run_killed_while_its_plan_waits_in_a_batch_collects_that_plan(
+    tmp_path: Path,
+) -> None:
+    home = ["--home", str(tmp_path)]
+    clock = _Clock()
+    goal = "How do Python context managers handle exceptions?"
+    config = SimConfig(seed=7, time_scale=0.02)
+    async with serve(config, clock=clock) as sim:
+        process = await anyio.open_process(
+            [*CLI, "run", goal, "--batch", *home],
+            env=_env(sim.base_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert process.stderr is not None
+            seen = ""
+            with anyio.fail_after(60):  # planning's round waits in a batch that cannot end
+                while "waiting in message batch" not in seen:
+                    seen += (await process.stderr.receive()).decode()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        assert process.returncode == -signal.SIGKILL, seen
+        clock.run(60)
+        store = await SQLiteStore.open(tmp_path / "runs.db")
+        try:
+            (summary,) = await store.list_runs()
+            stored = await store.load_run(summary.run_id)
+        finally:
+            await store.aclose()
+        (killed,) = stored.attempts[PLANNING_NODE]
+        (waiting,) = killed.batch_pending  # stored before the plan was awaited
+        with anyio.fail_after(120):
+            again = await anyio.run_process(
+                [*CLI, "resume", summary.run_id, "--batch", "--json", *home],
+                env=_env(sim.base_url), check=False,
+            )  # fmt: skip
+        planned = [r for r in sim.requests if r.custom_id is not None and r.kind == "plan"]
+    assert again.returncode == 0, again.stderr.decode()
+    result = json.loads(again.stdout)
+    assert result["status"] == "succeeded"
+    assert [r.batch_id for r in planned] == [waiting.batch_id], "the resumed run planned again"
+    planning = result["planning"]
+    assert planning["rounds"] == 2  # the killed round (now $0) and the one that read it
+    assert all(a["batch_calls"] for n in result["nodes"] for a in n["attempts"])
+
+
+async def test_a_task_can_choose_batch_or_not_whatever_the_run_says() -> None:
+    plan = Plan(goal="mixed", tasks=[
+        Task(id="later", instruction="List 2 uses of a heap.", batch=True),
+        Task(id="now", instruction="List 2 uses of a trie."),
+        Task(id="never", instruction="List 2 uses of a deque.", batch=False),
+    ])  # fmt: skip
+    async with serve(SimConfig(seed=8, time_scale=0)) as sim:
+        client = AnthropicClient(
+            base_url=sim.base_url, api_key="offline-test", batch_collect_s=0.01, batch_poll_s=0.01
+        )
+        async with client:
+            engine = Engine(client)
+            alone = await engine.run(plan)
+            batched = await engine.run(plan, batch=True)
+    calls = {r.id: r.attempts[0].batch_calls for r in alone.nodes}
+    assert calls == {"later": 1, "now": 0, "never": 0}
+    calls = {r.id: r.attempts[0].batch_calls for r in batched.nodes}
+    assert calls == {"later": 1, "now": 1, "never": 0}

@@ -13,6 +13,7 @@ import pytest
 
 from orchestrator import (
     Engine,
+    JudgeSpec,
     Needs,
     Plan,
     Prompt,
@@ -150,6 +151,40 @@ async def test_siblings_reading_the_same_inputs_share_a_cached_prefix(concurrenc
     alone = result.node("alone").attempts[0]  # its inputs nobody else reads: no breakpoint
     assert alone.cache_write_tokens == 0
     assert result.cache_saving_usd > 0
+
+
+async def test_siblings_go_on_once_the_writer_is_answered_and_their_judges_share() -> None:
+    """The others go on once the writer's first call is answered (its prefix is cached then),
+    not once its whole attempt, judge included, ended; and the judges of siblings, shown
+    the same criteria, share that prefix on their model the same way."""
+    judge = JudgeSpec(criteria="The answer uses the notes. " * 8, inputs=False)
+    plan = Plan(
+        goal="siblings",
+        tasks=[
+            Task(id="notes", instruction="Write notes on glaciers. [difficulty=1]"),
+            *(
+                Task(id=f"use_{i}", instruction=f"Use the notes for purpose {i}. [difficulty=1]",
+                     depends_on=("notes",), verify=(judge,))
+                for i in range(3)
+            ),
+        ],
+    )  # fmt: skip
+    ladder, sim = small_cache_minimum(time_scale=0.2)
+    async with serve(sim) as server:
+        client = AnthropicClient(base_url=server.base_url, api_key="test")
+        async with client:
+            with anyio.fail_after(60):
+                result = await Engine(client, ladder).run(plan)
+    assert result.status == "succeeded"
+    siblings = sorted(
+        (result.node(f"use_{i}").attempts[0] for i in range(3)), key=lambda a: a.started_at
+    )
+    first, *rest = siblings
+    assert first.finished_at is not None
+    assert all(later.started_at < first.finished_at for later in rest)  # not after its judge
+    assert all(later.cache_write_tokens == 0 for later in rest)  # answers and judges read
+    judged = [a.cache_read_tokens - first.cache_read_tokens for a in rest]
+    assert all(extra > 0 for extra in judged)  # their judges read the criteria too
 
 
 async def test_a_prefix_is_readable_once_the_response_that_writes_it_begins() -> None:

@@ -17,7 +17,7 @@ from decimal import Decimal
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.budget import Budget, Meter
+from orchestrator.budget import Budget, Meter, collect_earlier
 from orchestrator.capabilities import CAPABILITY_DIMENSIONS, LEVEL_MEANINGS, MAX_LEVEL, Needs
 from orchestrator.dag import plan_problems
 from orchestrator.exceptions import (
@@ -32,6 +32,7 @@ from orchestrator.models.instrumented import instrumented
 from orchestrator.plan import NonEmptySpec, Plan, RequiredSectionsSpec, Task, VerifierSpec
 from orchestrator.pricing import ZERO_USD, Usage
 from orchestrator.results import Attempt, Outcome, PlanningRecord, Verdict
+from orchestrator.spend import settle
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tool import Tool
 
@@ -249,10 +250,12 @@ class LLMPlanner:
 
         async def reserved(meter: Meter) -> None:
             attempt.cost_usd, attempt.in_flight_usd = meter.cost_usd, meter.in_flight_usd
+            attempt.batch_pending = tuple(meter.pending)  # stored before results are awaited
             await on_attempt(attempt)
 
         meter = Meter(self.tier, self.budget, on_reserve=reserved)
         await on_attempt(attempt)
+        collect_earlier(meter, on_attempt)  # resumed: a round a killed process batched
         try:
             response = await self.client.complete(self._request(messages), meter)
             attempt.simulated = response.simulated
@@ -267,15 +270,7 @@ class LLMPlanner:
             attempt.error, attempt.error_type = str(exc), Outcome.BUDGET_EXHAUSTED
             raise
         finally:
-            attempt.finished_at = _now()
-            attempt.cost_usd, attempt.in_flight_usd = meter.cost_usd, ZERO_USD
-            attempt.input_tokens = meter.usage.input_tokens
-            attempt.output_tokens = meter.usage.output_tokens
-            attempt.cache_write_tokens = meter.usage.cache_write_tokens
-            attempt.cache_read_tokens = meter.usage.cache_read_tokens
-            attempt.cache_saving_usd = meter.cache_saving_usd
-            attempt.calls = meter.calls
-            attempt.cost_unknown = meter.cost_unknown
+            settle(attempt, [meter])
             report.rounds += 1
             report.usage = report.usage + meter.usage
             report.cost_usd += meter.cost_usd

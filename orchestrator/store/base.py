@@ -26,7 +26,15 @@ from orchestrator.pricing import USD, ZERO_USD
 from orchestrator.results import Attempt, NodeResult, Outcome, RunResult
 from orchestrator.store.lease import LeaseOwner
 
-__all__ = ["RunStore", "RunSummary", "StoredRun", "interrupted", "spent_in", "spent_on"]
+__all__ = [
+    "RunStore",
+    "RunSummary",
+    "StoredRun",
+    "interrupted",
+    "past_rejections",
+    "spent_in",
+    "spent_on",
+]
 
 
 class RunSummary(BaseModel):
@@ -203,3 +211,24 @@ def interrupted(attempt: Attempt) -> Attempt:
             "cost_unknown": attempt.cost_unknown or in_flight,
         }
     )
+
+
+def past_rejections(
+    names: Sequence[str], result: NodeResult, index: int, top: int, reason: str
+) -> tuple[int, str]:
+    """Where a resumed node starts: above the highest tier (of ``names``) that failed it.
+
+    Attempts of an earlier process that verification rejected are not paid for again;
+    interrupted or errored ones are (they proved nothing about their tier). Returns the
+    tier's index and the route reason (``reason`` unless it changed).
+    """
+    rejected = {
+        names.index(a.tier): a.verdict.reason
+        for a in result.attempts
+        if a.verdict is not None and not a.verdict.passed and a.tier in names
+    }
+    if not rejected or max(rejected) < index:
+        return index, reason
+    worst = max(rejected)
+    why = f"resumed above {names[worst]}, which already failed verification"
+    return min(worst + 1, top), f"{why}: {rejected[worst]}"

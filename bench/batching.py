@@ -13,8 +13,7 @@ merge; through ``Engine.run``, prepare included.
 
 ``research``: the research agent as shipped (``ResearchAgent.run``: planning, research
 tasks that search and read the demo corpus, synthesis, check), one goal per round.
-Planning stays interactive in batch mode (it is one call the rest waits for), so its cost
-is in both arms at the interactive price.
+In batch mode its planning goes in a batch too.
 
 Makespan in batch mode is the simulator's: a batch request takes 0.5x to 1.5x
 ``batch_delay_s`` (5 simulated seconds) times ``--time-scale``; on the real API a batch
@@ -153,7 +152,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
         )
     planning = [float(r.planning.cost_usd) for r, _ in runs[Arm(True, True)] if r.planning]
     if planning:
-        print(f"planning (interactive in every arm): ${statistics.median(planning):.4f} a run")
+        print(f"planning, batch arms (in a batch too): ${statistics.median(planning):.4f} a run")
 
 
 def _ratios(results: list[RunResult], base: list[RunResult]) -> list[float]:

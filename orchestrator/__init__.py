@@ -100,7 +100,8 @@ from orchestrator.routing import (
 from orchestrator.run import Run, RunConfig
 from orchestrator.streaming import RunEvents
 from orchestrator.tiers import Tier, TierLadder, default_ladder, load_ladder
-from orchestrator.tool import ServerTool, Tool
+from orchestrator.tool import ServerTool, Tool, Toolset
+from orchestrator.tools.mcp import MCPServer
 from orchestrator.verify import (
     JudgeFunction,
     JudgeRequest,
@@ -149,6 +150,7 @@ __all__ = [
     "JudgeVerdict",
     "LLMJudge",
     "LearningRouter",
+    "MCPServer",
     "Message",
     "ModelAPIError",
     "ModelAPIUserError",
@@ -207,6 +209,7 @@ __all__ = [
     "ToolCalled",
     "ToolResult",
     "ToolReturned",
+    "Toolset",
     "Usage",
     "UserError",
     "Verdict",

@@ -38,7 +38,7 @@ from orchestrator.store.base import StoredRun
 from orchestrator.streaming import RunEvents
 from orchestrator.telemetry.tracing import Telemetry
 from orchestrator.tiers import TierLadder, default_ladder
-from orchestrator.tool import Tool
+from orchestrator.tool import Tool, Toolset
 from orchestrator.tools.registry import ToolRegistry
 
 __all__ = [
@@ -69,7 +69,10 @@ class Engine:
         ladder: Tiers, cheapest first; defaults to :func:`~orchestrator.tiers.default_ladder`.
         router: Picks each node's first tier; defaults to :class:`CapabilityRouter`.
         tools: Tools tasks may name in their allowlists (typed functions are wrapped with
-            :func:`~orchestrator.tools.tool`); two tools of one name are an error.
+            :func:`~orchestrator.tools.tool`); two tools of one name are an error. An
+            :class:`~orchestrator.tools.MCPServer` (any toolset) brings its tools, named
+            ``mcp__<server>__<tool>``: each run starts it before its first call and stops
+            it after its last.
         listeners: Called with every :mod:`~orchestrator.events` event.
         config: Default run settings.
         passages: The corpus that ``citations`` verifier specs of plans check against.
@@ -90,7 +93,7 @@ class Engine:
         ladder: TierLadder | None = None,
         *,
         router: Router | None = None,
-        tools: Iterable[Tool | Callable[..., Any]] = (),
+        tools: Iterable[Tool | Toolset | Callable[..., Any]] = (),
         listeners: Sequence[Listener] = (),
         config: RunConfig | None = None,
         passages: PassageLookup | None = None,
@@ -184,7 +187,7 @@ class Engine:
             plan, nodes = work.to_plan_and_nodes()
         judges = _judge_tier_problems(nodes, self.ladder.names)  # refused before any call
         try:
-            graph = validate_plan(plan, known_tools=self.tools.names())
+            graph = validate_plan(plan, known_tools=self.tools.known())
         except PlanValidationError as exc:
             raise PlanValidationError([*exc.problems, *judges]) from None
         if judges:

@@ -49,7 +49,7 @@ from orchestrator.run import Run, RunConfig
 from orchestrator.store.base import StoredRun
 from orchestrator.telemetry.tracing import Telemetry, current_telemetry
 from orchestrator.tiers import TierLadder, default_ladder
-from orchestrator.tool import ServerTool, Tool
+from orchestrator.tool import ServerTool, Tool, Toolset
 from orchestrator.tools.corpus import CORPUS_TOOL_NAMES, Corpus, Passage, corpus_tools
 from orchestrator.tools.web import web_tools
 from orchestrator.wire import shared_inputs_prompt
@@ -137,6 +137,8 @@ class ResearchAgent:
             from the prompt cache to every task but the first, but they are sent with
             every call of every research task: they pay only when the tasks would read
             them anyway (docs/benchmarks.md, "Prompt caching", measures both).
+        extra_tools: More tools for the planner's catalogue and the tasks (MCP servers,
+            say: their tools are listed once the run has started them).
     """
 
     client: ModelClient
@@ -150,9 +152,11 @@ class ResearchAgent:
     web: bool = False
     router: Router | None = None
     shared: int = 0
+    extra_tools: Sequence[Tool | Toolset] = ()
 
     def __post_init__(self) -> None:
-        self.tools: list[Tool] = [*corpus_tools(self.corpus), *(web_tools() if self.web else [])]
+        web = web_tools() if self.web else []
+        self.tools: list[Tool | Toolset] = [*corpus_tools(self.corpus), *web, *self.extra_tools]
         self.engine: Engine = _ResearchEngine(
             self.corpus,
             self.shared,
@@ -196,7 +200,7 @@ class ResearchAgent:
                 plan = await planner.plan(goal, context=RESEARCH_CONTEXT, on_attempt=on_attempt)
         finally:
             self.last_planning = planner.last_report
-        corpus_names = [t.name for t in self.tools if not isinstance(t, ServerTool)]
+        corpus_names = list(CORPUS_TOOL_NAMES)
         web_names = [t.name for t in self.tools if isinstance(t, ServerTool)]
         return research_checks(plan, tools=corpus_names, web_tools=web_names, judge=self.judge)
 

@@ -264,14 +264,19 @@ class Run:
         """Plan the goal if there is one, run every node that can run, return the result.
 
         The result is partial if cancelled, and ``failed`` (or ``budget_exhausted``) with
-        no nodes if planning failed.
+        no nodes if planning failed. The engine's MCP servers start first and stop last.
 
         Raises:
             RuntimeError: If the run was already executed (prepare a new one instead).
+            MCPServerError: If an MCP server did not start (nothing ran).
         """
         if self._executed:
             raise RuntimeError(f"run {self.run_id} was already executed; prepare a new run")
         self._executed = True
+        async with self._engine.tools.opened(self.plan.tasks if self.plan else ()):
+            return await self._execute()
+
+    async def _execute(self) -> RunResult:
         self._started_at = datetime.now(UTC)
         self._errors_before = _errors_seen(self._client)
         try:

@@ -1,16 +1,20 @@
 """The tool interface the engine and model clients see.
 
-Concrete tools (typed functions, the corpus tools) live in :mod:`orchestrator.tools`; the
-engine's tool loop (:mod:`orchestrator.turns`) only needs this protocol.
+Concrete tools (typed functions, the corpus tools, MCP servers' tools) live in
+:mod:`orchestrator.tools`; the engine's tool loop (:mod:`orchestrator.turns`) only needs
+the :class:`Tool` protocol. A :class:`Toolset` is a source of tools that must be open to
+be used (an MCP server: a process or a connection); a run opens the engine's toolsets
+before its first call and closes them after its last.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ServerTool", "Tool"]
+__all__ = ["ServerTool", "Tool", "Toolset"]
 
 
 @runtime_checkable
@@ -34,6 +38,43 @@ class Tool(Protocol):
 
     async def __call__(self, arguments: Mapping[str, Any]) -> str:
         """Run the tool; raise to report an error to the model."""
+        ...
+
+
+@runtime_checkable
+class Toolset(Protocol):
+    """Tools that exist while a connection is open (an MCP server's); an async context.
+
+    Entering it starts (or joins) the connection and lists its tools; leaving it lets it
+    go. It may be entered more than once, from more than one task: it stays open until
+    the last user leaves.
+    """
+
+    @property
+    def name(self) -> str:
+        """What errors call it (an MCP server's name; empty until known)."""
+        ...
+
+    @property
+    def tools(self) -> Sequence[Tool]:
+        """Its tools while it is open; empty before."""
+        ...
+
+    def may_provide(self, name: str) -> bool:
+        """Whether ``name`` can be one of its tools (checked before it is open)."""
+        ...
+
+    async def __aenter__(self) -> Any:
+        """Open it (or join it, already open): its tools are listed on return."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        """Leave it; the last user out closes it."""
         ...
 
 

@@ -31,6 +31,7 @@ from orchestrator_sim.config import SimConfig
 from orchestrator_sim.diffs import Anchor, citable, diff_anchors, misplace_one_citation
 from orchestrator_sim.judge import FlawRegistry, judge_answer
 from orchestrator_sim.plans import BROKEN_KINDS, catalogue_tools, plan_text
+from orchestrator_sim.prompts import ToolResult as SeenResult
 from orchestrator_sim.prompts import (
     citation_ids,
     difficulty,
@@ -52,7 +53,13 @@ from orchestrator_sim.schema_fill import (
     twist_one_field,
 )
 from orchestrator_sim.seeding import digest, seeded_random, short_id, unit
-from orchestrator_sim.tool_use import ToolCall, evidence_from, first_call, follow_up
+from orchestrator_sim.tool_use import (
+    ToolCall,
+    evidence_from,
+    findings_from,
+    first_call,
+    follow_up,
+)
 from orchestrator_sim.writer import Brief, Evidence, Flaw, write_answer
 
 __all__ = ["Brain", "BrainReply", "BrainRequest", "DefaultBrain", "Kind"]
@@ -182,6 +189,8 @@ class DefaultBrain:
         task_hash: str,
         kind: Kind,
         evidence: Sequence[Evidence],
+        *,
+        results: Sequence[SeenResult] = (),
     ) -> BrainReply:
         core = instruction(user)
         level = difficulty(core, self.config.seed)
@@ -202,6 +211,8 @@ class DefaultBrain:
                 terms, required_sections(core), input_task_ids(user), cited, flawed, subtle
             )
             text, flaw = write_answer(brief, rng)
+            if findings := findings_from(results):  # what its tools answered, reported
+                text += "\n\nFrom the tools: " + "; ".join(findings) + "."
         if flaw is not None:
             self.registry.record(text, flaw)
         return BrainReply([_text_block(text)], "end_turn", kind, task_hash, level, flaw)
@@ -245,7 +256,8 @@ class DefaultBrain:
         results = tool_results(request.messages)
         call = self._next_call(request, user, results)
         if call is None:
-            return self._answer(request, user, task_hash, "tool_turn", evidence_from(results))
+            evidence = evidence_from(results)
+            return self._answer(request, user, task_hash, "tool_turn", evidence, results=results)
         made = sum(1 for _ in self._calls_made(request.messages))
         tool_id = short_id("toolu_", self.config.seed, task_hash, request.model, made, len(results))
         terms = key_terms(instruction(user), 3)
@@ -268,11 +280,12 @@ class DefaultBrain:
         made = sum(1 for _ in self._calls_made(request.messages))
         if not forced and made >= self.config.max_tool_calls:
             return None
+        text = instruction(user)
         if made == 0 or (forced and choice.get("type") == "tool"):
-            return first_call(request.tools, ctx, choice.get("name"))
-        follow = follow_up(request.tools, results, ctx)
+            return first_call(request.tools, ctx, choice.get("name"), text)
+        follow = follow_up(request.tools, results, ctx, text)
         if follow is None and forced:
-            return first_call(request.tools, ctx, None)
+            return first_call(request.tools, ctx, None, text)
         return follow
 
     @staticmethod

@@ -27,6 +27,7 @@ from orchestrator.cli.commands import (
     cmd_validate,
     store_path,
 )
+from orchestrator.cli.mcp import add_flags as _mcp_flags
 from orchestrator.cli.otel import add_flags as _telemetry_flags
 from orchestrator.cli.routing import cmd_routing
 from orchestrator.cli.schema import cmd_plan_or_schema
@@ -165,6 +166,7 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fault-rate", type=_fraction, default=0.0, help="simulator faults, 0 to 1 (offline)"
     )
+    _mcp_flags(parser)
     _telemetry_flags(parser)
 
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from orchestrator.cli.approve import exit_code
 from orchestrator.cli.home import store_path
+from orchestrator.cli.mcp import mcp_servers
 from orchestrator.cli.otel import session
 from orchestrator.cli.render import (
     LiveProgress,
@@ -280,6 +281,7 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
         if args.budget is None:  # the run's budget holds; --budget replaces it
             config = config.model_copy(update={"budget_usd": resume.budget_usd})
     async with (
+        mcp_servers(args) as servers,  # started before the run, stopped after it
         _endpoint(args, ladder) as (client, run_ladder),
         _progress(args) as progress,
         current_telemetry().run_trace(),  # planning and the run: one trace
@@ -297,15 +299,15 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
                 client, corpus, run_ladder, config=config, listeners=listeners,
                 planner_tier=getattr(args, "planner_tier", None),
                 judge=getattr(args, "judge", False), web=getattr(args, "web", False),
-                router=router,
+                router=router, extra_tools=servers,
             )  # fmt: skip
             goal = resume.summary.goal if resume is not None else args.goal
             run = agent.start(goal, resume=resume, run_id=run_id)
         else:
             tools = corpus_tools(corpus) if corpus is not None else []
             engine = Engine(
-                client, run_ladder, listeners=listeners, config=config, tools=tools,
-                passages=corpus, router=router,
+                client, run_ladder, listeners=listeners, config=config,
+                tools=[*tools, *servers], passages=corpus, router=router,
             )  # fmt: skip
             run = engine.prepare(plan, resume=resume, run_id=run_id)
         runs.append(run)

@@ -34,7 +34,7 @@ from orchestrator.pricing import ZERO_USD, Usage
 from orchestrator.results import Attempt, Outcome, PlanningRecord, Verdict
 from orchestrator.spend import settle
 from orchestrator.tiers import Tier, TierLadder
-from orchestrator.tool import Tool
+from orchestrator.tool import Tool, Toolset
 
 __all__ = ["AttemptHook", "DraftTask", "LLMPlanner", "PlanDraft", "PlanningReport"]
 
@@ -132,7 +132,8 @@ class LLMPlanner:
         client: The model client.
         ladder: The ladder; the planner runs on ``tier``.
         tier: Tier name to plan on; default: the cheapest tier with reasoning 2 or more.
-        tools: Tools tasks may use (their names and descriptions go into the prompt).
+        tools: Tools tasks may use (their names and descriptions go into the prompt); a
+            toolset (an MCP server) gives the tools it has when the planner runs.
         max_tasks: Largest plan accepted.
         max_repairs: Repair rounds after the first answer.
         budget: Budget charged for planning calls (default: unlimited); the run's, when
@@ -151,7 +152,7 @@ class LLMPlanner:
         ladder: TierLadder,
         *,
         tier: str | None = None,
-        tools: Sequence[Tool] = (),
+        tools: Sequence[Tool | Toolset] = (),
         max_tasks: int = 20,
         max_repairs: int = 2,
         budget: Budget | None = None,
@@ -283,7 +284,7 @@ class LLMPlanner:
     def _request(self, messages: list[Message]) -> ModelRequest:
         return ModelRequest(
             tier=self.tier,
-            system=system_prompt(self.tools, self.max_tasks),
+            system=system_prompt(self._catalogue(), self.max_tasks),
             messages=messages,
             max_output_tokens=self.max_output_tokens,
             output_schema=PlanDraft.model_json_schema(),
@@ -291,6 +292,10 @@ class LLMPlanner:
             cache=self.cache,
             batch=self.batch,
         )
+
+    def _catalogue(self) -> list[Tool]:
+        """The tools, a toolset's (an open MCP server's) in its place."""
+        return [t for i in self.tools for t in (i.tools if isinstance(i, Toolset) else [i])]
 
     def _check(self, goal: str, data: object) -> tuple[Plan | None, list[PlanProblem]]:
         if data is None:
@@ -308,7 +313,7 @@ class LLMPlanner:
         if plan is None:
             return None, problems
         problems = plan_problems(
-            plan, known_tools={t.name for t in self.tools}, max_tasks=self.max_tasks
+            plan, known_tools={t.name for t in self._catalogue()}, max_tasks=self.max_tasks
         )
         return (None, problems) if problems else (plan, [])
 

@@ -10,10 +10,12 @@ The tree::
     OrchestratorError
     ├── UserError
     │   ├── ToolDefinitionError     a function cannot be turned into a tool
-    │   └── UnknownToolError        a tool name is not registered (also a KeyError)
+    │   ├── UnknownToolError        a tool name is not registered (also a KeyError)
+    │   └── MCPServerError          an MCP server cannot start or is declared wrong
     └── ToolError                   a tool call failed; reported to the model
         ├── ToolArgumentError       the arguments failed validation (also a ValueError)
         ├── ToolTimeoutError        the call ran past the tool's own timeout
+        ├── MCPToolError            an MCP tool answered isError, or its server stopped
         ├── PassageNotFoundError    no passage has that id (also a KeyError)
         └── PassagePathError        the id points outside the corpus root (also a PermissionError)
 """
@@ -23,6 +25,8 @@ from __future__ import annotations
 from orchestrator.exceptions import OrchestratorError, UserError
 
 __all__ = [
+    "MCPServerError",
+    "MCPToolError",
     "PassageNotFoundError",
     "PassagePathError",
     "ToolArgumentError",
@@ -48,6 +52,14 @@ class UnknownToolError(UserError, _PlainKeyError):
     """A tool name is not registered; the message lists the tools that are."""
 
 
+class MCPServerError(UserError):
+    """An MCP server cannot be used: it did not start, refused, or is declared wrong.
+
+    The message names the server (its command line, URL or config entry) and what is wrong;
+    a stdio server's last lines of stderr are quoted when it said why.
+    """
+
+
 class ToolError(OrchestratorError):
     """A tool call failed; the engine reports it to the model as an ``is_error`` result."""
 
@@ -62,6 +74,10 @@ class ToolTimeoutError(ToolError):
     It is deliberately not a :class:`TimeoutError`: the engine treats that as its own
     per-call timeout and would report the wrong limit.
     """
+
+
+class MCPToolError(ToolError):
+    """An MCP tool answered with ``isError`` (its text is the message), or its server stopped."""
 
 
 class PassageNotFoundError(ToolError, _PlainKeyError):

@@ -1,4 +1,4 @@
-"""Typed tools from plain Python functions, and a registry to look them up by name.
+r"""Typed tools from plain Python functions, and a registry to look them up by name.
 
 ::
 
@@ -11,6 +11,10 @@
 its JSON Schema comes from the signature (through pydantic), its description and the
 parameter descriptions from the docstring; calls are validated before the function runs,
 sync functions run in a worker thread, and the result is turned into text.
+
+A registry also holds :class:`~orchestrator.tool.Toolset`\ s (MCP servers): their tools are
+in it while they are open (:meth:`ToolRegistry.opened`), and before that a plan may name
+them by what they may provide (:meth:`ToolRegistry.known`).
 """
 
 from __future__ import annotations
@@ -19,23 +23,28 @@ import copy
 import functools
 import inspect
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import anyio
 import anyio.to_thread
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from orchestrator.tool import Tool
+from orchestrator.tool import Tool, Toolset
 from orchestrator.tools._docstrings import parse_docstring
+from orchestrator.tools._toolsets import KnownNames, check_allowlists, check_unique, hint
 from orchestrator.tools.errors import (
     ToolArgumentError,
     ToolDefinitionError,
     ToolTimeoutError,
     UnknownToolError,
 )
+
+if TYPE_CHECKING:
+    from orchestrator.plan import Task
 
 __all__ = ["FunctionTool", "ToolRegistry", "to_text", "tool"]
 
@@ -236,16 +245,67 @@ def to_text(value: object) -> str:
 
 
 class ToolRegistry:
-    """Tools by name, in registration order.
+    """Tools by name, in registration order (then each open toolset's, in its order).
 
     Args:
-        tools: Tools to register at once; plain functions are wrapped with :func:`tool`.
+        tools: Tools to register at once; plain functions are wrapped with :func:`tool`;
+            toolsets (MCP servers) bring their tools while they are open.
     """
 
-    def __init__(self, tools: Iterable[Tool | Callable[..., Any]] = ()) -> None:
+    def __init__(self, tools: Iterable[Tool | Toolset | Callable[..., Any]] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        self._toolsets: list[Toolset] = []
+        if isinstance(tools, ToolRegistry):  # its own tools, and its toolsets (not their tools)
+            tools = [*tools._tools.values(), *tools._toolsets]
         for item in tools:
-            self.register(item)
+            if isinstance(item, Toolset) and not isinstance(item, Tool):
+                self._toolsets.append(item)
+            else:
+                self.register(item)
+
+    @property
+    def toolsets(self) -> tuple[Toolset, ...]:
+        """The toolsets (MCP servers) whose tools join while they are open."""
+        return tuple(self._toolsets)
+
+    @asynccontextmanager
+    async def opened(self, tasks: Iterable[Task] = ()) -> AsyncIterator[ToolRegistry]:
+        """Open every toolset for the body (an MCP server starts, or is joined if open).
+
+        They are closed when the body ends, however it ends.
+
+        Args:
+            tasks: Tasks whose allowlists must name only tools that exist once open.
+
+        Raises:
+            MCPServerError: A server did not start (those already open are closed).
+            ToolDefinitionError: Two tools share a name (two servers of one name, say).
+            PlanValidationError: A task names a tool no open toolset has (each listed).
+        """
+        if not self._toolsets:
+            yield self
+            return
+        async with AsyncExitStack() as stack:
+            for toolset in self._toolsets:
+                await stack.enter_async_context(toolset)
+            check_unique(self._tools, self._toolsets)
+            check_allowlists(tasks, self._all())
+            yield self
+
+    def known(self) -> Collection[str]:
+        """The names a plan may use: the tools', and those toolsets not open yet may provide."""
+        if not self._toolsets:
+            return self._tools.keys()
+        return KnownNames(self._all(), self._toolsets)
+
+    def _all(self) -> dict[str, Tool]:
+        if not self._toolsets:
+            return self._tools
+        merged = dict(self._tools)
+        for toolset in self._toolsets:
+            for item in toolset.tools:
+                merged.setdefault(item.name, item)
+        return merged
 
     def register(self, item: Tool | Callable[..., Any]) -> Tool:
         """Add a tool; also usable as a decorator on a plain function.
@@ -262,7 +322,7 @@ class ToolRegistry:
                 cannot be made into a tool.
         """
         registered = item if isinstance(item, Tool) else tool(item)
-        if registered.name in self._tools:
+        if registered.name in self._all():
             raise ToolDefinitionError(f"a tool named {registered.name!r} is already registered")
         self._tools[registered.name] = registered
         return registered
@@ -274,13 +334,13 @@ class ToolRegistry:
             UnknownToolError: No such tool (a ``KeyError``); the message lists the known ones.
         """
         try:
-            return self._tools[name]
+            return self._all()[name]
         except KeyError:
             raise UnknownToolError(f"no tool named {name!r}; {self._known()}") from None
 
     def names(self) -> list[str]:
-        """The registered names, in registration order."""
-        return list(self._tools)
+        """The registered names, in registration order (open toolsets' tools last)."""
+        return list(self._all())
 
     def subset(self, allowlist: Iterable[str]) -> ToolRegistry:
         """A new registry with only the allowed tools (in registration order).
@@ -298,31 +358,33 @@ class ToolRegistry:
         if isinstance(allowlist, str):
             raise TypeError("allowlist must be a collection of tool names, not a single string")
         allowed = list(dict.fromkeys(allowlist))
-        unknown = [name for name in allowed if name not in self._tools]
+        tools = self._all()
+        unknown = [name for name in allowed if name not in tools]
         if unknown:
             listed = ", ".join(repr(name) for name in unknown)
             raise UnknownToolError(f"unknown tool name(s) in allowlist: {listed}; {self._known()}")
-        return ToolRegistry(t for name, t in self._tools.items() if name in allowed)
+        return ToolRegistry(t for name, t in tools.items() if name in allowed)
 
     def __getitem__(self, name: str) -> Tool:
         return self.get(name)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._tools
+        return name in self._all()
 
     def __iter__(self) -> Iterator[Tool]:
-        return iter(list(self._tools.values()))
+        return iter(list(self._all().values()))
 
     def __len__(self) -> int:
-        return len(self._tools)
+        return len(self._all())
 
     def __repr__(self) -> str:
         return f"ToolRegistry({self.names()!r})"
 
     def _known(self) -> str:
-        if not self._tools:
+        names = list(self._all()) + [hint(t) for t in self._toolsets if not t.tools]
+        if not names:
             return "no tools are registered"
-        return "known tools: " + ", ".join(self._tools)
+        return "known tools: " + ", ".join(names)
 
 
 # -- schema and validation -------------------------------------------------------------

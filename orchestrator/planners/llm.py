@@ -255,8 +255,8 @@ class LLMPlanner:
             await on_attempt(attempt)
 
         meter = Meter(self.tier, self.budget, on_reserve=reserved)
-        await on_attempt(attempt)
         collect_earlier(meter, on_attempt)  # resumed: a round a killed process batched
+        await on_attempt(attempt)
         try:
             response = await self.client.complete(self._request(messages), meter)
             attempt.simulated = response.simulated

@@ -27,6 +27,7 @@ from orchestrator.events import (
     NodeFinished,
     NodeStarted,
     PlanningStarted,
+    PlanRevised,
     RunFinished,
     RunStarted,
     TextDelta,
@@ -49,7 +50,7 @@ from orchestrator.exceptions import (
     UserError,
     WorkflowDefinitionError,
 )
-from orchestrator.goal import AttemptHook, Goal, GoalPlanner
+from orchestrator.goal import AttemptHook, Goal, GoalPlanner, GoalReviser
 from orchestrator.models.base import (
     Block,
     Message,
@@ -144,6 +145,7 @@ __all__ = [
     "Event",
     "Goal",
     "GoalPlanner",
+    "GoalReviser",
     "JudgeFunction",
     "JudgeRequest",
     "JudgeSpec",
@@ -169,6 +171,7 @@ __all__ = [
     "Outcome",
     "Plan",
     "PlanProblem",
+    "PlanRevised",
     "PlanValidationError",
     "PlanningRecord",
     "PlanningStarted",

@@ -25,6 +25,7 @@ from orchestrator.events import (
     NodeFinished,
     NodeStarted,
     PlanningStarted,
+    PlanRevised,
     RunFinished,
     RunStarted,
     TextDelta,
@@ -50,6 +51,7 @@ EVENT_TYPES: dict[type[Any], str] = {
     AttemptFinished: "attempt_finished",
     Escalated: "escalation",
     NodeFinished: "node_finished",
+    PlanRevised: "plan_revised",
     RunFinished: "run_finished",
 }
 """The ``type`` of each event's document."""
@@ -60,7 +62,7 @@ def event_json(event: Event) -> dict[str, Any]:
     return {"type": EVENT_TYPES[type(event)], **_fields(event)}
 
 
-def _fields(event: Event) -> dict[str, Any]:  # noqa: PLR0911  (one case per event)
+def _fields(event: Event) -> dict[str, Any]:  # noqa: PLR0911, PLR0912  (one case per event)
     match event:
         case RunFinished(result=result):
             return result.model_dump(mode="json")
@@ -103,6 +105,9 @@ def _fields(event: Event) -> dict[str, Any]:  # noqa: PLR0911  (one case per eve
         case PlanningStarted():
             return {"run_id": event.run_id, "goal": event.goal,
                     "budget_usd": _usd(event.budget_usd)}  # fmt: skip
+        case PlanRevised():
+            return {"run_id": event.run_id, "plan": event.plan.model_dump(mode="json"),
+                    "brief": event.brief, "replaced": list(event.replaced)}  # fmt: skip
     raise TypeError(f"not an engine event: {event!r}")  # pragma: no cover
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "Listener",
     "NodeFinished",
     "NodeStarted",
+    "PlanRevised",
     "PlanningStarted",
     "RunFinished",
     "RunStarted",
@@ -213,6 +214,19 @@ class NodeFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanRevised:
+    """Tasks failed for good and the planner revised the rest of the plan (``replan``)."""
+
+    run_id: str
+    plan: Plan
+    """The plan the run goes on with: what succeeded as it ran, the revision's other tasks."""
+    brief: str
+    """What the planner was told of the plan as it ran."""
+    replaced: tuple[str, ...]
+    """The tasks the revision dropped or runs afresh (their results stay, as replaced)."""
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished:
     """The run ended."""
 
@@ -229,6 +243,7 @@ Event = (
     | AttemptFinished
     | NodeFinished
     | RunFinished
+    | PlanRevised
     | TextDelta
     | ToolCalled
     | ToolReturned

@@ -14,7 +14,7 @@ from orchestrator.budget import Budget
 from orchestrator.plan import Plan
 from orchestrator.results import Attempt
 
-__all__ = ["AttemptHook", "Goal", "GoalPlanner"]
+__all__ = ["AttemptHook", "Goal", "GoalPlanner", "GoalReviser"]
 
 
 class AttemptHook(Protocol):
@@ -41,6 +41,21 @@ class GoalPlanner(Protocol):
         ...
 
 
+class GoalReviser(Protocol):
+    """Revises a plan whose tasks failed for good (see :mod:`orchestrator.replan`).
+
+    Given the goal and a brief of the plan as it ran (:func:`orchestrator.replan.brief`),
+    it returns the whole revised plan, spending from ``budget`` and reporting each round,
+    as a :class:`GoalPlanner` does.
+    """
+
+    async def __call__(
+        self, goal: str, brief: str, budget: Budget, on_attempt: AttemptHook, /
+    ) -> Plan:
+        """Return the revised plan for ``goal``."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Goal:
     """Work that is planned inside the run (see :mod:`orchestrator.goal`).
@@ -48,7 +63,10 @@ class Goal:
     Attributes:
         text: The goal.
         planner: What plans it (the research agent's planner, say).
+        reviser: What revises the plan when tasks fail for good (``RunConfig.replan``);
+            ``None``: the run does not replan.
     """
 
     text: str
     planner: GoalPlanner
+    reviser: GoalReviser | None = None

@@ -184,7 +184,9 @@ class ResearchAgent:
         budget = Budget(self.config.budget_usd if self.config else None)
         return await self._plan(goal, budget, None)
 
-    async def _plan(self, goal: str, budget: Budget, on_attempt: AttemptHook | None) -> Plan:
+    async def _plan(
+        self, goal: str, budget: Budget, on_attempt: AttemptHook | None, brief: str = ""
+    ) -> Plan:
         planner = LLMPlanner(
             self.client,
             self.engine.ladder,
@@ -197,7 +199,8 @@ class ResearchAgent:
         )
         try:
             with self._telemetry().planning("research"):  # the conventions' plan span
-                plan = await planner.plan(goal, context=RESEARCH_CONTEXT, on_attempt=on_attempt)
+                context = f"{RESEARCH_CONTEXT}\n\n{brief}" if brief else RESEARCH_CONTEXT
+                plan = await planner.plan(goal, context=context, on_attempt=on_attempt)
         finally:
             self.last_planning = planner.last_report
         corpus_names = list(CORPUS_TOOL_NAMES)
@@ -206,6 +209,12 @@ class ResearchAgent:
 
     async def _plan_in_run(self, goal: str, budget: Budget, on_attempt: AttemptHook) -> Plan:
         return await self._plan(goal, budget, on_attempt)
+
+    async def _revise_in_run(
+        self, goal: str, brief: str, budget: Budget, on_attempt: AttemptHook
+    ) -> Plan:
+        """The plan revised after tasks failed for good (``replan``; the brief says how)."""
+        return await self._plan(goal, budget, on_attempt, brief)
 
     def start(
         self,
@@ -221,7 +230,7 @@ class ResearchAgent:
         planning fails, the run ends ``failed`` (or ``budget_exhausted``) with what planning
         cost, and can be resumed, which plans again.
         """
-        work = Goal(goal, self._plan_in_run)
+        work = Goal(goal, self._plan_in_run, self._revise_in_run)
         return self.engine.prepare(work, run_id=run_id, resume=resume, **overrides)
 
     def prepare(self, plan: Plan, *, run_id: str | None = None, **overrides: Any) -> Run:

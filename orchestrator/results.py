@@ -460,6 +460,11 @@ class RunResult(BaseModel):
     by runs executing at the same time counts theirs too."""
     nodes: list[NodeResult] = Field(default_factory=list)
     """Every node, in plan order."""
+    replans: int = 0
+    """How many times the planner revised the plan after tasks failed for good."""
+    replaced: list[NodeResult] = Field(default_factory=list)
+    """Nodes a revision of the plan dropped or ran afresh, with their attempts (their cost
+    is in ``cost_usd``)."""
 
     def node(self, node_id: str) -> NodeResult:
         """Return the result of node ``node_id`` (``KeyError`` if there is none)."""
@@ -472,3 +477,14 @@ class RunResult(BaseModel):
     def outputs(self) -> dict[str, Any]:
         """Outputs of the nodes that succeeded, by id."""
         return {n.id: n.output for n in self.nodes if n.status is NodeStatus.SUCCEEDED}
+
+
+def discount_totals(attempts: list[Attempt]) -> dict[str, Any]:
+    """The prompt cache's tokens and saving, and the batched calls', over ``attempts``."""
+    return {
+        "batch_calls": sum(a.batch_calls for a in attempts),
+        "batch_saving_usd": sum((a.batch_saving_usd for a in attempts), ZERO_USD),
+        "cache_read_tokens": sum(a.cache_read_tokens for a in attempts),
+        "cache_write_tokens": sum(a.cache_write_tokens for a in attempts),
+        "cache_saving_usd": sum((a.cache_saving_usd for a in attempts), ZERO_USD),
+    }

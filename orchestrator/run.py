@@ -23,7 +23,6 @@ from orchestrator.attempt import NodeRunner, RunPolicy
 from orchestrator.budget import Budget, resuming
 from orchestrator.events import (
     AttemptSpending,
-    Event,
     EventBus,
     Listener,
     NodeFinished,
@@ -34,10 +33,11 @@ from orchestrator.events import (
 )
 from orchestrator.exceptions import BudgetExhausted, ModelAPIError, PlanValidationError
 from orchestrator.goal import Goal
-from orchestrator.models.base import ModelClient
+from orchestrator.models.base import ModelClient, errors_seen
 from orchestrator.node import Node
 from orchestrator.plan import Plan
 from orchestrator.pricing import USD, ZERO_USD
+from orchestrator.replan import Replanning
 from orchestrator.results import (
     PLANNING_NODE,
     Attempt,
@@ -47,10 +47,12 @@ from orchestrator.results import (
     PlanningRecord,
     RunResult,
     RunStatus,
+    discount_totals,
     planning_from_attempts,
     unrun_node,
 )
 from orchestrator.routing import LearningRouter, Router
+from orchestrator.routing.learning import learning_listener
 from orchestrator.scheduler import Scheduler
 from orchestrator.store.base import StoredRun, interrupted
 from orchestrator.streaming import DEFAULT_BUFFER, RunEvents
@@ -84,6 +86,9 @@ class RunConfig(BaseModel):
     """Deadline of each tool call."""
     cache: bool = True
     """Mark prompt-cache breakpoints (system prompt, tool catalogue); ``False`` marks none."""
+    replan: int = Field(default=0, ge=0)
+    """Most times the planner revises the rest of the plan when tasks fail for good (runs
+    that plan a goal; see :mod:`orchestrator.replan`); 0: never."""
     batch: bool = False
     """Send tasks' model calls (judges, escalations) in Message Batches, at the batch price,
     for work that can wait; a task's own ``batch`` overrides it."""
@@ -133,7 +138,7 @@ _PLANNING_FAILURES = (PlanValidationError, ModelAPIError, BudgetExhausted)
 """What ends planning, and the run with it, as a failed run (any other error is a bug)."""
 
 
-class Run:
+class Run(Replanning):
     """One execution of a plan (or of a goal, planned first); see :meth:`Engine.prepare`."""
 
     def __init__(
@@ -158,12 +163,14 @@ class Run:
         self._nodes: dict[str, Node] = {}
         self._graph: nx.DiGraph[str] = nx.DiGraph()
         self._inputs = inputs
+        self.replans, self.replaced, self.replan_error = 0, [], None  # see Replanning
+        self.replan_limit = config.replan
         telemetry = engine.telemetry or current_telemetry()
         # Telemetry that can produce nothing (no SDK, logs below INFO) is not subscribed:
         # an empty bus lets the engine skip event work entirely.
         watching: list[Listener] = [telemetry.run_listener()] if telemetry.wants_events() else []
         if isinstance(engine.router, LearningRouter):  # it learns from every finished node
-            watching.append(_feeder(engine.router))
+            watching.append(learning_listener(engine.router))
         self._bus = EventBus([*watching, *engine.listeners])
         self._client = engine.client
         self._errors_before: Counter[str] = Counter()
@@ -202,6 +209,9 @@ class Run:
         self._started_at = datetime.now(UTC)
         self._scheduler: Scheduler[str] | None = None
         self._final: RunResult | None = None
+
+    def _validated(self, plan: Plan) -> tuple[Plan, list[Node], nx.DiGraph[str]]:
+        return self._engine.nodes_of(plan, self._inputs)
 
     def adopt(self, plan: Plan, nodes: list[Node], graph: nx.DiGraph[str]) -> None:
         """Take the (validated) plan the run executes."""
@@ -247,8 +257,11 @@ class Run:
                 )
                 if result.status is not NodeStatus.WAITING:  # a fresh start, attempts kept
                     result.status, result.output, result.reason = NodeStatus.NOT_RUN, None, None
-                self.results[node_id] = result
                 result.attempts = [interrupted(a) for a in attempts]
+                self.results[node_id] = result
+            else:  # a task a revision of the plan replaced: its spend stays in the result
+                old = [interrupted(a) for a in attempts]
+                self.replaced.append(NodeResult(id=node_id, status=NodeStatus.FAILED, attempts=old))
 
     def cancel(self) -> None:
         """Stop the run: running attempts are cancelled, finished nodes keep their results."""
@@ -278,7 +291,7 @@ class Run:
 
     async def _execute(self) -> RunResult:
         self._started_at = datetime.now(UTC)
-        self._errors_before = _errors_seen(self._client)
+        self._errors_before = errors_seen(self._client)
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
@@ -332,6 +345,11 @@ class Run:
         planning = None if self._planning_stored else self.planning
         await self._bus.emit(RunStarted(self.run_id, self.plan, planning, self.config.budget_usd))
         self._trace_id = current_trace_id()  # the run span's, once telemetry opened it
+        await self._schedule()
+        while self._may_replan() and await self._revise():  # tasks failed for good
+            await self._schedule()
+
+    async def _schedule(self) -> None:
         scheduler = Scheduler(
             self._graph,
             self._run_node,
@@ -373,7 +391,7 @@ class Run:
             return self._final
         self._mark_unfinished()
         nodes = list(self.results.values()) if self.plan is not None else []
-        attempts = [attempt for node in nodes for attempt in node.attempts]
+        attempts = [attempt for node in (*nodes, *self.replaced) for attempt in node.attempts]
         output_task = self._output_task()
         finished = datetime.now(UTC)
         planning = self._planning_now()
@@ -391,7 +409,9 @@ class Run:
             + (planning.wasted_cost_usd if planning else ZERO_USD),
             shadow_cost_usd=sum((a.cost_usd for a in attempts if a.shadow), ZERO_USD),
             classify_cost_usd=sum((a.cost_usd for a in attempts if a.classify), ZERO_USD),
-            **_discounts([*attempts, *self._planning_attempts]),
+            **discount_totals([*attempts, *self._planning_attempts]),
+            replans=self.replans,
+            replaced=list(self.replaced),
             budget_usd=self.config.budget_usd,
             started_at=self._started_at,
             finished_at=finished,
@@ -400,7 +420,7 @@ class Run:
             simulated=any(a.simulated for a in attempts)
             or (planning is not None and planning.simulated),
             planning=planning,
-            api_errors=dict(sorted((_errors_seen(self._client) - self._errors_before).items())),
+            api_errors=dict(sorted((errors_seen(self._client) - self._errors_before).items())),
             nodes=nodes,
         )
 
@@ -472,28 +492,3 @@ class Run:
 
 def _always() -> bool:
     return True
-
-
-def _feeder(router: LearningRouter) -> Listener:
-    def feed(event: Event) -> None:
-        if isinstance(event, NodeFinished):
-            router.observe(event.result)
-
-    return feed
-
-
-def _errors_seen(client: ModelClient) -> Counter[str]:
-    """The client's tally of failed API calls by error type, if it keeps one."""
-    seen = getattr(client, "errors_seen", None)
-    return Counter(seen) if isinstance(seen, Mapping) else Counter()
-
-
-def _discounts(attempts: list[Attempt]) -> dict[str, Any]:
-    """The prompt cache's tokens and saving, and the batched calls', over ``attempts``."""
-    return {
-        "batch_calls": sum(a.batch_calls for a in attempts),
-        "batch_saving_usd": sum((a.batch_saving_usd for a in attempts), ZERO_USD),
-        "cache_read_tokens": sum(a.cache_read_tokens for a in attempts),
-        "cache_write_tokens": sum(a.cache_write_tokens for a in attempts),
-        "cache_saving_usd": sum((a.cache_saving_usd for a in attempts), ZERO_USD),
-    }

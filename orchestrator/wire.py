@@ -24,9 +24,11 @@ __all__ = [
     "JUDGE_SYSTEM_PROMPT",
     "JUDGE_TASK_MARK",
     "REQUIRED_SECTIONS_MARK",
+    "REVISION_MARK",
     "SECTIONS_HINT",
     "SIMULATED_HEADER",
     "TASK_MARK",
+    "BriefTask",
     "classify_prompt",
     "feedback_prompt",
     "input_block",
@@ -35,7 +37,9 @@ __all__ = [
     "judge_prompt",
     "judge_shared_chars",
     "parse_label",
+    "parse_revision",
     "required_sections",
+    "revision_brief",
     "sections_prompt",
     "shared_inputs_prompt",
     "shared_prefix_chars",
@@ -205,3 +209,57 @@ def parse_label(text: str, labels: Iterable[str]) -> str | None:
 def is_simulated(header_value: str | None) -> bool:
     """Whether a :data:`SIMULATED_HEADER` value marks the answer as simulated."""
     return (header_value or "").lower() in {"1", "true", "yes"}
+
+
+REVISION_MARK = "The plan was run and some of its tasks failed for good."
+"""Opens the brief a planner revises the rest of a plan from (``--replan``)."""
+_KEPT = "Succeeded (keep these tasks, with the same ids: their outputs are reused):"
+_FAILED = "Failed on every tier tried (replace them with tasks that can succeed):"
+_NOT_RUN = "Not run, because they depend on failed tasks (keep, change or drop them):"
+_BRIEF_ITEM = re.compile(r"^- ([A-Za-z0-9_.-]+)(?: \(after ([^)]*)\))?: (.*)$", re.MULTILINE)
+
+BriefTask = tuple[str, str, Sequence[str]]
+"""A task in a revision brief: id, instruction, the ids it depends on."""
+
+
+def revision_brief(
+    kept: Iterable[BriefTask], failed: Iterable[tuple[BriefTask, str]], not_run: Iterable[BriefTask]
+) -> str:
+    """The brief a planner revises a plan from: what succeeded, failed (and why), did not run."""
+
+    def item(task: BriefTask) -> str:
+        task_id, instruction, after = task
+        deps = f" (after {', '.join(after)})" if after else ""
+        return f"- {task_id}{deps}: {' '.join(instruction.split())}"
+
+    lines = [REVISION_MARK, "", _KEPT, *(map(item, kept))]
+    lines += ["", _FAILED]
+    for task, why in failed:
+        lines += [item(task), f"  what was tried and why it failed: {why}"]
+    lines += ["", _NOT_RUN, *(map(item, not_run))]
+    lines += [
+        "",
+        "Return the whole revised plan as JSON: the succeeded tasks unchanged, new tasks "
+        "(with new ids) for the failed work, narrower or split where a task asked too much, "
+        "and the tasks that depended on them, pointed at the new ones.",
+    ]
+    return "\n".join(lines)
+
+
+def parse_revision(text: str) -> tuple[list[BriefTask], list[BriefTask], list[BriefTask]] | None:
+    """The tasks a :func:`revision_brief` keeps, lists as failed and as not run; or ``None``."""
+    start = text.find(REVISION_MARK)
+    if start < 0:
+        return None
+    body = text[start:]
+    starts = [body.find(head) for head in (_KEPT, _FAILED, _NOT_RUN)]
+    if min(starts) < 0:
+        return None
+    kept, failed, not_run = (
+        [
+            (str(task_id), str(text), [str(d) for d in after.split(", ") if d])
+            for task_id, after, text in _BRIEF_ITEM.findall(body[a:b])
+        ]
+        for a, b in zip(starts, [*starts[1:], len(body)], strict=True)
+    )
+    return list[BriefTask](kept), list[BriefTask](failed), list[BriefTask](not_run)

@@ -26,7 +26,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from orchestrator.wire import CLASSIFY_LABELS_MARK, CLASSIFY_SYSTEM_PROMPT, CLASSIFY_TASK_MARK
+from orchestrator.wire import (
+    CLASSIFY_LABELS_MARK,
+    CLASSIFY_SYSTEM_PROMPT,
+    CLASSIFY_TASK_MARK,
+    parse_revision,
+)
 from orchestrator_sim.config import SimConfig
 from orchestrator_sim.diffs import Anchor, citable, diff_anchors, misplace_one_citation
 from orchestrator_sim.judge import FlawRegistry, judge_answer
@@ -363,6 +368,8 @@ class DefaultBrain:
         schema = request.output_schema or {}
         rng = seeded_random(self.config.seed, "plan", task_hash)
         ctx = FillContext(schema, key_terms(goal), rng)
-        text = plan_text(schema, goal, ctx, broken, catalogue_tools(request.system))
+        revision = parse_revision(user)  # the engine's brief: revise, keeping what succeeded
+        tools = catalogue_tools(request.system)
+        text = plan_text(schema, goal, ctx, broken, tools, revision=revision)
         notes = {"broken_plan": broken}
         return BrainReply([_text_block(text)], "end_turn", "plan", task_hash, notes=notes)

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from orchestrator.wire import BriefTask
 from orchestrator_sim.schema_fill import FillContext, fill, resolve
+
+Revision = tuple[list[BriefTask], list[BriefTask], list[BriefTask]]
+"""What a revision brief says: the tasks kept, failed, not run."""
 
 __all__ = ["BROKEN_KINDS", "catalogue_tools", "plan_text"]
 
@@ -118,14 +122,41 @@ def _break(tasks: list[Any], kind: str) -> None:
         _set_first(by_id["synthesis"], _DEPENDENCY_KEYS, ["q1", "q2", "q3", "background_notes"])
 
 
+def _revised(revision: Revision) -> list[tuple[str, str, list[str], int]]:
+    """A revision from the engine's brief.
+
+    The kept tasks as they were, each failed one narrowed (a new id, difficulty 1: a planner
+    that asks less of it), the tasks that did not run pointed at the narrowed ones.
+    """
+    kept, failed, not_run = revision
+    renamed = {task_id: f"{task_id}_revised" for task_id, _, _ in failed}
+
+    def moved(deps: Sequence[str]) -> list[str]:
+        return [renamed.get(d, d) for d in deps]
+
+    specs = [(task_id, text, list(deps), 1) for task_id, text, deps in kept]
+    specs += [
+        (renamed[task_id], f"A narrower version of {task_id}, which failed: {text} "
+         "[difficulty=1]", moved(deps), 1)
+        for task_id, text, deps in failed
+    ]  # fmt: skip
+    specs += [(task_id, text, moved(deps), 2 if deps else 1) for task_id, text, deps in not_run]
+    return specs
+
+
 def plan_text(
     schema: Mapping[str, Any],
     goal: str,
     ctx: FillContext,
     broken: str | None = None,
     tools: list[str] | None = None,
+    *,
+    revision: Revision | None = None,
 ) -> str:
-    """Return the plan as the text of the answer (JSON unless ``broken == "prose"``)."""
+    """Return the plan as the text of the answer (JSON unless ``broken == "prose"``).
+
+    ``revision``: the plan revises one whose tasks failed for good (the engine's brief).
+    """
     if broken == "prose":
         return (
             f"Here is a plan for {goal!r}: first look into the main questions one by one, "
@@ -136,10 +167,12 @@ def plan_text(
     if found is None or not isinstance(instance, dict):
         return json.dumps(instance)
     key, item = found
-    tasks = [_task(item, ctx, spec, tools or []) for spec in _specs(goal, list(ctx.terms))]
+    specs = _specs(goal, list(ctx.terms)) if revision is None else _revised(revision)
+    tasks = [_task(item, ctx, spec, tools or []) for spec in specs]
     if broken is not None:
         _break(tasks, broken)
     instance[key] = tasks
-    if "output_task" in instance:
-        instance["output_task"] = "synthesis"
+    if "output_task" in instance:  # the synthesis (or its revision)
+        ids = [t["id"] for t in tasks if isinstance(t, dict)]
+        instance["output_task"] = next((i for i in ids if i.startswith("synthesis")), None)
     return json.dumps(instance)

@@ -106,7 +106,8 @@ async def test_every_event_type_of_a_run_with_a_tool_call_and_an_escalation(
 ) -> None:
     stream = engine(client).stream(Goal("queue incident", planned), budget_usd=1)
     events = await read_all(stream)
-    assert {EVENT_TYPES[type(event)] for event in events} == set(EVENT_TYPES.values())
+    seen = {EVENT_TYPES[type(event)] for event in events}  # a revision: tests/test_replan.py
+    assert seen == set(EVENT_TYPES.values()) - {"plan_revised"}
     assert all(json.loads(json.dumps(event_json(event))) for event in events)
     assert stream.result is not None
     assert stream.result.status is RunStatus.SUCCEEDED

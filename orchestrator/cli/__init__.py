@@ -135,6 +135,11 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
         "whose estimated silent failures are within threshold 0.1 of the top tier's",
     )
     parser.add_argument(
+        "--replan", type=int, default=0, metavar="N",
+        help="when tasks fail on every tier, the planner revises the rest of the plan, keeping "
+        "what succeeded, at most N times (goal runs; within the budget)",
+    )  # fmt: skip
+    parser.add_argument(
         "--batch",
         action="store_true",
         help="send the tasks' model calls in Message Batches: half price, answers when the "

@@ -205,7 +205,7 @@ async def _list_runs(path: Path, limit: int) -> list[RunSummary]:
         await store.aclose()
 
 
-_FLAGS = {"max_concurrency": "--max-concurrency", "budget_usd": "--budget"}
+_FLAGS = {"max_concurrency": "--max-concurrency", "budget_usd": "--budget", "replan": "--replan"}
 BATCH_CONCURRENCY = 1000
 """``--max-concurrency`` with ``--batch``: nodes in flight, whose calls one batch holds."""
 
@@ -221,6 +221,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
             budget_usd=args.budget,
             cache=not getattr(args, "no_cache", False),
             batch=batch,
+            replan=getattr(args, "replan", 0),
         )
     except ValidationError as exc:  # one line per setting, named as the flag is
         problems = "; ".join(

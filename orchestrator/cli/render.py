@@ -243,6 +243,12 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
             f"message batches: {result.batch_calls:,} calls at the batch price; saved "
             f"${result.batch_saving_usd:.4f} against the same calls sent one by one"
         )
+    if result.replans:
+        replaced = ", ".join(node.id for node in result.replaced) or "none"
+        lines.append(
+            f"replanned {result.replans} time(s) after tasks failed for good; replaced: "
+            f"{replaced} (their cost is in the total); the plan now has {len(result.nodes)} tasks"
+        )
     if waiting := [node.id for node in result.nodes if node.status is NodeStatus.WAITING]:
         lines.append(
             f"waiting for approval: {', '.join(waiting)}; decide with `orchestrator approve "

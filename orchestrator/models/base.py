@@ -13,7 +13,8 @@ which wraps any client.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +36,7 @@ __all__ = [
     "TextHook",
     "ToolCall",
     "ToolResult",
+    "errors_seen",
     "estimate_prompt_tokens",
 ]
 
@@ -215,3 +217,9 @@ def _content_bytes(content: str | tuple[Block, ...]) -> int:
     if isinstance(content, str):
         return len(content.encode())
     return sum(len(block.model_dump_json(exclude_none=True).encode()) for block in content)
+
+
+def errors_seen(client: ModelClient) -> Counter[str]:
+    """The client's tally of failed API calls by error type, if it keeps one."""
+    seen = getattr(client, "errors_seen", None)
+    return Counter(seen) if isinstance(seen, Mapping) else Counter()

@@ -8,9 +8,11 @@ replays the nodes of recorded runs, oldest first, into any :class:`LearningRoute
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from orchestrator.events import Event, NodeFinished
 from orchestrator.results import PLANNING_NODE, NodeResult, NodeStatus
 from orchestrator.routing.calibration import Calibration, TierRecord, needs_key
 from orchestrator.routing.rules import LearningRouter, RouteRequest, task_kind
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from orchestrator.plan import Plan
     from orchestrator.store.base import RunStore
 
-__all__ = ["learn_from_store", "record_outcome"]
+__all__ = ["learn_from_store", "learning_listener", "record_outcome"]
 
 
 def record_outcome(calibration: Calibration, result: NodeResult, *, decay: float) -> bool:
@@ -96,3 +98,13 @@ def _record(bucket: dict[str, TierRecord], tier: str, model: str) -> TierRecord:
     if record is None or record.model != model:
         record = bucket[tier] = TierRecord(model=model)
     return record
+
+
+def learning_listener(router: LearningRouter) -> Callable[[Event], None]:
+    """An event listener that shows ``router`` every node as it finishes."""
+
+    def feed(event: Event) -> None:
+        if isinstance(event, NodeFinished):
+            router.observe(event.result)
+
+    return feed

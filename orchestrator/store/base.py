@@ -91,6 +91,14 @@ class RunStore(abc.ABC):
         ``budget_usd`` is the run's budget (``None``: none); it replaces the stored one.
         """
 
+    async def revise_plan(self, run_id: str, plan: Plan) -> None:
+        """Replace the run's plan with its revision (``replan``), which ``resume`` runs on.
+
+        Raises:
+            NotImplementedError: If this store cannot (a store written before revisions).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot store a revised plan")
+
     @abc.abstractmethod
     async def start_planning(
         self, run_id: str, goal: str, started_at: datetime, *, budget_usd: Decimal | None = None

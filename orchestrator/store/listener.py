@@ -30,6 +30,7 @@ from orchestrator.events import (
     Event,
     NodeFinished,
     PlanningStarted,
+    PlanRevised,
     RunFinished,
     RunStarted,
 )
@@ -120,6 +121,9 @@ class StoreListener:
                 await self._write(run_id, attempt=(node_id, attempt))
             case NodeFinished(run_id=run_id, result=result):
                 await self._write(run_id, node=result)
+            case PlanRevised(run_id=run_id, plan=plan):
+                await self.flush(run_id)
+                await self.store.revise_plan(run_id, plan)
             case RunFinished(result=result):
                 await self.flush(result.run_id)
                 await self.store.finish_run(result)

@@ -32,6 +32,10 @@ class MemoryStore(RunStore):
         """Record a new run (a planned one gets its plan; a resumed one keeps its plan)."""
         self._begin(run_id, plan.goal, plan, started_at, "running", budget_usd)
 
+    async def revise_plan(self, run_id: str, plan: Plan) -> None:
+        """Replace the run's plan with its revision (``replan``)."""
+        self._runs[run_id].plan = plan
+
     async def start_planning(
         self, run_id: str, goal: str, started_at: datetime, *, budget_usd: Decimal | None = None
     ) -> None:

@@ -32,6 +32,7 @@ from orchestrator.store.sqlite_queries import (
     PUT_NODE,
     READ_ONLY,
     RELEASE_LEASE,
+    REVISE_PLAN,
     START_PLANNING,
     START_RUN,
     extend_lease,
@@ -80,6 +81,10 @@ class SQLiteStore(BatchWriter, RunStore):
     ) -> None:
         """Record a new run, or mark a resumed one running again (with ``budget_usd``)."""
         await self._call(START_RUN, run_id, plan, started_at, budget_usd)
+
+    async def revise_plan(self, run_id: str, plan: Plan) -> None:
+        """Replace the run's plan with its revision (``replan``)."""
+        await self._call(REVISE_PLAN, run_id, plan)
 
     async def start_planning(
         self, run_id: str, goal: str, started_at: datetime, *, budget_usd: Decimal | None = None

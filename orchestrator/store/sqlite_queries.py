@@ -32,6 +32,7 @@ __all__ = [
     "PUT_NODE",
     "READ_ONLY",
     "RELEASE_LEASE",
+    "REVISE_PLAN",
     "START_PLANNING",
     "START_RUN",
     "extend_lease",
@@ -125,6 +126,10 @@ START_RUN = Write(
     " budget_usd=excluded.budget_usd,"
     " plan=CASE WHEN runs.plan='' THEN excluded.plan ELSE runs.plan END",  # planned: its plan
     _start_run_row,
+)
+REVISE_PLAN = Write(
+    "UPDATE runs SET plan=? WHERE run_id=?",
+    lambda run_id, plan: (plan.model_dump_json(), run_id),
 )
 START_PLANNING = Write(
     "INSERT INTO runs (run_id, goal, status, plan, started_at, budget_usd)"

@@ -167,6 +167,8 @@ class Engine:
         )  # fmt: skip
         if not isinstance(work, Goal):
             run.adopt(*self.nodes_of(work, inputs or {}))
+        elif resume is not None and resume.plan is not None:  # planned before: not again
+            run.adopt(*self.nodes_of(resume.plan, inputs or {}))
         if resume is not None:
             run.restore(resume)
         return run

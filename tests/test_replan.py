@@ -151,3 +151,24 @@ def test_the_cli_replans_within_the_budget_and_says_so(
     assert "replanned" in capsys.readouterr().out
     assert main(["run", GOAL, *common, "--replan", "-1"]) == 2
     assert "--replan" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_a_goal_resumed_from_python_goes_on_from_its_stored_plan() -> None:
+    # It planned again (and paid for it) when resumed through ResearchAgent.start.
+    store = MemoryStore()
+    corpus = await Corpus.load_default()
+    async with (
+        serve(SimConfig(seed=0, time_scale=0)) as sim,
+        AnthropicClient(api_key="offline-test") as client,
+    ):
+        agent = ResearchAgent(
+            client, corpus, default_ladder().with_endpoint(sim.base_url),
+            config=RunConfig(replan=3, max_tier="haiku"), listeners=[StoreListener(store)],
+        )  # fmt: skip
+        first = await agent.run(GOAL)
+        planned = sum(r.kind == "plan" for r in sim.requests)
+        again = await agent.start(GOAL, resume=await store.load_run(first.run_id)).execute()
+        assert sum(r.kind == "plan" for r in sim.requests) == planned
+    assert again.status is RunStatus.SUCCEEDED
+    assert again.cost_usd == first.cost_usd

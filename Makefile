@@ -4,15 +4,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck install clean bench bench-setup
+.PHONY: test demo lint typecheck install clean bench bench-setup postgres-server
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,sim,learn,plot,mcp]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,sim,learn,plot,mcp,postgres]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) postgres-server
+
+# The PostgreSQL tests start a server of their own (tests/pg_server.py) from the server
+# binaries of Debian's postgresql package, installed here when missing (CI runs as root).
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	else \
+		echo "the PostgreSQL tests need its server: sudo apt-get install postgresql" >&2; exit 1; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -21,7 +31,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck postgres-server
 	$(BIN)/coverage run -m pytest -q
 	$(BIN)/coverage report --fail-under=90
 

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pg_server import PostgresServer, postgres_server
 
 
 @pytest.fixture
@@ -32,3 +35,19 @@ def two_task_plan(tmp_path: Path) -> Path:
     }
     plan.write_text(json.dumps(document))
     return plan
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session (tests/pg_server.py), started on use."""
+    with postgres_server() as server:
+        yield server
+
+
+_DATABASES = itertools.count()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """The URL of a new, empty database on the session's server."""
+    return postgres.create_database(f"test_{next(_DATABASES)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 import socket
@@ -15,10 +16,27 @@ from pathlib import Path
 
 import anyio
 import pytest
+from pg_server import PostgresServer
 
-from orchestrator import Engine, ModelRequest, NodeStatus, Plan, RunStatus, Task, UserError
+from orchestrator import (
+    Engine,
+    ModelRequest,
+    NodeStatus,
+    Plan,
+    RunStatus,
+    Task,
+    UserError,
+    Workflow,
+)
 from orchestrator.exceptions import RunLeased
-from orchestrator.store import MemoryStore, RunStore, SQLiteStore, StoreError, StoreListener
+from orchestrator.store import (
+    MemoryStore,
+    PostgresStore,
+    RunStore,
+    SQLiteStore,
+    StoreError,
+    StoreListener,
+)
 from orchestrator.store import lease as lease_module
 from orchestrator.store.lease import LeaseOwner, hold_lease, process_started
 from orchestrator.store.sqlite import SCHEMA_VERSION
@@ -28,14 +46,29 @@ from orchestrator.testing import FunctionModel, TestModel
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+_SCHEMAS = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def contract_database(postgres: PostgresServer) -> str:
+    """One database for the PostgreSQL contract runs; each test gets a schema of its own."""
+    return postgres.create_database("contract")
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
+    """Every store the contract holds for: in memory, one SQLite file, a real PostgreSQL."""
+    opened: RunStore
     if request.param == "memory":
         yield MemoryStore()
         return
-    sqlite_store = await SQLiteStore.open(tmp_path / "runs.db")
-    yield sqlite_store
-    await sqlite_store.aclose()
+    if request.param == "sqlite":
+        opened = await SQLiteStore.open(tmp_path / "runs.db")
+    else:
+        url = request.getfixturevalue("contract_database")
+        opened = await PostgresStore.open(url, schema=f"contract_{next(_SCHEMAS)}")
+    yield opened
+    await opened.aclose()
 
 
 def wide_plan(count: int) -> Plan:
@@ -67,6 +100,28 @@ async def test_many_concurrent_nodes_lose_nothing(store: RunStore) -> None:
     assert sum(len(a) for a in stored.attempts.values()) == 151
     assert {n.status for n in stored.nodes.values()} == {NodeStatus.SUCCEEDED}
     assert stored.summary.cost_usd == pytest.approx(result.cost_usd)
+
+
+async def test_free_work_written_behind_is_stored_whole_by_the_runs_end(store: RunStore) -> None:
+    workflow = Workflow("Python steps, then a model")
+    previous: list[object] = []
+    for index in range(5):  # plain Python nodes: written behind, several to a call
+        previous = [workflow.task(name=f"step{index}", depends_on=previous)(_step)]
+
+    @workflow.llm(depends_on=previous)
+    def summarise() -> str:
+        return "Summarise the steps."
+
+    listener = StoreListener(store, max_deferred=4, max_delay_s=3600)
+    result = await Engine(TestModel("done"), listeners=[listener]).run(workflow)
+    stored = await store.load_run(result.run_id)
+    assert stored.result == result
+    assert sorted(stored.nodes) == sorted([*(f"step{i}" for i in range(5)), "summarise"])
+    assert all(len(attempts) == 1 for attempts in stored.attempts.values())
+
+
+async def _step() -> None:
+    return None
 
 
 async def test_node_is_durable_before_its_dependents_start(store: RunStore) -> None:

@@ -1,4 +1,5 @@
-"""Run leases across real processes on one SQLite store: one owner of a run at a time."""
+"""Run leases across real processes sharing one store (a SQLite file, or a real PostgreSQL
+server): one owner of a run at a time."""
 
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ CLAIMANT = """
 import json, os, sys
 import anyio
 from orchestrator.exceptions import RunLeased
-from orchestrator.store import LeaseOwner, SQLiteStore
+from orchestrator.store import LeaseOwner, PostgresStore, SQLiteStore
 
-async def main(path, run_id):
-    store = await SQLiteStore.open(path)
+async def main(where, run_id):
+    postgres = where.startswith("postgresql://")
+    store = await (PostgresStore.open(where) if postgres else SQLiteStore.open(where))
     print(json.dumps({"ready": os.getpid()}), flush=True)
     await anyio.to_thread.run_sync(sys.stdin.readline)  # "go"
     owner = LeaseOwner.current()
@@ -74,21 +76,30 @@ class Claimant:
         await self.process.wait()  # reaped: its pid is gone
 
 
-async def claimant(path: Path) -> Claimant:
-    process = await anyio.open_process([sys.executable, "-c", CLAIMANT, str(path), "run-1"])
+async def claimant(path: str) -> Claimant:
+    process = await anyio.open_process([sys.executable, "-c", CLAIMANT, path, "run-1"])
     started = Claimant(process)
     assert (await started.line())["ready"] == process.pid
     return started
 
 
-async def claim(path: Path) -> tuple[Claimant, dict[str, Any]]:
+async def claim(path: str) -> tuple[Claimant, dict[str, Any]]:
     started = await claimant(path)
     await started.tell("go")
     return started, await started.line()
 
 
-async def test_one_owner_at_a_time_and_a_killed_owner_is_taken_over(tmp_path: Path) -> None:
-    path = tmp_path / "runs.db"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the processes meet: a SQLite file, or a database on the test server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "runs.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+async def test_one_owner_at_a_time_and_a_killed_owner_is_taken_over(shared_store: str) -> None:
+    path = shared_store
     processes: list[Claimant] = []
     try:
         with anyio.fail_after(60):

@@ -31,6 +31,7 @@ from orchestrator.cli.mcp import add_flags as _mcp_flags
 from orchestrator.cli.otel import add_flags as _telemetry_flags
 from orchestrator.cli.routing import cmd_routing
 from orchestrator.cli.schema import cmd_plan_or_schema
+from orchestrator.cli.stores import add_store_flag
 from orchestrator.exceptions import UserError
 
 __all__ = ["main"]
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--json", action="store_true")
     runs.add_argument("--limit", type=int, default=50)
     runs.add_argument("--home", metavar="DIR", help="data directory (default $ORCHESTRATOR_HOME)")
+    add_store_flag(runs)
     runs.set_defaults(handler=cmd_runs)
 
     show = commands.add_parser("show", help="show a recorded run")
@@ -76,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--timeline", metavar="FILE", help="write a timeline page (.html)")
     show.add_argument("--home", metavar="DIR", help="data directory (default $ORCHESTRATOR_HOME)")
+    add_store_flag(show)
     show.set_defaults(handler=cmd_show)
 
     tiers = commands.add_parser("tiers", help="show the tier ladder")
@@ -94,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     routing.add_argument("--runs", type=int, default=500, help="learn from the last N runs")
     routing.add_argument("--json", action="store_true")
     routing.add_argument("--home", metavar="DIR", help="data directory ($ORCHESTRATOR_HOME)")
+    add_store_flag(routing)
     routing.set_defaults(handler=cmd_routing)
 
     _add_calibrate_command(commands)
@@ -167,6 +171,7 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
         "--out", metavar="DIR", help="write result.json and report.md (or output.md) here"
     )
     parser.add_argument("--home", metavar="DIR", help="data directory (default $ORCHESTRATOR_HOME)")
+    add_store_flag(parser)
     parser.add_argument("--seed", type=int, default=0, help="simulator seed (offline)")
     parser.add_argument(
         "--fault-rate", type=_fraction, default=0.0, help="simulator faults, 0 to 1 (offline)"
@@ -197,6 +202,7 @@ def _add_calibrate_command(commands: Any) -> None:
     calibrate.add_argument("--max-concurrency", type=int, default=16, metavar="N")
     calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
     calibrate.add_argument("--home", metavar="DIR", help="data directory ($ORCHESTRATOR_HOME)")
+    add_store_flag(calibrate)
     calibrate.add_argument("--seed", type=int, default=0, help="sample and simulator seed")
     calibrate.add_argument(
         "--fault-rate", type=_fraction, default=0.0, help="simulator faults, 0 to 1 (offline)"

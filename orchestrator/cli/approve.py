@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import anyio
 
 from orchestrator.approval import decide
-from orchestrator.cli.home import store_path
+from orchestrator.cli.stores import add_store_flag, opened_store
 from orchestrator.results import Attempt, RunStatus
-from orchestrator.store import SQLiteStore
 
 __all__ = ["EXIT_WAITING", "add_approve_command", "cmd_approve", "exit_code"]
 
@@ -41,12 +39,13 @@ def add_approve_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     approve.add_argument(
         "--home", metavar="DIR", help="data directory (default $ORCHESTRATOR_HOME)"
     )
+    add_store_flag(approve)
     approve.set_defaults(handler=cmd_approve)
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
     """Record the decision in the store; ``orchestrator resume`` acts on it."""
-    attempt = anyio.run(_decide, store_path(args), args.run_id, args.task, args.reject)
+    attempt = anyio.run(_decide, args, args.run_id, args.task, args.reject)
     verdict = attempt.verdict
     assert verdict is not None
     print(
@@ -56,9 +55,6 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _decide(path: Path, run_id: str, task: str, reject: str | None) -> Attempt:
-    store = await SQLiteStore.open(path)
-    try:
+async def _decide(args: argparse.Namespace, run_id: str, task: str, reject: str | None) -> Attempt:
+    async with opened_store(args) as store:
         return await decide(store, run_id, task, reject=reject)
-    finally:
-        await store.aclose()

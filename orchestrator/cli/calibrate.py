@@ -16,12 +16,12 @@ from orchestrator.cli.commands import (
     _has_key,
     _load_corpus,
     _uses_corpus,
-    store_path,
 )
 from orchestrator.cli.otel import session
+from orchestrator.cli.stores import open_store, store_name
 from orchestrator.exceptions import UserError
 from orchestrator.planners.static import load_plan_file
-from orchestrator.store import SQLiteStore, StoreListener
+from orchestrator.store import StoreListener
 from orchestrator.tiers import TierLadder, load_ladder
 from orchestrator.tools.corpus import corpus_tools
 
@@ -41,7 +41,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         report = anyio.run(_calibrate, args, ladder)
     if report is None:
         raise UserError(
-            f"no recorded tasks to sample in {store_path(args)}: run some work first, or "
+            f"no recorded tasks to sample in {store_name(args)}: run some work first, or "
             "give --plan FILE"
         )
     if args.json:
@@ -54,7 +54,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 async def _calibrate(args: argparse.Namespace, ladder: TierLadder) -> CalibrationReport | None:
-    store = await SQLiteStore.open(store_path(args))
+    store = await open_store(args)
     try:
         plan = (
             load_plan_file(args.plan)

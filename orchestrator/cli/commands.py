@@ -28,6 +28,7 @@ from orchestrator.cli.render import (
     render_summary,
     render_tree,
 )
+from orchestrator.cli.stores import list_stored, load_stored, open_store, store_name
 from orchestrator.cli.stream import json_stream
 from orchestrator.engine import Engine, new_run_id, stored_result
 from orchestrator.events import Listener
@@ -47,7 +48,7 @@ from orchestrator.research import ResearchAgent, render_report
 from orchestrator.results import RunResult
 from orchestrator.routing import CalibratedRouter, Router, TaskClassifier
 from orchestrator.run import Run, RunConfig
-from orchestrator.store import RunSummary, SQLiteStore, StoredRun, StoreListener, hold_lease
+from orchestrator.store import RunStore, StoreListener, hold_lease
 from orchestrator.telemetry import current_telemetry, write_timeline
 from orchestrator.tiers import TierLadder, load_ladder
 from orchestrator.tools.corpus import CORPUS_TOOL_NAMES, Corpus, corpus_tools
@@ -149,7 +150,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     ladder = load_ladder(args.tiers)
     if not args.offline and not _has_key(ladder):
         raise UserError(NO_KEY_HELP)
-    stored = anyio.run(_load_stored, store_path(args), args.run_id)  # it exists (else exit 2)
+    stored = anyio.run(load_stored, args, args.run_id)  # it exists (else exit 2)
     config = _run_config(args)
     with session(args):  # the run is loaded again once this process holds its lease
         outcome = anyio.run(_run, args, stored.plan, ladder, config, stored.summary.run_id)
@@ -161,7 +162,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """List stored runs, newest first."""
-    runs = anyio.run(_list_runs, store_path(args), args.limit)
+    runs = anyio.run(list_stored, args, args.limit)
     if args.json:
         print(json.dumps([run.model_dump(mode="json") for run in runs], indent=2))
         return 0
@@ -169,13 +170,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
         started = run.started_at.strftime("%Y-%m-%d %H:%M:%S")
         print(f"{run.run_id}  {run.status:<16} ${run.cost_usd:>9.4f}  {started}  {run.goal[:50]}")
     if not runs:
-        print(f"no runs in {store_path(args)}")
+        print(f"no runs in {store_name(args)}")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Show one stored run (the same JSON as ``run --json``)."""
-    stored = anyio.run(_load_stored, store_path(args), args.run_id)
+    stored = anyio.run(load_stored, args, args.run_id)
     result = stored_result(stored)  # the process died: what the store knows; no tools needed
     _report(args, result, None)
     if args.timeline:
@@ -185,24 +186,6 @@ def cmd_show(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from None
         print(f"timeline written to {path}", file=sys.stderr)
     return 0
-
-
-async def _load_stored(path: Path, run_id: str) -> StoredRun:
-    store = await SQLiteStore.open(path)
-    try:
-        return await store.load_run(run_id)
-    except KeyError:
-        raise UserError(f"no run {run_id!r} in {path}; `orchestrator runs` lists them") from None
-    finally:
-        await store.aclose()
-
-
-async def _list_runs(path: Path, limit: int) -> list[RunSummary]:
-    store = await SQLiteStore.open(path)
-    try:
-        return await store.list_runs(limit)
-    finally:
-        await store.aclose()
 
 
 _FLAGS = {"max_concurrency": "--max-concurrency", "budget_usd": "--budget", "replan": "--replan"}
@@ -249,7 +232,7 @@ async def _run(
     this process); a resumed run is read from the store once the lease is held, so it
     starts from what its previous owner left, never from an older copy.
     """
-    store = await SQLiteStore.open(store_path(args))
+    store = await open_store(args)
     runs: list[Run] = []  # the run, once prepared: stopped if the lease is lost
 
     def lost(_: RunLeased) -> None:
@@ -271,7 +254,7 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
     plan: Plan | None,
     ladder: TierLadder,
     config: RunConfig,
-    store: SQLiteStore,
+    store: RunStore,
     run_id: str,
     runs: list[Run],
 ) -> tuple[RunResult, Corpus | None]:
@@ -319,7 +302,7 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
         return result, corpus
 
 
-async def _router(args: argparse.Namespace, store: SQLiteStore) -> Router | None:
+async def _router(args: argparse.Namespace, store: RunStore) -> Router | None:
     """``--router calibrated``: a router that has learned from every run in the store."""
     classify = getattr(args, "classify", False)
     if getattr(args, "router", "rules") != "calibrated":

@@ -7,10 +7,9 @@ import json
 
 import anyio
 
-from orchestrator.cli.commands import store_path
 from orchestrator.cli.render import render_calibration
+from orchestrator.cli.stores import opened_store
 from orchestrator.routing import CalibratedRouter
-from orchestrator.store import SQLiteStore
 from orchestrator.tiers import load_ladder
 
 __all__ = ["cmd_routing"]
@@ -21,12 +20,9 @@ def cmd_routing(args: argparse.Namespace) -> int:
     ladder = load_ladder(args.tiers)
 
     async def learn() -> tuple[CalibratedRouter, int]:
-        store = await SQLiteStore.open(store_path(args))
-        try:
+        async with opened_store(args) as store:
             router = CalibratedRouter(seed=0, explore=0.0, warmup_explore=0.0)
             return router, await router.learn_from_store(store, runs=args.runs)
-        finally:
-            await store.aclose()
 
     router, counted = anyio.run(learn)
     rows = router.table(ladder)

@@ -13,12 +13,17 @@ One concept per module:
   version, safe opening), :mod:`~orchestrator.store.sqlite_writer` (every call batched off
   the event loop on one connection) and :mod:`~orchestrator.store.sqlite_queries` (what
   each call reads and writes).
+- :mod:`~orchestrator.store.postgres`: :class:`PostgresStore`, the store in a PostgreSQL
+  database that processes on several hosts share (the ``postgres`` extra), put together
+  from :mod:`~orchestrator.store.postgres_schema` (the store's schema in the database:
+  marker, version, safe opening) and :mod:`~orchestrator.store.postgres_queries`.
 """
 
 from orchestrator.store.base import RunStore, RunSummary, StoredRun
 from orchestrator.store.lease import DEFAULT_TTL_S, HeldLease, Lease, LeaseOwner, hold_lease
 from orchestrator.store.listener import StoreListener
 from orchestrator.store.memory import MemoryStore
+from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.sqlite import SCHEMA_VERSION, SQLiteStore, StoreError
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
     "Lease",
     "LeaseOwner",
     "MemoryStore",
+    "PostgresStore",
     "RunStore",
     "RunSummary",
     "SQLiteStore",

@@ -1,0 +1,164 @@
+"""Store overhead per node: no store vs the SQLite store vs the PostgreSQL store.
+
+Run from the repository root (the project's venv, with the ``postgres`` extra)::
+
+    .venv/bin/python -m bench.store_backends --json out/bench/store_backends.json
+
+Each workload runs through ``Engine(listeners=[StoreListener(store)])`` as the CLI records
+runs, with test-double models (``TestModel``: no network, no simulated latency), so what
+differs between the columns is the store alone. Per workload and store: one warm-up run,
+then ``--repeats`` timed runs alternating between the stores; the median whole
+``engine.run`` call is reported, and the overhead per node is (median with the store -
+median without) / nodes. Workloads:
+
+* ``chain``: N model nodes one after another: each node's records (its attempt when it
+  starts, before its call, when it ends; its result) are written before its dependent
+  starts, one round trip after another: the latency of a write;
+* ``fanout``: N independent model nodes at ``max_concurrency`` 64: writes in parallel
+  (SQLite group-commits them; PostgreSQL commits each on one of its pooled connections);
+* ``python``: N plain Python nodes in a chain: free work, written behind in batches.
+
+PostgreSQL is a throwaway server started for the run (``tests/pg_server.py``, with
+``fsync`` on, as a real server runs) on loopback TCP, unless ``--postgres URL`` names one.
+SQLite is a file in a temporary directory (WAL, ``synchronous=NORMAL``, as shipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from orchestrator import Engine, Plan, Task, Workflow
+from orchestrator.store import PostgresStore, RunStore, SQLiteStore, StoreListener
+from orchestrator.testing import TestModel
+
+STORES = ("none", "sqlite", "postgresql")
+_SCHEMAS = itertools.count()
+
+
+def chain_plan(nodes: int) -> Plan:
+    tasks = [
+        Task(id=f"n{i}", instruction=f"step {i}", depends_on=[f"n{i - 1}"] if i else [])
+        for i in range(nodes)
+    ]
+    return Plan(goal="chain", tasks=tasks)
+
+
+def fanout_plan(nodes: int) -> Plan:
+    return Plan(goal="fanout", tasks=[Task(id=f"n{i}", instruction=f"t{i}") for i in range(nodes)])
+
+
+async def _step() -> None:
+    return None
+
+
+def python_chain(nodes: int) -> Workflow:
+    workflow = Workflow("python chain")
+    previous: Any = None
+    for index in range(nodes):
+        depends = [previous] if previous is not None else []
+        previous = workflow.task(name=f"s{index}", depends_on=depends)(_step)
+    return workflow
+
+
+WORKLOADS: dict[str, tuple[Callable[[int], Any], int]] = {
+    "chain": (chain_plan, 1),
+    "fanout": (fanout_plan, 64),
+    "python": (python_chain, 1),
+}
+
+
+@asynccontextmanager
+async def opened(kind: str, postgres_url: str, tmp: Path) -> AsyncIterator[RunStore | None]:
+    if kind == "none":
+        yield None
+        return
+    store: RunStore
+    if kind == "sqlite":
+        store = await SQLiteStore.open(tmp / f"runs-{next(_SCHEMAS)}.db")
+    else:
+        store = await PostgresStore.open(postgres_url, schema=f"bench_{next(_SCHEMAS)}")
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+async def measure(workload: str, nodes: int, repeats: int, postgres_url: str) -> dict[str, Any]:
+    make, concurrency = WORKLOADS[workload]
+    times: dict[str, list[float]] = {kind: [] for kind in STORES}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_index in range(repeats + 1):
+            order = STORES if round_index % 2 == 0 else tuple(reversed(STORES))
+            for kind in order:
+                async with opened(kind, postgres_url, Path(tmp)) as store:
+                    listeners = [StoreListener(store)] if store is not None else []
+                    engine = Engine(TestModel("ok"), listeners=listeners)
+                    work = make(nodes)
+                    started = time.perf_counter()
+                    result = await engine.run(work, max_concurrency=concurrency)
+                    elapsed = time.perf_counter() - started
+                    assert result.status == "succeeded", result.status
+                    if store is not None:
+                        stored = await store.load_run(result.run_id)
+                        assert len(stored.nodes) == nodes
+                if round_index:  # the first round warms up
+                    times[kind].append(elapsed)
+    medians = {kind: statistics.median(values) for kind, values in times.items()}
+    return {
+        "workload": workload,
+        "nodes": nodes,
+        "repeats": repeats,
+        "median_s": medians,
+        "per_node_us": {kind: medians[kind] / nodes * 1e6 for kind in STORES},
+        "overhead_per_node_us": {
+            kind: (medians[kind] - medians["none"]) / nodes * 1e6 for kind in STORES[1:]
+        },
+    }
+
+
+def _server(url: str | None) -> AbstractContextManager[Any]:
+    if url:
+        return nullcontext(None)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from pg_server import postgres_server  # noqa: PLC0415  (the tests' throwaway server)
+
+    return postgres_server(durable=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--postgres", metavar="URL", help="an existing server's database")
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args()
+    rows = []
+    with _server(args.postgres) as server:
+        url = args.postgres or server.create_database("bench")
+        for workload in WORKLOADS:
+            row = anyio.run(measure, workload, args.nodes, args.repeats, url)
+            rows.append(row)
+            cells = "  ".join(f"{kind} {row['per_node_us'][kind]:8.1f} µs" for kind in STORES)
+            extra = "  ".join(
+                f"+{kind} {us:7.1f} µs" for kind, us in row["overhead_per_node_us"].items()
+            )
+            print(f"{workload:<7} {args.nodes} nodes: {cells}   overhead/node: {extra}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

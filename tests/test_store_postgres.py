@@ -55,7 +55,7 @@ async def test_a_new_database_gets_the_store_and_reopens_with_its_runs(
         " WHERE schemaname = 'orchestrator'",
         dbname,
     )
-    assert tables.strip() == "attempts,leases,meta,nodes,runs"
+    assert tables.strip() == ("attempts,leases,meta,nodes,ratelimit_buckets,ratelimit_pauses,runs")
     meta = postgres.psql("SELECT value FROM orchestrator.meta ORDER BY key", dbname).split()
     assert meta[0:1] == ["tiered-orchestrator"]  # the marker, then the version ("1")
     assert meta[-1] == "1"

@@ -28,7 +28,13 @@ from orchestrator.cli.render import (
     render_summary,
     render_tree,
 )
-from orchestrator.cli.stores import list_stored, load_stored, open_store, store_name
+from orchestrator.cli.stores import (
+    list_stored,
+    load_stored,
+    open_store,
+    shared_rate_limits,
+    store_name,
+)
 from orchestrator.cli.stream import json_stream
 from orchestrator.engine import Engine, new_run_id, stored_result
 from orchestrator.events import Listener
@@ -375,8 +381,8 @@ async def _progress(args: argparse.Namespace) -> AsyncIterator[Listener | None]:
 async def _endpoint(
     args: argparse.Namespace, ladder: TierLadder
 ) -> AsyncIterator[tuple[AnthropicClient, TierLadder]]:
-    # Processes sharing a home share each tier's rate limits (`plan` has no --home flag).
-    home = store_path(argparse.Namespace(home=getattr(args, "home", None))).parent
+    # Processes sharing a home, or a --store database, share each tier's rate limits.
+    home = shared_rate_limits(args)
     if not args.offline:
         async with AnthropicClient(shared_rate_limits=home) as client:
             yield client, ladder

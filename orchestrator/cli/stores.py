@@ -3,7 +3,8 @@
 SQLite (``runs.db`` in the data directory) is the default. ``--store
 postgresql://user:password@host:port/dbname`` (or ``postgres://``), or the same URL in
 ``ORCHESTRATOR_STORE``, records runs in PostgreSQL instead, where processes on several
-machines list, show and resume the same runs. A value that is not such a URL, or a
+machines list, show and resume the same runs, and share each tier's rate limits (in the
+same database, instead of ``ratelimits.db`` in the home). A value that is not such a URL, or a
 server that cannot be reached or refuses the user, exits 2 with a message naming the URL
 with its password replaced by ``***`` (the password is never printed).
 """
@@ -14,10 +15,13 @@ import argparse
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from orchestrator.cli.home import store_path
 from orchestrator.exceptions import UserError
+from orchestrator.models.shared_ratelimit import RateLimitState
 from orchestrator.store import PostgresStore, RunStore, RunSummary, SQLiteStore, StoredRun
+from orchestrator.store.postgres_ratelimit import PostgresRateLimits
 from orchestrator.store.postgres_schema import redact
 
 __all__ = [
@@ -27,6 +31,7 @@ __all__ = [
     "load_stored",
     "open_store",
     "opened_store",
+    "shared_rate_limits",
     "store_name",
 ]
 
@@ -64,6 +69,17 @@ def store_name(args: argparse.Namespace) -> str:
     """The store as a message names it: the URL without its password, or the SQLite file."""
     url = _url(args)
     return redact(url[0]) if url is not None else str(store_path(args))
+
+
+def shared_rate_limits(args: argparse.Namespace) -> Path | RateLimitState:
+    """Where the tiers' rate limits are shared: the store's database, else the home's file.
+
+    The PostgreSQL state is opened and closed by the client it is given to.
+    """
+    url = _url(args)
+    if url is None:  # `plan` has no --home flag
+        return store_path(argparse.Namespace(home=getattr(args, "home", None))).parent
+    return PostgresRateLimits(url[0])
 
 
 async def open_store(args: argparse.Namespace) -> RunStore:

@@ -63,7 +63,7 @@ from orchestrator.models.base import (
 from orchestrator.models.batch import BatchQueue, custom_id_of
 from orchestrator.models.ratelimit import Limiter, RateLimiter
 from orchestrator.models.retry import RetryPolicy, parse_retry_after
-from orchestrator.models.shared_ratelimit import RateLimitFile, scope_key
+from orchestrator.models.shared_ratelimit import RateLimitFile, RateLimitState, scope_key
 from orchestrator.pricing import Usage
 from orchestrator.tiers import Tier
 from orchestrator.tool import ServerTool
@@ -115,7 +115,9 @@ class AnthropicClient:
         on_retry: Called before each retry sleep.
         shared_rate_limits: A directory (the home) whose ``ratelimits.db`` holds each
             tier's rate-limit buckets and ``retry-after`` pause, shared by every process
-            given the same directory; ``None`` keeps them in this client.
+            given the same directory, or a :class:`RateLimitState` holding them elsewhere
+            (PostgreSQL: ``PostgresRateLimits``, closed with the client); ``None`` keeps
+            them in this client.
         endpoint_label: Names the endpoint in shared rate-limit keys instead of its base
             URL (for a local server that listens on a fresh port in every process).
         batch_collect_s: How long a forming Message Batch waits for more calls.
@@ -132,7 +134,7 @@ class AnthropicClient:
         stream: bool = False,
         seed: int | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
-        shared_rate_limits: Path | None = None,
+        shared_rate_limits: Path | RateLimitState | None = None,
         endpoint_label: str | None = None,
         batch_collect_s: float = 1.0,
         batch_poll_s: float = 1.0,
@@ -145,7 +147,11 @@ class AnthropicClient:
         self.on_retry = on_retry
         self._rng = random.Random(seed)
         self._sdks: dict[tuple[str | None, str], anthropic.AsyncAnthropic] = {}
-        self._limit_file = RateLimitFile(shared_rate_limits) if shared_rate_limits else None
+        self._limit_file = (
+            RateLimitFile(shared_rate_limits)
+            if isinstance(shared_rate_limits, str | Path)
+            else shared_rate_limits
+        )
         self._endpoint_label = endpoint_label
         self._limits: dict[tuple[str, str, str], Limiter] = {}
         self._batch_timing = (batch_collect_s, batch_poll_s)
@@ -177,6 +183,8 @@ class AnthropicClient:
         self._queues.clear()
         for sdk in sdks:
             await sdk.close()
+        if self._limit_file is not None:
+            await self._limit_file.aclose()
 
     async def complete(self, request: ModelRequest, meter: Meter) -> ModelResponse:
         """Send the conversation and return the model's turn (tool calls not run)."""

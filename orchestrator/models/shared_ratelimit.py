@@ -17,6 +17,11 @@ took.
 Times are wall-clock seconds (``time.time``), the one clock every process shares; a clock
 that steps back never refills a bucket. Every file operation runs in a worker thread
 (``anyio.to_thread``), never on the event loop.
+
+The same state can live in PostgreSQL instead, shared by processes on several machines
+(``--store postgresql://...``): :class:`~orchestrator.store.postgres_ratelimit.PostgresRateLimits`
+keeps the same rows under the same rules. A :class:`SharedRateLimiter` needs only a
+:class:`RateLimitState`, which both are.
 """
 
 from __future__ import annotations
@@ -28,13 +33,21 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 import anyio.to_thread
 
 from orchestrator.exceptions import UserError
 
-__all__ = ["FILE_NAME", "RateLimitFile", "SharedRateLimiter", "scope_key"]
+__all__ = [
+    "FILE_NAME",
+    "RateLimitFile",
+    "RateLimitState",
+    "SharedRateLimiter",
+    "refilled",
+    "scope_key",
+]
 
 FILE_NAME = "ratelimits.db"
 """The file, inside the directory given to :class:`RateLimitFile`."""
@@ -47,6 +60,39 @@ _SCHEMA = (
 
 _Need = tuple[str, float, float]
 """A bucket's name, its limit per minute, and how much of it a call takes."""
+
+
+class RateLimitState(Protocol):
+    """Where shared buckets and pauses live: :class:`RateLimitFile`, or PostgreSQL.
+
+    Each operation is one transaction that every process sharing the state sees whole.
+    """
+
+    sleep: Callable[[float], Awaitable[None]]
+    """How a waiting call waits."""
+
+    def limiter(
+        self, scope: str, requests_per_minute: int | None, tokens_per_minute: int | None
+    ) -> SharedRateLimiter:
+        """A limiter for ``scope`` (see :func:`scope_key`) with these limits."""
+
+    async def open(self) -> None:
+        """Make the state ready (idempotent); a :class:`UserError` if it cannot be used."""
+
+    async def take_turn(self, scope: str, needs: Sequence[_Need]) -> float:
+        """Take ``needs`` now (into debt if need be); seconds until the turn comes."""
+
+    async def give_turn_back(self, scope: str, needs: Sequence[_Need]) -> None:
+        """Return what a call took but never used."""
+
+    async def pause_left(self, scope: str) -> float:
+        """Seconds left of the scope's ``retry-after`` pause (0 if none)."""
+
+    async def hold_scope(self, scope: str, seconds: float) -> None:
+        """Hold the scope for ``seconds`` from now; a shorter pause never shortens one."""
+
+    async def aclose(self) -> None:
+        """Release what the state holds open (a client closes it when it closes)."""
 
 
 def scope_key(tier: str, model: str, endpoint: str) -> str:
@@ -93,6 +139,27 @@ class RateLimitFile:
         if not self._ready:
             await anyio.to_thread.run_sync(self._create)
             self._ready = True
+
+    # -- RateLimitState: each operation in a worker thread ------------------------------
+
+    async def take_turn(self, scope: str, needs: Sequence[_Need]) -> float:
+        """:meth:`take`, off the event loop."""
+        return await anyio.to_thread.run_sync(self.take, scope, needs)
+
+    async def give_turn_back(self, scope: str, needs: Sequence[_Need]) -> None:
+        """:meth:`give_back`, off the event loop."""
+        await anyio.to_thread.run_sync(self.give_back, scope, needs)
+
+    async def pause_left(self, scope: str) -> float:
+        """:meth:`paused_for`, off the event loop."""
+        return await anyio.to_thread.run_sync(self.paused_for, scope)
+
+    async def hold_scope(self, scope: str, seconds: float) -> None:
+        """:meth:`pause`, off the event loop."""
+        await anyio.to_thread.run_sync(self.pause, scope, seconds)
+
+    async def aclose(self) -> None:
+        """Nothing to release: every operation opens and closes its own connection."""
 
     # -- in a worker thread -----------------------------------------------------------
 
@@ -183,7 +250,11 @@ def _level(db: sqlite3.Connection, scope: str, name: str, per_minute: float, now
     ).fetchone()
     if row is None:
         return per_minute
-    level, updated = float(row[0]), float(row[1])
+    return refilled(float(row[0]), float(row[1]), per_minute, now)
+
+
+def refilled(level: float, updated: float, per_minute: float, now: float) -> float:
+    """A bucket's level at ``now``, refilled since ``updated`` (a clock stepping back: none)."""
     return min(per_minute, level + max(0.0, now - updated) * per_minute / 60)
 
 
@@ -203,20 +274,20 @@ def _paused_for(db: sqlite3.Connection, scope: str, now: float) -> float:
 
 @dataclass
 class SharedRateLimiter:
-    """One tier's request and token buckets, and its pause, kept in a :class:`RateLimitFile`.
+    """One tier's request and token buckets, and its pause, kept in a :class:`RateLimitState`.
 
     A :class:`~orchestrator.models.ratelimit.Limiter`, like the in-process
     :class:`~orchestrator.models.ratelimit.RateLimiter`, but shared by every process whose
     limiter has the same file and scope.
 
     Args:
-        file: The shared file.
+        file: The shared state (a :class:`RateLimitFile`, or PostgreSQL).
         scope: The tier's key (:func:`scope_key`).
         requests_per_minute: Most requests per minute; ``None`` for no limit.
         tokens_per_minute: Most input tokens per minute; ``None`` for no limit.
     """
 
-    file: RateLimitFile
+    file: RateLimitState
     scope: str
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
@@ -235,20 +306,20 @@ class SharedRateLimiter:
         """Wait until one request of ``tokens`` input tokens may be sent, then take it."""
         await self.file.open()
         needs = self._needs(tokens)
-        delay = await anyio.to_thread.run_sync(self.file.take, self.scope, needs)
+        delay = await self.file.take_turn(self.scope, needs)
         if delay <= 0:
             return
         self.waits += 1
         try:
             while delay > 0:
                 await self.file.sleep(delay)
-                delay = await anyio.to_thread.run_sync(self.file.paused_for, self.scope)
+                delay = await self.file.pause_left(self.scope)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.file.give_back, self.scope, needs)
+                await self.file.give_turn_back(self.scope, needs)
             raise
 
     async def hold(self, seconds: float) -> None:
         """Hold every call on this scope, in every process, for ``seconds``."""
         await self.file.open()
-        await anyio.to_thread.run_sync(self.file.pause, self.scope, seconds)
+        await self.file.hold_scope(self.scope, seconds)

@@ -31,8 +31,10 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
 __all__ = [
+    "CREATE_LOCK",
     "DEFAULT_SCHEMA",
     "POSTGRES_SCHEMA_VERSION",
+    "RATE_LIMIT_TABLES",
     "check_schema_name",
     "configure",
     "connect_once",
@@ -48,7 +50,7 @@ DEFAULT_SCHEMA = "orchestrator"
 """The PostgreSQL schema the store's tables live in unless another is given."""
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_CREATE_LOCK = (0x6F72, 0)
+CREATE_LOCK = (0x6F72, 0)
 """Advisory lock (class, object) held while a new store's schema is created."""
 
 _TABLES = """
@@ -70,8 +72,19 @@ CREATE TABLE {schema}.nodes (
 CREATE TABLE {schema}.leases (
     run_id text PRIMARY KEY, token text NOT NULL, host text NOT NULL, pid integer NOT NULL,
     process_started text, since timestamptz NOT NULL, expires_at timestamptz NOT NULL
+);
+"""
+RATE_LIMIT_TABLES = """
+CREATE TABLE IF NOT EXISTS {schema}.ratelimit_buckets (
+    scope text NOT NULL, name text NOT NULL, level double precision NOT NULL,
+    updated double precision NOT NULL, PRIMARY KEY (scope, name)
+);
+CREATE TABLE IF NOT EXISTS {schema}.ratelimit_pauses (
+    scope text PRIMARY KEY, paused_until double precision NOT NULL
 )
 """
+"""The shared rate-limit state (:mod:`~orchestrator.store.postgres_ratelimit`): created with
+a new store, and by the rate limits on a store made before they were kept here."""
 
 
 def check_schema_name(schema: str) -> str:
@@ -174,12 +187,12 @@ async def ensure_schema(connection: AsyncConnection[Any], schema: str, shown: st
             _check_marker(await _meta(connection, schema), where)
             return
         async with connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", _CREATE_LOCK)
+            await connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", CREATE_LOCK)
             if await _exists(connection, schema):  # another process created it meanwhile
                 _check_marker(await _meta(connection, schema), where)
                 return
             await connection.execute(sql.SQL("CREATE SCHEMA {}").format(name))
-            for statement in _TABLES.split(";"):
+            for statement in (_TABLES + RATE_LIMIT_TABLES).split(";"):
                 await connection.execute(sql.SQL(statement).format(schema=name))
             await connection.execute(
                 sql.SQL("INSERT INTO {}.meta VALUES ('app', %s), ('schema_version', %s)").format(

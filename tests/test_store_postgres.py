@@ -313,3 +313,55 @@ async def test_a_revised_plan_replaces_the_stored_one(postgres_url: str) -> None
     finally:
         await store.aclose()
     assert stored.plan == resumed.plan == revised
+
+
+@pytest.mark.parametrize("bad", [False, True])
+async def test_writes_that_queue_up_are_committed_together_and_a_bad_one_fails_alone(
+    postgres_url: str, bad: bool
+) -> None:
+    store = await PostgresStore.open(postgres_url)
+    blocker = await psycopg.AsyncConnection.connect(postgres_url)
+    outcomes: dict[int, str] = {}
+
+    def attempt(number: int, model: str = "m") -> Attempt:
+        return Attempt(number=number, tier="haiku", model=model, started_at=STARTED)
+
+    async def write(number: int, run_id: str = "r", model: str = "m") -> None:
+        try:
+            await store.record_attempt(run_id, "t", attempt(number, model))
+            outcomes[number] = "written"
+        except StoreError as exc:
+            outcomes[number] = str(exc)
+
+    try:
+        await store.start_run("r", PLAN, STARTED)
+        await blocker.execute("LOCK TABLE orchestrator.attempts IN EXCLUSIVE MODE")
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as group:
+                group.start_soon(write, 0)  # in flight, waiting for the lock
+                await until_waiting_for_the_lock(blocker)
+                for number in range(1, 9):  # these queue up for the next batch
+                    group.start_soon(write, number)
+                group.start_soon(write, 9, "no such run" if bad else "r")
+                group.start_soon(write, 3, "r", "m-again")  # the same attempt, given again
+                await anyio.lowlevel.checkpoint()
+                await blocker.commit()
+        rows = await (
+            await blocker.execute("SELECT number, xmin::text, body FROM orchestrator.attempts")
+        ).fetchall()
+        await blocker.commit()
+    finally:
+        await blocker.close()
+        await store.aclose()
+    written = {number: (xmin, body) for number, xmin, body in rows}
+    assert sorted(written) == list(range(9 if bad else 10))
+    assert written[3][1]["model"] == "m-again"  # written once, as last given
+    transactions = {xmin for number, (xmin, _) in written.items() if number}
+    if bad:
+        assert "foreign key" in outcomes[9]  # it failed alone: the others were written
+        assert all(outcomes[n] == "written" for n in range(9))
+        assert len(transactions) == 8  # one by one, once their batch had failed
+    else:
+        assert set(outcomes.values()) == {"written"}
+        assert len(transactions) == 1  # the nine that queued up: one transaction
+        assert written[0][0] not in transactions

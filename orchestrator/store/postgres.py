@@ -8,16 +8,19 @@ default. It passes the same contract suite (``tests/test_store.py``). In three p
 - :mod:`~orchestrator.store.postgres_schema`: the database: the store's own schema, its
   marker and version, the checks before anything is written, creating it whole;
 - :mod:`~orchestrator.store.postgres_queries`: what each call reads and writes;
+- :mod:`~orchestrator.store.postgres_writer`: attempts and node results, group-committed;
 - this module: the pool, and each interface method as one query on a pooled connection.
 
 Every call runs on the event loop (psycopg's async driver: no worker thread), on a
-connection of the pool (``max_connections``, opened as they are needed). Writes are shielded
-from cancellation once a call has room, like the SQLite store's queued calls: a caller
-cancelled after that still has its write made. At most ``max_queued`` calls are in flight
-at once (waiting for a connection or running); further callers wait before anything of
-theirs starts, and meanwhile the store reports itself ``congested``, so the engine starts
-no more nodes at once. PostgreSQL commits each call itself (and groups the WAL flushes of
-concurrent commits), so there is no batching here.
+connection of the pool (``max_connections``, opened as they are needed). Attempts and node
+results, most of what a run writes, are group-committed
+(:mod:`~orchestrator.store.postgres_writer`): those that queue up while a batch is being
+written go together in the next transaction. Writes are shielded from cancellation once a
+call has room, like the SQLite store's queued calls: a caller cancelled after that still
+has its write made. At most ``max_queued`` calls are in flight at once (queued, waiting for
+a connection or running); further callers wait before anything of theirs starts, and
+meanwhile the store reports itself ``congested``, so the engine starts no more nodes at
+once.
 
 psycopg runs on asyncio (anyio's default backend), not on trio. It is imported when a
 store opens: ``pip install 'tiered-orchestrator[postgres]'``.
@@ -48,6 +51,7 @@ from orchestrator.store.postgres_schema import (
     redact,
     unreachable,
 )
+from orchestrator.store.postgres_writer import GroupWriter, Rows
 from orchestrator.store.sqlite_schema import StoreError
 from orchestrator.store.sqlite_writer import MAX_QUEUED
 
@@ -90,6 +94,10 @@ class PostgresStore(RunStore):
         self._room = anyio.Semaphore(max_queued)
         self._database_error = psycopg.Error
         self._closed = False
+        self._grouped = GroupWriter(pool, psycopg.Error, self._store_error)
+
+    def _store_error(self, exc: Exception) -> StoreError:
+        return StoreError(f"run store {self.url}: {exc}")
 
     @classmethod
     async def open(
@@ -165,10 +173,20 @@ class PostgresStore(RunStore):
                 async with self._pool.connection() as db:
                     result = await op(db, *args, **kwargs)
         except self._database_error as exc:
-            raise StoreError(f"run store {self.url}: {exc}") from None
+            raise self._store_error(exc) from None
         finally:
             self._room.release()
         return result
+
+    async def _write_grouped(self, rows: Rows) -> None:
+        """Queue attempt and node rows for the next group commit; wait until it is done."""
+        if self._closed:
+            raise StoreError(f"run store {self.url} is closed")
+        await self._room.acquire()
+        try:
+            await self._grouped.write(rows)
+        finally:
+            self._room.release()
 
     async def start_run(
         self, run_id: str, plan: Plan, started_at: datetime, *, budget_usd: Decimal | None = None
@@ -187,12 +205,12 @@ class PostgresStore(RunStore):
         await self._call(q.start_planning, run_id, goal, started_at, budget_usd)
 
     async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
-        """Insert or update an attempt."""
-        await self._call(q.put_attempt, run_id, node_id, attempt)
+        """Insert or update an attempt (group-committed)."""
+        await self._write_grouped([(q.ATTEMPTS, q.attempt_row(run_id, node_id, attempt))])
 
     async def record_node(self, run_id: str, result: NodeResult) -> None:
-        """Record a node's final result."""
-        await self._call(q.put_node, run_id, result)
+        """Record a node's final result (group-committed)."""
+        await self._write_grouped([(q.NODES, q.node_row(run_id, result))])
 
     async def record_many(
         self,
@@ -200,9 +218,13 @@ class PostgresStore(RunStore):
         attempts: Sequence[tuple[str, Attempt]] = (),
         nodes: Sequence[NodeResult] = (),
     ) -> None:
-        """Record attempts and node results in one transaction."""
-        if attempts or nodes:
-            await self._call(q.put_records, run_id, attempts, nodes)
+        """Record attempts and node results in one transaction (with others' if grouped)."""
+        rows: Rows = [
+            *((q.ATTEMPTS, q.attempt_row(run_id, *item)) for item in attempts),
+            *((q.NODES, q.node_row(run_id, result)) for result in nodes),
+        ]
+        if rows:
+            await self._write_grouped(rows)
 
     async def finish_run(self, result: RunResult) -> None:
         """Record the final result."""

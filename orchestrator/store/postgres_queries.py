@@ -17,7 +17,6 @@ a run loaded while another process writes it is as it was at one moment.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -26,16 +25,18 @@ from orchestrator.plan import Plan
 from orchestrator.results import Attempt, NodeResult, NodeStatus, RunResult
 from orchestrator.store.base import RunSummary, StoredRun, spent_in, spent_on
 from orchestrator.store.lease import Lease, LeaseOwner, check_ttl, claim, extend
+from orchestrator.store.postgres_writer import Table
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
 __all__ = [
+    "ATTEMPTS",
+    "NODES",
+    "attempt_row",
     "extend_lease",
     "list_summaries",
-    "put_attempt",
-    "put_node",
-    "put_records",
+    "node_row",
     "read_run",
     "release_lease",
     "revise_plan",
@@ -52,26 +53,24 @@ _START = (
     " result = NULL, budget_usd = excluded.budget_usd,"
     " plan = COALESCE(runs.plan, excluded.plan)"  # planned: its plan; resumed: the one it had
 )
-_PUT_ATTEMPT = (
-    "INSERT INTO attempts (run_id, node_id, number, started_at, cost_usd, body)"
-    " VALUES (%s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (run_id, node_id, number, started_at)"
-    " DO UPDATE SET cost_usd = excluded.cost_usd, body = excluded.body"
-)
-_PUT_NODE = (
-    "INSERT INTO nodes (run_id, node_id, status, body) VALUES (%s, %s, %s, %s)"
-    " ON CONFLICT (run_id, node_id) DO UPDATE SET status = excluded.status, body = excluded.body"
-)
+ATTEMPTS = Table(
+    "attempts", ("run_id", "node_id", "number", "started_at", "cost_usd", "body"), key=4,
+    update=("cost_usd", "body"),
+)  # fmt: skip
+NODES = Table("nodes", ("run_id", "node_id", "status", "body"), key=2, update=("status", "body"))
+_PUT_NODE = NODES.upsert(1)
 _LEASE_LOCK = 0x6C65
 """The advisory lock class of lease transactions; the object is the run id's hash."""
 
 
-def _attempt_row(run_id: str, node_id: str, attempt: Attempt) -> tuple[Any, ...]:
+def attempt_row(run_id: str, node_id: str, attempt: Attempt) -> tuple[Any, ...]:
+    """An attempt's row: its cost column is what it counts as spent."""
     return (run_id, node_id, attempt.number, attempt.started_at, spent_on(attempt),
             attempt.model_dump_json())  # fmt: skip
 
 
-def _node_row(run_id: str, result: NodeResult) -> tuple[Any, ...]:
+def node_row(run_id: str, result: NodeResult) -> tuple[Any, ...]:
+    """A node result's row."""
     return (run_id, result.id, result.status.value, result.model_dump_json())
 
 
@@ -106,34 +105,6 @@ async def start_planning(
     await db.execute(_START, (run_id, goal, "planning", None, started_at, budget_usd))
 
 
-async def put_attempt(
-    db: AsyncConnection[Any], run_id: str, node_id: str, attempt: Attempt
-) -> None:
-    """Insert or update one attempt."""
-    await db.execute(_PUT_ATTEMPT, _attempt_row(run_id, node_id, attempt))
-
-
-async def put_node(db: AsyncConnection[Any], run_id: str, result: NodeResult) -> None:
-    """Insert or update one node's result."""
-    await db.execute(_PUT_NODE, _node_row(run_id, result))
-
-
-async def put_records(
-    db: AsyncConnection[Any],
-    run_id: str,
-    attempts: Sequence[tuple[str, Attempt]],
-    nodes: Sequence[NodeResult],
-) -> None:
-    """Many attempts and node results in one transaction (pipelined: few round trips)."""
-    async with db.transaction(), db.cursor() as cursor:
-        if attempts:
-            await cursor.executemany(
-                _PUT_ATTEMPT, [_attempt_row(run_id, *item) for item in attempts]
-            )
-        if nodes:
-            await cursor.executemany(_PUT_NODE, [_node_row(run_id, result) for result in nodes])
-
-
 _NOT_STARTED = frozenset({NodeStatus.SKIPPED, NodeStatus.NOT_RUN})
 
 
@@ -149,7 +120,7 @@ async def write_result(db: AsyncConnection[Any], result: RunResult) -> None:
         )
         recorded = {str(node): str(status) for node, status in await cursor.fetchall()}
         rows = [
-            _node_row(result.run_id, node)
+            node_row(result.run_id, node)
             for node in result.nodes
             if node.status in _NOT_STARTED or recorded.get(node.id) != node.status.value
         ]

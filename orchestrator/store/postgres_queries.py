@@ -6,7 +6,9 @@ statement runs alone (one round trip, atomic by itself); one of several statemen
 a transaction. Records go in as the JSON pydantic writes (``json`` columns keep it as it
 is) and come out as text for pydantic to parse. Money is ``numeric``: an attempt's
 ``cost_usd`` column is what it counts as spent (:func:`~orchestrator.store.base.spent_on`),
-exact, so ``runs`` sums it without rounding.
+exact, so ``runs`` sums it without rounding. Attempt and node rows are written in groups
+by :mod:`~orchestrator.store.postgres_writer`, with the tables (:data:`ATTEMPTS`,
+:data:`NODES`) and rows (:func:`attempt_row`, :func:`node_row`) given here.
 
 Leases follow :mod:`~orchestrator.store.lease`'s rules in Python: the holder is read and the
 lease written in one transaction holding an advisory lock on the run's id, so of two

@@ -28,7 +28,7 @@ from orchestrator.exceptions import BudgetExhausted
 from orchestrator.models.anthropic import AnthropicClient
 from orchestrator.models.batch import BatchOutcome, BatchQueue
 from orchestrator.results import PLANNING_NODE, RunResult
-from orchestrator.store import SQLiteStore
+from orchestrator.store import SQLiteStore, StoredRun
 from orchestrator.tiers import default_ladder
 from orchestrator_sim import SimConfig, serve
 
@@ -181,6 +181,33 @@ def _env(base_url: str) -> dict[str, str]:
     return {**os.environ, "ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": "offline-test"}
 
 
+async def _killed_while_batched(
+    work: list[str], home: Path, base_url: str, waiting: int
+) -> StoredRun:
+    """``run WORK --batch``, SIGKILLed once ``waiting`` calls wait in a batch; what it stored."""
+    process = await anyio.open_process(
+        [*CLI, "run", *work, "--batch", "--home", str(home)],  # progress on stderr
+        env=_env(base_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    seen = ""
+    try:
+        assert process.stderr is not None
+        with anyio.fail_after(60):
+            while seen.count("waiting in message batch") < waiting:
+                seen += (await process.stderr.receive()).decode()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+    assert process.returncode == -signal.SIGKILL, seen
+    store = await SQLiteStore.open(home / "runs.db")
+    try:
+        (summary,) = await store.list_runs()
+        return await store.load_run(summary.run_id)
+    finally:
+        await store.aclose()
+
+
 async def test_a_killed_batch_run_resumes_by_reading_the_same_batch_and_pays_once(
     tmp_path: Path,
 ) -> None:
@@ -191,29 +218,9 @@ async def test_a_killed_batch_run_resumes_by_reading_the_same_batch_and_pays_onc
     home = ["--home", str(tmp_path)]
     clock = _Clock()
     async with serve(SimConfig(seed=4), clock=clock) as sim:
-        process = await anyio.open_process(
-            [*CLI, "run", "--plan", str(plan), "--batch", *home],  # progress on stderr
-            env=_env(sim.base_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            assert process.stderr is not None
-            seen = ""
-            with anyio.fail_after(60):  # both tasks wait in the batch, which cannot end
-                while seen.count("waiting in message batch") < 2:
-                    seen += (await process.stderr.receive()).decode()
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-        assert process.returncode == -signal.SIGKILL, seen
-
-        store = await SQLiteStore.open(tmp_path / "runs.db")
-        try:
-            (summary,) = await store.list_runs()
-            stored = await store.load_run(summary.run_id)
-        finally:
-            await store.aclose()
-        assert stored is not None
+        # both tasks wait in the batch, which cannot end
+        stored = await _killed_while_batched(["--plan", str(plan)], tmp_path, sim.base_url, 2)
+        summary = stored.summary
         pending = {c.batch_id for node in stored.attempts.values() for a in node
                    for c in a.batch_pending}  # fmt: skip
         (batch_id,) = pending  # stored before the results were awaited
@@ -328,28 +335,10 @@ async def test_a_run_killed_while_its_plan_waits_in_a_batch_collects_that_plan(
     goal = "How do Python context managers handle exceptions?"
     config = SimConfig(seed=7, time_scale=0.02)
     async with serve(config, clock=clock) as sim:
-        process = await anyio.open_process(
-            [*CLI, "run", goal, "--batch", *home],
-            env=_env(sim.base_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            assert process.stderr is not None
-            seen = ""
-            with anyio.fail_after(60):  # planning's round waits in a batch that cannot end
-                while "waiting in message batch" not in seen:
-                    seen += (await process.stderr.receive()).decode()
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-        assert process.returncode == -signal.SIGKILL, seen
+        # planning's round waits in a batch that cannot end
+        stored = await _killed_while_batched([goal], tmp_path, sim.base_url, 1)
+        summary = stored.summary
         clock.run(60)
-        store = await SQLiteStore.open(tmp_path / "runs.db")
-        try:
-            (summary,) = await store.list_runs()
-            stored = await store.load_run(summary.run_id)
-        finally:
-            await store.aclose()
         (killed,) = stored.attempts[PLANNING_NODE]
         (waiting,) = killed.batch_pending  # stored before the plan was awaited
         with anyio.fail_after(120):

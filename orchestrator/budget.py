@@ -344,16 +344,21 @@ def resuming(attempts: Sequence[Attempt]) -> Iterator[None]:
         _RESUMED.reset(token)
 
 
-def collect_earlier(meter: Meter, recorded: Callable[[Attempt], Awaitable[None]]) -> None:
-    """Let ``meter`` collect the batch calls of the attempts being resumed (:func:`resuming`).
+def collect_earlier(
+    meter: Meter,
+    recorded: Callable[[Attempt], Awaitable[None]],
+    attempts: Sequence[Attempt] | None = None,
+) -> None:
+    """Let ``meter`` collect the batch calls ``attempts`` left waiting (default: resuming's).
 
     A call collected moves from the attempt that sent it (its cost drops by the call's
     worst case, and ``recorded`` is awaited with it) to ``meter``.
     """
-    sent = {c.custom_id: a for a in _RESUMED.get() for c in a.batch_pending}
+    left = _RESUMED.get() if attempts is None else attempts
+    sent = {c.custom_id: a for a in left for c in a.batch_pending}
     if not sent:
         return
-    meter.earlier = {c.custom_id: c for a in _RESUMED.get() for c in a.batch_pending}
+    meter.earlier = {c.custom_id: c for a in left for c in a.batch_pending}
 
     async def adopt(call: BatchCall) -> None:
         attempt = sent.pop(call.custom_id)

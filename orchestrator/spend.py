@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from orchestrator.budget import Budget, Meter
+from orchestrator.budget import Budget, Meter, collect_earlier
 from orchestrator.events import (
     AttemptSpending,
     CostUpdated,
@@ -30,7 +30,7 @@ from orchestrator.events import (
     ToolReturned,
 )
 from orchestrator.pricing import ZERO_USD, Usage
-from orchestrator.results import Attempt, BatchCall
+from orchestrator.results import Attempt
 from orchestrator.tiers import Tier
 
 __all__ = ["Spend", "add_spend", "now", "settle"]
@@ -70,7 +70,7 @@ class Spend(list[Meter]):
         super().__init__()
         self._budget, self._bus, self._run_id = budget, bus, run_id
         self._node_id, self._attempt = node_id, attempt
-        self._earlier = {c.custom_id: a for a in earlier for c in a.batch_pending}
+        self._earlier = [a for a in earlier if a.batch_pending]
         self.answered: anyio.Event | None = None
         """Set once the first meter's first call is answered (other nodes wait for the
         prefix it writes to the prompt cache)."""
@@ -83,23 +83,12 @@ class Spend(list[Meter]):
             meter.answered = self.answered
         meter.on_settle = self._settled if self._bus else None
         if self._earlier:
-            meter.earlier = {
-                c.custom_id: c
-                for a in self._earlier.values()
-                for c in a.batch_pending
-                if c.custom_id in self._earlier
-            }
-            meter.on_adopt = self._adopt
+            collect_earlier(meter, self._moved, self._earlier)
         self.append(meter)
         return meter
 
-    async def _adopt(self, call: BatchCall) -> None:
-        """``call`` moves from the earlier attempt that sent it to this one."""
-        earlier = self._earlier.pop(call.custom_id)
-        earlier.batch_pending = tuple(c for c in earlier.batch_pending if c != call)
-        earlier.cost_usd -= call.reserved_usd  # it counted the call's worst case
-        for meter in self:
-            meter.earlier.pop(call.custom_id, None)
+    async def _moved(self, earlier: Attempt) -> None:
+        """A call moved from ``earlier`` (an earlier process's attempt) to this one: store it."""
         if self._bus:
             await self._bus.emit(AttemptSpending(self._run_id, self._node_id, earlier))
 

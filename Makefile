@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,sim,learn,plot,mcp,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,sim,learn,plot,mcp,postgres,ray]'
 	touch $(STAMP)
 
 install: $(STAMP) postgres-server

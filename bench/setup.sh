@@ -8,5 +8,5 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '..[sim,learn,plot]' -r requirements.txt
+.venv/bin/python -m pip install --quiet -e '..[sim,learn,plot,ray]' -r requirements.txt
 .venv/bin/python -c "import importlib.metadata as m; print('bench venv ready: langgraph', m.version('langgraph'))"

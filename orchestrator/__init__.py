@@ -50,6 +50,8 @@ from orchestrator.exceptions import (
     UserError,
     WorkflowDefinitionError,
 )
+from orchestrator.executor import Executor, LocalExecutor, WorkerLost
+from orchestrator.executors.ray import RayExecutor
 from orchestrator.goal import AttemptHook, Goal, GoalPlanner, GoalReviser
 from orchestrator.models.base import (
     Block,
@@ -143,6 +145,7 @@ __all__ = [
     "Engine",
     "Escalated",
     "Event",
+    "Executor",
     "Goal",
     "GoalPlanner",
     "GoalReviser",
@@ -152,6 +155,7 @@ __all__ = [
     "JudgeVerdict",
     "LLMJudge",
     "LearningRouter",
+    "LocalExecutor",
     "MCPServer",
     "Message",
     "ModelAPIError",
@@ -179,6 +183,7 @@ __all__ = [
     "PriceBand",
     "Prompt",
     "ProviderBlock",
+    "RayExecutor",
     "RequiredSections",
     "RequiredSectionsSpec",
     "RetryEvent",
@@ -220,6 +225,7 @@ __all__ = [
     "VerificationContext",
     "Verifier",
     "VerifierSpec",
+    "WorkerLost",
     "Workflow",
     "WorkflowDefinitionError",
     "Workload",

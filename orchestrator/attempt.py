@@ -9,7 +9,6 @@ after ``max_attempts``. Every attempt is kept with its cost.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, replace
@@ -21,9 +20,10 @@ from orchestrator.approval import Approvals, Approver
 from orchestrator.budget import Budget
 from orchestrator.events import AttemptStarted, Escalated, EventBus
 from orchestrator.exceptions import BudgetExhausted, ModelAPIError
+from orchestrator.executor import Executor
 from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelResponse
 from orchestrator.models.instrumented import instrumented
-from orchestrator.node import Node, render_value, same_answer
+from orchestrator.node import Node, same_answer
 from orchestrator.prompting import (
     attempt_messages,
     judge_messages,
@@ -32,19 +32,17 @@ from orchestrator.prompting import (
     shared_input_nodes,
     structured,
 )
+from orchestrator.python_nodes import NO_VERIFIER, PythonNodes
 from orchestrator.results import (
-    PYTHON_TIER,
     Attempt,
     NodeResult,
     NodeStatus,
     Outcome,
     Verdict,
-    assign,
-    python_attempt,
 )
 from orchestrator.routing import Router, TaskClassifier
 from orchestrator.routing.rules import PROBE_ROUTE
-from orchestrator.spend import Spend, add_spend, now, settle
+from orchestrator.spend import Spend, now, settle
 from orchestrator.store.base import past_rejections
 from orchestrator.tiers import Tier, TierLadder
 from orchestrator.tools.registry import ToolRegistry
@@ -60,9 +58,6 @@ from orchestrator.wire import (
 )
 
 __all__ = ["NodeRunner", "RunPolicy"]
-
-_NO_VERIFIER = Verdict(passed=True, reason="no verifier", verifier="none")
-"""The verdict of a node without verifiers (frozen, so one instance serves every attempt)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +87,7 @@ class RunPolicy:
         return self.batch if node.task.batch is None else node.task.batch
 
 
-class NodeRunner(Approvals):
+class NodeRunner(PythonNodes, Approvals):
     """Runs nodes of one run: shared ladder, client, budget, tier limits and events."""
 
     def __init__(
@@ -107,8 +102,10 @@ class NodeRunner(Approvals):
         tools: ToolRegistry,
         bus: EventBus,
         approver: Approver | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.run_id = run_id
+        self.remote = executor if executor is not None and executor.remote else None
         self.approver = approver
         self.ladder = ladder
         self.client = instrumented(client)  # a chat span per turn
@@ -393,7 +390,7 @@ class NodeRunner(Approvals):
         prompt: str,
     ) -> tuple[Any, Verdict]:
         if not node.verifiers:
-            return candidate, _NO_VERIFIER
+            return candidate, NO_VERIFIER
 
         async def judge(request: JudgeRequest) -> JudgeVerdict:
             task = prompt if request.inputs else node.task.instruction
@@ -403,7 +400,7 @@ class NodeRunner(Approvals):
             task=node.task, text=text, tier=tier.name, judge=judge, prompt=prompt
         )
         output = candidate
-        verdict = _NO_VERIFIER
+        verdict = NO_VERIFIER
         for verifier in node.verifiers:
             verdict = await verifier.verify(output, context)
             if not verdict.passed:
@@ -442,55 +439,3 @@ class NodeRunner(Approvals):
             if writes is not None:
                 writes.set()
         return JudgeVerdict.model_validate(response.data)
-
-    # -- Python nodes -----------------------------------------------------------------
-
-    async def _run_python(
-        self, node: Node, arguments: Mapping[str, Any], result: NodeResult
-    ) -> None:
-        # The hot path of cheap nodes: the attempt is built without validation (see
-        # ``results.python_attempt``) and the function called in this frame.
-        attempt = python_attempt(now())
-        result.attempts.append(attempt)
-        assign(result, "final_tier", PYTHON_TIER)
-        bus = self.bus
-        if bus:
-            await bus.emit(AttemptStarted(self.run_id, node.task.id, attempt))
-        try:
-            function = node.function
-            assert function is not None
-            if node.is_async:
-                output = await function(**arguments)
-            else:
-                output = await anyio.to_thread.run_sync(functools.partial(function, **arguments))
-            if node.verifiers:  # a judge may be paid for: its calls are the attempt's
-                spend = self._spend(node, attempt)
-                text = _text_of(output)
-                try:
-                    output, attempt.verdict = await self._verify(
-                        node, output, text, self.ladder[0], spend, prompt=node.task.instruction
-                    )
-                finally:
-                    add_spend(attempt, spend)
-            else:
-                assign(attempt, "verdict", _NO_VERIFIER)
-        except anyio.get_cancelled_exc_class():
-            attempt.error, attempt.error_type = "cancelled", Outcome.CANCELLED
-            raise
-        except Exception as exc:  # noqa: BLE001  (the task failed; the run goes on)
-            attempt.error, attempt.error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
-        finally:
-            assign(attempt, "finished_at", now())
-            if bus:
-                with anyio.CancelScope(shield=True):
-                    await bus.emit_finished(self.run_id, node.task.id, attempt)
-        if attempt.passed:
-            assign(result, "status", NodeStatus.SUCCEEDED)
-            assign(result, "output", output)
-        else:
-            result.status = NodeStatus.FAILED
-            result.reason = attempt.error or (attempt.verdict.reason if attempt.verdict else None)
-
-
-def _text_of(output: Any) -> str:
-    return render_value(output) if output is not None else ""

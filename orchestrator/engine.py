@@ -12,6 +12,7 @@ inside the run (:mod:`orchestrator.goal`).
 
 from __future__ import annotations
 
+import copy
 import gc
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,6 +28,7 @@ from orchestrator.citations import PassageLookup
 from orchestrator.dag import validate_plan
 from orchestrator.events import Listener
 from orchestrator.exceptions import PlanProblem, PlanValidationError, UserError
+from orchestrator.executor import Executor, LocalExecutor
 from orchestrator.goal import AttemptHook, Goal, GoalPlanner
 from orchestrator.models.base import ModelClient
 from orchestrator.node import Node, node_from_task
@@ -39,7 +41,7 @@ from orchestrator.streaming import RunEvents
 from orchestrator.telemetry.tracing import Telemetry
 from orchestrator.tiers import TierLadder, default_ladder
 from orchestrator.tool import Tool, Toolset
-from orchestrator.tools.registry import ToolRegistry
+from orchestrator.tools.registry import FunctionTool, ToolRegistry, tool
 
 __all__ = [
     "Engine",
@@ -82,6 +84,10 @@ class Engine:
         approver: Asked for each approval a task needs (``approve="before"``/``"after"``),
             as it comes up; ``None``, or an answer of ``None``: the task waits, and the run
             ends ``waiting`` once nothing else can run (see :mod:`orchestrator.approval`).
+        executor: Where sync Python work runs (node functions, tool calls):
+            :class:`~orchestrator.executor.LocalExecutor` (default: a worker thread), or
+            a :class:`~orchestrator.executors.ray.RayExecutor` (a Ray cluster's workers).
+            Async functions run on the driver's event loop either way.
 
     Raises:
         ToolDefinitionError: If two tools share a name, or a function cannot be a tool.
@@ -99,13 +105,15 @@ class Engine:
         passages: PassageLookup | None = None,
         telemetry: Telemetry | None = None,
         approver: Approver | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.client = client
+        self.executor: Executor = executor or LocalExecutor()
         self.approver = approver
         self.passages = passages
         self.ladder = ladder or default_ladder()
         self.router = router or CapabilityRouter()
-        self.tools = ToolRegistry(tools)
+        self.tools = ToolRegistry(_run_by(self.executor, tools))
         self.listeners = list(listeners)
         self.config = config or RunConfig()
         self.telemetry = telemetry
@@ -226,6 +234,22 @@ class Engine:
             UserError: If a setting or a run input is wrong.
         """
         return self.prepare(work, inputs=inputs, run_id=run_id, **overrides).events()
+
+
+def _run_by(
+    executor: Executor, tools: Iterable[Tool | Toolset | Callable[..., Any]]
+) -> Iterable[Tool | Toolset | Callable[..., Any]]:
+    """The tools, each function tool's sync calls run by a remote ``executor`` (a copy)."""
+    if not executor.remote or isinstance(tools, ToolRegistry):
+        return tools
+    shipped: list[Tool | Toolset | Callable[..., Any]] = []
+    for item in tools:
+        made = tool(item) if callable(item) and not isinstance(item, (Tool, Toolset)) else item
+        if isinstance(made, FunctionTool):  # (an async one still runs here)
+            made = copy.copy(made)
+            made.executor = executor
+        shipped.append(made)
+    return shipped
 
 
 def stored_result(stored: StoredRun) -> RunResult:

@@ -38,6 +38,7 @@ from orchestrator.citations import cited_ids
 from orchestrator.dag import validate_plan
 from orchestrator.engine import Engine, Workload
 from orchestrator.events import Listener
+from orchestrator.executor import Executor
 from orchestrator.goal import Goal
 from orchestrator.models.base import ModelClient
 from orchestrator.node import Node, Prompt, render_value
@@ -139,6 +140,7 @@ class ResearchAgent:
             them anyway (docs/benchmarks.md, "Prompt caching", measures both).
         extra_tools: More tools for the planner's catalogue and the tasks (MCP servers,
             say: their tools are listed once the run has started them).
+        executor: Where the corpus tools' calls run (see :class:`~orchestrator.Engine`).
     """
 
     client: ModelClient
@@ -153,6 +155,7 @@ class ResearchAgent:
     router: Router | None = None
     shared: int = 0
     extra_tools: Sequence[Tool | Toolset] = ()
+    executor: Executor | None = None
 
     def __post_init__(self) -> None:
         web = web_tools() if self.web else []
@@ -167,6 +170,7 @@ class ResearchAgent:
             config=self.config,
             passages=self.corpus,
             router=self.router,
+            executor=self.executor,
         )
         self.last_planning: PlanningReport | None = None
 

@@ -53,6 +53,8 @@ class Outcome(StrEnum):
     """The run was cancelled during it."""
     INTERRUPTED = "interrupted"
     """The process ended during it (found so on resume)."""
+    WORKER_LOST = "worker_lost"
+    """The executor's worker running it died (the node runs again on another)."""
     VERIFICATION_FAILED = "verification_failed"
     """Its answer was rejected by a verifier."""
     WAITING_FOR_APPROVAL = "waiting_for_approval"
@@ -148,6 +150,8 @@ class Attempt(BaseModel):
     a cheap tier labelling the task, paid for, never the node's answer, never verified."""
     label: str | None = None
     """On a classify attempt: the label it answered (``None``: it named none, or failed)."""
+    worker: str | None = None
+    """The remote executor's worker that ran it (``host:pid``); ``None``: the driver did."""
 
     @property
     def passed(self) -> bool:

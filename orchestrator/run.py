@@ -200,6 +200,7 @@ class Run(Replanning):
             tools=engine.tools,
             bus=self._bus,
             approver=getattr(engine, "approver", None),  # asked for approvals as they come
+            executor=getattr(engine, "executor", None),  # where Python work runs
         )
         self.results: dict[str, NodeResult] = {}
         self._completed: set[str] = set()

@@ -27,6 +27,7 @@ from orchestrator.cli.commands import (
     cmd_validate,
     store_path,
 )
+from orchestrator.cli.executors import add_flags as _executor_flags
 from orchestrator.cli.mcp import add_flags as _mcp_flags
 from orchestrator.cli.otel import add_flags as _telemetry_flags
 from orchestrator.cli.routing import cmd_routing
@@ -177,6 +178,7 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
         "--fault-rate", type=_fraction, default=0.0, help="simulator faults, 0 to 1 (offline)"
     )
     _mcp_flags(parser)
+    _executor_flags(parser)
     _telemetry_flags(parser)
 
 

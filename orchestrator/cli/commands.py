@@ -17,6 +17,7 @@ import anyio
 from pydantic import ValidationError
 
 from orchestrator.cli.approve import exit_code
+from orchestrator.cli.executors import executor_of
 from orchestrator.cli.home import store_path
 from orchestrator.cli.mcp import mcp_servers
 from orchestrator.cli.otel import session
@@ -272,6 +273,7 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
             config = config.model_copy(update={"budget_usd": resume.budget_usd})
     async with (
         mcp_servers(args) as servers,  # started before the run, stopped after it
+        executor_of(args) as executor,  # --executor ray: Ray joined or started first
         _endpoint(args, ladder) as (client, run_ladder),
         _progress(args) as progress,
         current_telemetry().run_trace(),  # planning and the run: one trace
@@ -289,7 +291,7 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
                 client, corpus, run_ladder, config=config, listeners=listeners,
                 planner_tier=getattr(args, "planner_tier", None),
                 judge=getattr(args, "judge", False), web=getattr(args, "web", False),
-                router=router, extra_tools=servers,
+                router=router, extra_tools=servers, executor=executor,
             )  # fmt: skip
             goal = resume.summary.goal if resume is not None else args.goal
             run = agent.start(goal, resume=resume, run_id=run_id)
@@ -297,7 +299,7 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
             tools = corpus_tools(corpus) if corpus is not None else []
             engine = Engine(
                 client, run_ladder, listeners=listeners, config=config,
-                tools=[*tools, *servers], passages=corpus, router=router,
+                tools=[*tools, *servers], passages=corpus, router=router, executor=executor,
             )  # fmt: skip
             run = engine.prepare(plan, resume=resume, run_id=run_id)
         runs.append(run)

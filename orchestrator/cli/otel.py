@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -40,7 +41,17 @@ from orchestrator.telemetry import (
     use_telemetry,
 )
 
-__all__ = ["LOG_LEVELS", "TRACE_MODES", "add_flags", "session", "telemetry_from_env", "trace_mode"]
+__all__ = [
+    "LOG_LEVELS",
+    "TRACE_MODES",
+    "WORKER_SETUP",
+    "add_flags",
+    "session",
+    "telemetry_from_env",
+    "trace_mode",
+    "worker_env",
+    "worker_tracing",
+]
 
 TRACE_MODES = ("otlp", "console", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -158,6 +169,37 @@ def telemetry_from_env(flag: str | None) -> Iterator[Telemetry]:
         uninstrument_anthropic()
         tracer_provider.shutdown()  # flushes the batch
         meter_provider.shutdown()
+
+
+WORKER_SETUP = "orchestrator.cli.otel.worker_tracing"
+"""Ray's ``worker_process_setup_hook`` for ``--executor ray``: :func:`worker_tracing`."""
+_WORKER_TRACE = "ORCHESTRATOR_WORKER_TRACE"
+
+
+def worker_env(flag: str | None) -> dict[str, str]:
+    """The variables a Ray worker needs to export its spans as this command does.
+
+    The tracing mode (``--trace``, or the variables') and every ``OTEL_*`` variable: the
+    workers of a cluster joined at ``$RAY_ADDRESS`` do not share this environment.
+    """
+    env = {name: value for name, value in os.environ.items() if name.startswith("OTEL_")}
+    return env | {_WORKER_TRACE: trace_mode(flag)}
+
+
+def worker_tracing() -> None:
+    """In a Ray worker as it starts: install the SDK that exports the worker's spans.
+
+    The worker's spans (``run <task>``, children of the driver's attempt spans) go where
+    the driver's go (:func:`worker_env`); nothing is installed when tracing is off. Here,
+    in a worker process of its own, the provider is the process's global one: the
+    executor's task code finds it through the OpenTelemetry API.
+    """
+    mode = os.environ.get(_WORKER_TRACE, "off")
+    if mode == "off":
+        return
+    provider = TracerProvider(resource=_resource(), span_limits=_span_limits())
+    provider.add_span_processor(BatchSpanProcessor(_span_exporter(mode)))  # flushed at exit
+    trace.set_tracer_provider(provider)
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:

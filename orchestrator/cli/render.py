@@ -31,7 +31,7 @@ from orchestrator.events import (
 from orchestrator.node import render_value
 from orchestrator.plan import Plan, Task
 from orchestrator.pricing import ZERO_USD
-from orchestrator.results import PLANNING_NODE, Attempt, NodeStatus, RunResult
+from orchestrator.results import PLANNING_NODE, Attempt, NodeStatus, Outcome, RunResult
 from orchestrator.routing import CalibratedRouter
 from orchestrator.tiers import TierLadder
 
@@ -285,6 +285,15 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
     finished_on = Counter(n.final_tier for n in result.nodes if n.status is NodeStatus.SUCCEEDED)
     used = ", ".join(f"{tier} {count}" for tier, count in finished_on.items()) or "none"
     lines.append(f"escalations: {escalations}; nodes finished per tier: {used}")
+    attempts = [a for n in result.nodes for a in n.attempts]
+    workers = Counter(a.worker for a in attempts if a.worker)
+    lost = sum(a.error_type == Outcome.WORKER_LOST for a in attempts)
+    if workers or lost:
+        shown = ", ".join(f"{worker} {count}" for worker, count in workers.most_common(8))
+        more = f" and {len(workers) - 8} more" if len(workers) > 8 else ""
+        lines.append(
+            f"workers: {len(workers)} ran attempts ({shown}{more}); lost while running one: {lost}"
+        )
     if result.api_errors:
         errors = ", ".join(f"{kind} {count}" for kind, count in result.api_errors.items())
         rate_limited = result.api_errors.get("rate_limit_error", 0)

@@ -79,6 +79,7 @@ class NS:
     ATTEMPT_PASSED: Final = "orchestrator.attempt.passed"
     ATTEMPT_CALLS: Final = "orchestrator.attempt.calls"
     ATTEMPT_ERROR: Final = "orchestrator.attempt.error"
+    WORKER: Final = "orchestrator.worker"
     VERDICT_PASSED: Final = "orchestrator.verdict.passed"
     VERDICT_REASON: Final = "orchestrator.verdict.reason"
     VERIFIER: Final = "orchestrator.verdict.verifier"

@@ -77,6 +77,8 @@ def finish_attempt_span(span: Span, attempt: Attempt) -> None:
             NS.BATCH_SAVING: float(attempt.batch_saving_usd),
         }
     )
+    if attempt.worker is not None:  # run on a remote executor's worker
+        span.set_attribute(NS.WORKER, attempt.worker)
     verdict = attempt.verdict
     if verdict is not None:
         event: dict[str, Any] = {

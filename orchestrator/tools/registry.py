@@ -44,6 +44,7 @@ from orchestrator.tools.errors import (
 )
 
 if TYPE_CHECKING:
+    from orchestrator.executor import Executor
     from orchestrator.plan import Task
 
 __all__ = ["FunctionTool", "ToolRegistry", "to_text", "tool"]
@@ -81,6 +82,8 @@ class FunctionTool:
     Attributes:
         fn: The wrapped function, still callable directly.
         timeout_s: The tool's own per-call limit, if any.
+        executor: Where a sync function's calls run (``None``: a worker thread here; an
+            engine with a remote executor sets its own copies' ``executor``).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class FunctionTool:
             )
         self.fn = fn
         self.timeout_s = timeout_s
+        self.executor: Executor | None = None
         self._name = tool_name
         self._description = text
         self._is_async = _is_async(fn)
@@ -167,6 +171,8 @@ class FunctionTool:
     async def _invoke(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if self._is_async:
             return await self.fn(*args, **kwargs)
+        if self.executor is not None:  # a remote worker runs it (Engine(executor=...))
+            return (await self.executor.run(self._name, self.fn, args, kwargs)).result()
         call = functools.partial(self.fn, *args, **kwargs)
         return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
 

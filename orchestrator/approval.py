@@ -16,12 +16,13 @@ and its answer, once verification passed, waits before it is accepted. Who decid
   it ran fails (its dependents are skipped).
 
 Every decision is an attempt of its own on the node (tier ``human``, no model, no cost,
-``approval`` says the stage), so it is stored, shown and traced with the rest.
+``approval`` says the stage), so it is stored, shown and traced with the rest. A tool, too,
+can need approval before it runs or of its result (:mod:`orchestrator.tool_approval`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -29,9 +30,18 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator.events import AttemptSpending, AttemptStarted, EventBus
 from orchestrator.exceptions import UserError
+from orchestrator.models.base import Message, ToolCall, ToolResult
 from orchestrator.node import Node, render_value
 from orchestrator.results import Attempt, NodeResult, NodeStatus, Outcome, Verdict
 from orchestrator.store.base import RunStore
+from orchestrator.tool_approval import (
+    PausedTools,
+    ToolApproval,
+    paused_attempt,
+    told,
+    tool_decision,
+    tool_stages,
+)
 
 __all__ = [
     "HUMAN_TIER",
@@ -61,7 +71,8 @@ class ApprovalRequest(BaseModel):
     task_id: str
     """The task."""
     when: Stage
-    """``before`` it runs, or ``after``: its answer passed verification."""
+    """``before`` it runs, or ``after``: its answer passed verification (with
+    :attr:`tool_calls`: before those calls run, or after, of their results)."""
     instruction: str
     """The task's instruction."""
     output: Any = None
@@ -69,7 +80,10 @@ class ApprovalRequest(BaseModel):
     attempt: int | None = None
     """``after``: the number of the attempt that gave it."""
     tier: str | None = None
-    """``after``: the tier that gave it."""
+    """``after``: the tier that gave it (with :attr:`tool_calls`: the one calling them)."""
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    """A decision on the tool calls of one model turn (each ``id``, ``name``,
+    ``arguments`` and, after, ``result``), not on the task."""
 
 
 class ApprovalDecision(BaseModel):
@@ -104,12 +118,20 @@ def candidate(result: NodeResult) -> Attempt | None:
 
 
 def decision_attempt(
-    number: int, when: Stage, decision: ApprovalDecision, approves: int | None = None
+    number: int,
+    when: Stage | Literal["tool"],
+    decision: ApprovalDecision,
+    approves: int | None = None,
+    tools: str = "",
 ) -> Attempt:
-    """A decision as the attempt that records it on the node."""
+    """A decision as the attempt that records it on the node (``tools``: the calls judged)."""
     now = datetime.now(UTC)
     verb = "approved" if decision.approved else "rejected"
-    what = "the task before it ran" if when == "before" else f"the answer of attempt {approves}"
+    what = (
+        f"the tool calls of attempt {approves} ({tools})" if when == "tool"
+        else "the task before it ran" if when == "before"
+        else f"the answer of attempt {approves}"
+    )  # fmt: skip
     reason = f"a reviewer {verb} {what}" + (f": {decision.reason}" if decision.reason else "")
     return Attempt(
         number=number, tier=HUMAN_TIER, model=None, started_at=now, finished_at=now,
@@ -148,10 +170,15 @@ async def decide(
         raise UserError(f"task {task_id!r} of run {run_id} is not waiting for approval ({status})")
     attempts = stored.attempts.get(task_id, [])
     waiting = NodeResult(id=task_id, status=node.status, attempts=list(attempts))
-    answer = candidate(waiting)
-    when: Stage = "after" if answer is not None else "before"
     decision = ApprovalDecision(approved=reject is None, reason=reject or "")
     number = max((a.number for a in attempts), default=0) + 1
+    if (paused := paused_attempt(waiting)) is not None and paused.tool_wait is not None:
+        tools = ", ".join(paused.tool_wait.tools)
+        attempt = decision_attempt(number, "tool", decision, paused.number, tools)
+        await store.record_attempt(run_id, task_id, attempt)
+        return attempt
+    answer = candidate(waiting)
+    when: Stage = "after" if answer is not None else "before"
     attempt = decision_attempt(number, when, decision, answer.number if answer else None)
     await store.record_attempt(run_id, task_id, attempt)
     return attempt
@@ -163,6 +190,91 @@ class Approvals:
     run_id: str
     bus: EventBus
     approver: Approver | None
+    tools: Any  # the runner's ToolRegistry
+    approve_tools: Mapping[str, Stage]
+
+    def _tool_gate(
+        self,
+        node: Node,
+        result: NodeResult,
+        attempt: Attempt,
+        resumed: PausedTools | None = None,
+        *,
+        pausable: bool = True,
+    ) -> ToolApproval | None:
+        """The gate of ``attempt``'s tool loop; ``None``: none of its tools needs approval."""
+        own = {name: self.tools[name] for name in node.task.tools if name in self.tools}
+        stage = tool_stages(own, self.approve_tools)
+        if resumed is None and not any(stage(name) for name in node.task.tools):
+            return None
+
+        async def ask(
+            when: Stage, calls: Sequence[ToolCall], results: Sequence[ToolResult]
+        ) -> Verdict | None:
+            return await self._ask_tools(
+                node, result, attempt, when=when, calls=calls, results=results
+            )
+
+        return ToolApproval(stage, ask, result=result, resumed=resumed, pausable=pausable)
+
+    async def _ask_tools(
+        self,
+        node: Node,
+        result: NodeResult,
+        attempt: Attempt,
+        *,
+        when: Stage,
+        calls: Sequence[ToolCall],
+        results: Sequence[ToolResult],
+    ) -> Verdict | None:
+        """The approver's decision on one turn's tool calls (recorded), or ``None``."""
+        if self.approver is None:
+            return None
+        outputs = {r.tool_call_id: r.content for r in results}
+        request = ApprovalRequest(
+            run_id=self.run_id, task_id=node.task.id, when=when,
+            instruction=node.task.instruction, attempt=attempt.number, tier=attempt.tier,
+            tool_calls=tuple(
+                {"id": c.id, "name": c.name, "arguments": c.arguments}
+                | ({"result": outputs[c.id]} if c.id in outputs else {})
+                for c in calls
+            ),
+        )  # fmt: skip
+        decision = await self.approver(request)
+        if decision is None:
+            return None
+        number = max(a.number for a in result.attempts) + 1
+        names = ", ".join(c.name for c in calls)
+        recorded = decision_attempt(number, "tool", decision, attempt.number, names)
+        result.attempts.append(recorded)
+        if self.bus:
+            await self.bus.emit(AttemptStarted(self.run_id, node.task.id, recorded))
+            await self.bus.emit_finished(self.run_id, node.task.id, recorded)
+        return told(recorded)
+
+    async def _paused_tools(
+        self, node: Node, result: NodeResult
+    ) -> tuple[bool, PausedTools | None]:
+        """A resumed node whose tool loop waited: ``(still waiting, where to go on)``.
+
+        The decision is the one recorded, or the approver's now.
+        """
+        paused = paused_attempt(result)
+        if paused is None or (wait := paused.tool_wait) is None:
+            return False, None
+        decided = tool_decision(result, paused)
+        verdict = told(decided) if decided is not None else None
+        if verdict is None:
+            turn = Message.model_validate(wait.messages[-1]).content
+            calls = [b for b in turn if isinstance(b, ToolCall) and b.id in wait.pending]
+            results = [ToolResult.model_validate(r) for r in wait.results]
+            verdict = await self._ask_tools(
+                node, result, paused, when=wait.stage, calls=calls, results=results
+            )
+        if verdict is None:
+            return True, None
+        result.status, result.reason = NodeStatus.NOT_RUN, None
+        return False, PausedTools(paused, wait, verdict)
 
     async def _approved(
         self, node: Node, result: NodeResult, when: Stage, answer: Attempt | None, output: Any

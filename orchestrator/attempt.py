@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -24,9 +24,11 @@ from orchestrator.executor import Executor
 from orchestrator.models.base import Message, ModelClient, ModelRequest, ModelResponse
 from orchestrator.models.instrumented import instrumented
 from orchestrator.node import Node, same_answer
+from orchestrator.paused import ToolsAwaitApproval
+from orchestrator.policy import RunPolicy
 from orchestrator.prompting import (
     attempt_messages,
-    judge_messages,
+    judge_request,
     route_request,
     schema_of,
     shared_input_nodes,
@@ -41,50 +43,21 @@ from orchestrator.results import (
     Verdict,
 )
 from orchestrator.routing import Router, TaskClassifier
-from orchestrator.routing.rules import PROBE_ROUTE
+from orchestrator.routing.rules import PROBE_ROUTE, RouteDecision
 from orchestrator.spend import Spend, now, settle
 from orchestrator.store.base import past_rejections
 from orchestrator.tiers import Tier, TierLadder
+from orchestrator.tool_approval import PausedTools, ToolApproval
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.turns import run_turns
 from orchestrator.verifier import JudgeRequest, JudgeVerdict, VerificationContext
 from orchestrator.verify import SchemaVerifier
 from orchestrator.wire import (
-    DEFAULT_SYSTEM_PROMPT,
-    JUDGE_SYSTEM_PROMPT,
     judge_prompt,
-    judge_shared_chars,
     shared_prefix_chars,
 )
 
 __all__ = ["NodeRunner", "RunPolicy"]
-
-
-@dataclass(frozen=True, slots=True)
-class RunPolicy:
-    """Limits on a node's attempts.
-
-    Attributes:
-        max_attempts: Most attempts per node (``None``: one per tier from the start tier).
-        max_tier: Index of the highest tier escalation may reach.
-        system_prompt: System prompt of task attempts.
-        max_tool_steps: Most model calls in one attempt's tool loop.
-        tool_timeout_s: Deadline of each tool call.
-        cache: Whether requests mark prompt-cache breakpoints.
-        batch: Whether tasks' calls go in Message Batches (unless a task says otherwise).
-    """
-
-    max_attempts: int | None
-    max_tier: int
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    max_tool_steps: int = 8
-    tool_timeout_s: float = 60.0
-    cache: bool = True
-    batch: bool = False
-
-    def batches(self, node: Node) -> bool:
-        """Whether ``node``'s calls go in Message Batches."""
-        return self.batch if node.task.batch is None else node.task.batch
 
 
 class NodeRunner(PythonNodes, Approvals):
@@ -114,6 +87,7 @@ class NodeRunner(PythonNodes, Approvals):
         self.policy = policy
         self.tools = tools
         self.bus = bus
+        self.approve_tools = policy.approve_tools
         self._tier_limits = {t.name: anyio.CapacityLimiter(t.max_concurrency) for t in ladder.tiers}
         self._shared: frozenset[str] = frozenset()  # nodes whose inputs others read too
         self._written: dict[tuple[str, int], anyio.Event] = {}  # (model, prefix): cached
@@ -132,6 +106,7 @@ class NodeRunner(PythonNodes, Approvals):
         prompt: str,
         *,
         prefix: str,
+        gate: ToolApproval | None = None,
     ) -> tuple[Any, str]:
         """An answering attempt, after the call that caches its shared ``prefix``.
 
@@ -140,7 +115,9 @@ class NodeRunner(PythonNodes, Approvals):
         """
         writes = await self._first_to_write(tier.model, prefix)
         try:
-            return await self._attempt(node, tier, messages, attempt, prompt, writes=writes)
+            return await self._attempt(
+                node, tier, messages, attempt, prompt, writes=writes, gate=gate
+            )
         finally:
             if writes is not None:  # the call failed before it was answered: go on
                 writes.set()
@@ -185,28 +162,15 @@ class NodeRunner(PythonNodes, Approvals):
         if waiting := [a for a in result.attempts if a.batch_pending]:
             self._waiting[node.task.id] = waiting  # a resumed node collects them
         done, previous, previous_text = await self._waiting_answer(node, result)
+        done, resumed = (done, None) if done else await self._paused_tools(node, result)
         if done or not await self._may_start(node, result):
             return
         prompt, own = node.build_turn(arguments)
-        request = route_request(node, prompt)
-        classifier: TaskClassifier | None = getattr(self.router, "classifier", None)
-        if classifier is not None:
-            label, afforded = await self._classify(node, classifier, prompt, result)
-            if not afforded:
-                result.status, result.reason = NodeStatus.NOT_RUN, Outcome.BUDGET_EXHAUSTED
-                return
-            request = replace(request, label=label)
-        decision = self.router.route(request, self.ladder)
-        above = decision.shadow_tier is None or decision.shadow_tier > decision.index
-        if decision.shadow and above:  # sampled for the top tier's check (not a probe below)
-            result.shadowed = True
+        routed = await self._route(node, prompt, result, resumed)
+        if routed is None:
+            return
+        decision, index, reason, covered = routed
         top = self.policy.max_tier
-        index = min(decision.index, top)
-        covered = decision.covered and index == decision.index
-        reason = (
-            decision.reason if index == decision.index else f"{decision.reason}; capped at max tier"
-        )
-        index, reason = past_rejections(self.ladder.names, result, index, top, reason)
         limit = self.policy.max_attempts or (top - index + 1)
         shared = own or (shared_prefix_chars(prompt) if node.task.id in self._shared else 0)
         for step in range(1, limit + 1):
@@ -221,9 +185,15 @@ class NodeRunner(PythonNodes, Approvals):
             result.final_tier = tier.name
             cut = shared if shared // 4 >= tier.cache_min_tokens else 0  # a cacheable prefix
             messages = attempt_messages(prompt, previous, previous_text, cut)
+            gate = self._tool_gate(node, result, attempt, resumed)
+            if resumed is not None:
+                messages, resumed = resumed.messages, None
             output, previous_text = await self._answer(
-                node, tier, messages, attempt, prompt, prefix=prompt[:cut]
+                node, tier, messages, attempt, prompt, prefix=prompt[:cut], gate=gate
             )
+            if attempt.tool_wait is not None:  # its tool calls wait for a person
+                result.status, result.reason = NodeStatus.WAITING, Outcome.WAITING_FOR_APPROVAL
+                return
             if attempt.passed and await self._held(node, result, attempt, output):
                 return  # its answer waits for a person
             if attempt.passed:
@@ -245,6 +215,36 @@ class NodeRunner(PythonNodes, Approvals):
             await self.bus.emit(Escalated(self.run_id, node.task.id, number, tier.name, up, why))
             previous = attempt
         result.status = NodeStatus.FAILED
+
+    async def _route(
+        self, node: Node, prompt: str, result: NodeResult, resumed: PausedTools | None
+    ) -> tuple[RouteDecision, int, str, bool] | None:
+        """Where the node starts: ``(decision, tier index, why, needs covered)``.
+
+        ``None``: the budget did not cover the classifier's call (the node does not run).
+        """
+        request = route_request(node, prompt)
+        classifier: TaskClassifier | None = getattr(self.router, "classifier", None)
+        if classifier is not None:
+            label, afforded = await self._classify(node, classifier, prompt, result)
+            if not afforded:
+                result.status, result.reason = NodeStatus.NOT_RUN, Outcome.BUDGET_EXHAUSTED
+                return None
+            request = replace(request, label=label)
+        decision = self.router.route(request, self.ladder)
+        above = decision.shadow_tier is None or decision.shadow_tier > decision.index
+        if decision.shadow and above:  # sampled for the top tier's check (not a probe below)
+            result.shadowed = True
+        top = self.policy.max_tier
+        index = min(decision.index, top)
+        covered = decision.covered and index == decision.index
+        reason = (
+            decision.reason if index == decision.index else f"{decision.reason}; capped at max tier"
+        )
+        index, reason = past_rejections(self.ladder.names, result, index, top, reason)
+        if resumed is not None:  # on the tier whose conversation waited for a decision
+            index, reason = self.ladder.index(resumed.attempt.tier), resumed.reason
+        return decision, index, reason, covered
 
     async def _classify(
         self, node: Node, classifier: TaskClassifier, prompt: str, result: NodeResult
@@ -298,8 +298,9 @@ class NodeRunner(PythonNodes, Approvals):
             route_reason=reason,
         )  # fmt: skip
         result.attempts.append(attempt)
+        gate = self._tool_gate(node, result, attempt, pausable=False)
         output, _ = await self._attempt(
-            node, tier, attempt_messages(prompt, None, ""), attempt, prompt
+            node, tier, attempt_messages(prompt, None, ""), attempt, prompt, gate=gate
         )
         if attempt.passed:
             attempt.agrees = same_answer(output, accepted)
@@ -313,11 +314,16 @@ class NodeRunner(PythonNodes, Approvals):
         prompt: str,
         *,
         writes: anyio.Event | None = None,
+        gate: ToolApproval | None = None,
     ) -> tuple[Any, str]:
         text = ""
         output: Any = None
         async with self._recorded(node, tier, attempt, writes) as meters:
-            response = await self._call(node, tier, messages, meters)
+            try:
+                response = await self._call(node, tier, messages, meters, gate)
+            except ToolsAwaitApproval as paused:  # stored: resume goes on from here
+                attempt.tool_wait = paused.wait
+                return None, ""
             attempt.simulated = response.simulated
             text = response.text
             candidate = response.data if structured(node) else response.text
@@ -359,7 +365,12 @@ class NodeRunner(PythonNodes, Approvals):
                 await self.bus.emit_finished(self.run_id, node.task.id, attempt)
 
     async def _call(
-        self, node: Node, tier: Tier, messages: list[Message], meters: Spend
+        self,
+        node: Node,
+        tier: Tier,
+        messages: list[Message],
+        meters: Spend,
+        gate: ToolApproval | None = None,
     ) -> ModelResponse:
         meter = meters.meter(tier)
         request = ModelRequest(
@@ -375,7 +386,7 @@ class NodeRunner(PythonNodes, Approvals):
             cache=self.policy.cache,
             batch=self.policy.batches(node),
         )
-        return await run_turns(self.client, request, meter, meters)
+        return await run_turns(self.client, request, meter, meters, gate)
 
     # -- verification -----------------------------------------------------------------
 
@@ -418,21 +429,11 @@ class NodeRunner(PythonNodes, Approvals):
             judge_tier = self.ladder.get(asked.tier)
         meter = meters.meter(judge_tier)
         content = judge_prompt(task, asked.criteria, asked.answer, asked.evidence)
-        shared = judge_shared_chars(content)  # criteria and passages, first and cached
-        cut = shared if shared // 4 >= judge_tier.cache_min_tokens else 0
-        request = ModelRequest(
-            tier=judge_tier,
-            system=JUDGE_SYSTEM_PROMPT,
-            messages=judge_messages(content, judge_tier),
-            max_output_tokens=1024,
-            output_schema=JudgeVerdict.model_json_schema(),
-            purpose="judge",
-            on_text=meters.on_text("judge"),
-            task_id=node.task.id,
-            cache=self.policy.cache,
-            batch=self.policy.batches(node),
-        )
-        writes = await self._first_to_write(judge_tier.model, content[:cut])
+        request, prefix = judge_request(
+            node, content, judge_tier, cache=self.policy.cache,
+            batch=self.policy.batches(node), on_text=meters.on_text("judge"),
+        )  # fmt: skip
+        writes = await self._first_to_write(judge_tier.model, prefix)
         try:
             response = await self.client.complete(request, meter)
         finally:

@@ -17,13 +17,14 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from orchestrator.models.base import Message, TextBlock
+from orchestrator.models.base import Message, ModelRequest, TextBlock, TextHook
 from orchestrator.node import Node
 from orchestrator.results import Attempt
 from orchestrator.routing import RouteRequest
 from orchestrator.routing.rules import task_kind
 from orchestrator.tiers import Tier
-from orchestrator.wire import feedback_prompt, judge_shared_chars
+from orchestrator.verifier import JudgeVerdict
+from orchestrator.wire import JUDGE_SYSTEM_PROMPT, feedback_prompt, judge_shared_chars
 
 __all__ = [
     "attempt_messages",
@@ -70,6 +71,23 @@ def judge_messages(content: str, tier: Tier) -> list[Message]:
     return attempt_messages(
         content, None, "", shared if shared // 4 >= tier.cache_min_tokens else 0
     )
+
+
+def judge_request(
+    node: Node, content: str, tier: Tier, *, cache: bool, batch: bool, on_text: TextHook | None
+) -> tuple[ModelRequest, str]:
+    """A judge call on ``tier`` and the prefix it caches (empty when too short).
+
+    ``content`` is a :func:`~orchestrator.wire.judge_prompt`: criteria and passages first.
+    """
+    shared = judge_shared_chars(content)
+    cut = shared if shared // 4 >= tier.cache_min_tokens else 0
+    request = ModelRequest(
+        tier=tier, system=JUDGE_SYSTEM_PROMPT, messages=judge_messages(content, tier),
+        max_output_tokens=1024, output_schema=JudgeVerdict.model_json_schema(),
+        purpose="judge", on_text=on_text, task_id=node.task.id, cache=cache, batch=batch,
+    )  # fmt: skip
+    return request, content[:cut]
 
 
 def route_request(node: Node, prompt: str) -> RouteRequest:

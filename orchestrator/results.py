@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.capabilities import Needs
+from orchestrator.paused import ToolWait
 from orchestrator.pricing import USD, ZERO_USD
 
 __all__ = [
@@ -158,12 +159,15 @@ class Attempt(BaseModel):
         """Whether the attempt produced an accepted output."""
         return self.error is None and self.verdict is not None and self.verdict.passed
 
-    approval: Literal["before", "after"] | None = None
-    """A person's decision on the task (tier ``human``, no model, no cost): ``before`` it
-    ran, or ``after``, on the answer of attempt :attr:`approves`; ``verdict`` says which
-    way (``passed``: approved) and why."""
+    approval: Literal["before", "after", "tool"] | None = None
+    """A person's decision (tier ``human``, no model, no cost): on the task ``before`` it
+    ran, ``after``: on the answer of attempt :attr:`approves`, or on the ``tool`` calls
+    that attempt waits on; ``verdict`` says which way (``passed``: approved) and why."""
     approves: int | None = None
-    """On an ``after`` decision: the number of the attempt whose answer it judged."""
+    """On an ``after`` or ``tool`` decision: the number of the attempt it judged."""
+    tool_wait: ToolWait | None = None
+    """Its tool loop stopped for a person's decision on tool calls: the conversation so
+    far, where ``resume`` goes on (:mod:`orchestrator.tool_approval`)."""
 
     @property
     def answering(self) -> bool:

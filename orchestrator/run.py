@@ -12,14 +12,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 import networkx as nx
 from networkx.classes.reportviews import OutDegreeView
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.attempt import NodeRunner, RunPolicy
+from orchestrator.attempt import NodeRunner
 from orchestrator.budget import Budget, resuming
 from orchestrator.events import (
     AttemptSpending,
@@ -36,6 +36,7 @@ from orchestrator.goal import Goal
 from orchestrator.models.base import ModelClient, errors_seen
 from orchestrator.node import Node
 from orchestrator.plan import Plan
+from orchestrator.policy import RunPolicy
 from orchestrator.pricing import USD, ZERO_USD
 from orchestrator.replan import Replanning
 from orchestrator.results import (
@@ -92,6 +93,8 @@ class RunConfig(BaseModel):
     batch: bool = False
     """Send tasks' model calls (judges, escalations) in Message Batches, at the batch price,
     for work that can wait; a task's own ``batch`` overrides it."""
+    approve_tools: dict[str, Literal["before", "after"]] = {}
+    """Tool-name patterns whose calls need approval: :mod:`orchestrator.tool_approval`."""
 
 
 class RunHost(Protocol):
@@ -196,6 +199,7 @@ class Run(Replanning):
                 tool_timeout_s=config.tool_timeout_s,
                 cache=config.cache,
                 batch=config.batch,
+                approve_tools=config.approve_tools,
             ),
             tools=engine.tools,
             bus=self._bus,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from orchestrator.cli.approve import add_approve_command
+from orchestrator.cli.approve import add_approve_command, add_tool_approval_flags
 from orchestrator.cli.calibrate import cmd_calibrate
 from orchestrator.cli.commands import (
     cmd_resume,
@@ -179,6 +179,7 @@ def _execution_flags(parser: argparse.ArgumentParser) -> None:
     )
     _mcp_flags(parser)
     _executor_flags(parser)
+    add_tool_approval_flags(parser)
     _telemetry_flags(parser)
 
 

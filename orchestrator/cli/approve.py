@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Literal
 
 import anyio
 
@@ -11,7 +12,14 @@ from orchestrator.approval import decide
 from orchestrator.cli.stores import add_store_flag, opened_store
 from orchestrator.results import Attempt, RunStatus
 
-__all__ = ["EXIT_WAITING", "add_approve_command", "cmd_approve", "exit_code"]
+__all__ = [
+    "EXIT_WAITING",
+    "add_approve_command",
+    "add_tool_approval_flags",
+    "cmd_approve",
+    "exit_code",
+    "tool_approvals",
+]
 
 EXIT_WAITING = 3
 """The exit code of a run that ended ``waiting``: a task waits for approval."""
@@ -22,6 +30,30 @@ def exit_code(status: RunStatus) -> int:
     if status is RunStatus.SUCCEEDED:
         return 0
     return EXIT_WAITING if status is RunStatus.WAITING else 1
+
+
+def add_tool_approval_flags(parser: argparse.ArgumentParser) -> None:
+    """``--approve-tool`` and ``--approve-tool-result`` of ``run`` and ``resume``."""
+    parser.add_argument(
+        "--approve-tool", action="append", default=[], metavar="NAME",
+        help="calls of this tool wait for a person's approval before they run (repeatable; "
+        "shell-style patterns such as 'mcp__fs__write_*'); decide with `orchestrator approve`",
+    )  # fmt: skip
+    parser.add_argument(
+        "--approve-tool-result", action="append", default=[], metavar="NAME",
+        help="this tool runs, and its result waits for a person's approval before the model "
+        "reads it (repeatable, patterns too)",
+    )  # fmt: skip
+
+
+def tool_approvals(args: argparse.Namespace) -> dict[str, Literal["before", "after"]]:
+    """The run's tool-name patterns that need approval, and when (``RunConfig.approve_tools``)."""
+    stages: dict[str, Literal["before", "after"]] = {}
+    for pattern in getattr(args, "approve_tool_result", ()):
+        stages[pattern] = "after"
+    for pattern in getattr(args, "approve_tool", ()):
+        stages[pattern] = "before"  # both given: before it runs is the stricter
+    return stages
 
 
 def add_approve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

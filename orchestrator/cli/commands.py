@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
-from orchestrator.cli.approve import exit_code
+from orchestrator.cli.approve import exit_code, tool_approvals
 from orchestrator.cli.executors import executor_of
 from orchestrator.cli.home import store_path
 from orchestrator.cli.mcp import mcp_servers
@@ -212,6 +212,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
             cache=not getattr(args, "no_cache", False),
             batch=batch,
             replan=getattr(args, "replan", 0),
+            approve_tools=tool_approvals(args),
         )
     except ValidationError as exc:  # one line per setting, named as the flag is
         problems = "; ".join(

@@ -31,7 +31,14 @@ from orchestrator.events import (
 from orchestrator.node import render_value
 from orchestrator.plan import Plan, Task
 from orchestrator.pricing import ZERO_USD
-from orchestrator.results import PLANNING_NODE, Attempt, NodeStatus, Outcome, RunResult
+from orchestrator.results import (
+    PLANNING_NODE,
+    Attempt,
+    NodeResult,
+    NodeStatus,
+    Outcome,
+    RunResult,
+)
 from orchestrator.routing import CalibratedRouter
 from orchestrator.tiers import TierLadder
 
@@ -73,6 +80,9 @@ class ProgressPrinter:
                         self._line(f"  {node_id}: waiting in message batch {call.batch_id}")
             case AttemptStarted(node_id=node_id, attempt=attempt):
                 self._line(f"  {node_id}: attempt {attempt.number} on {attempt.tier}")
+            case AttemptFinished(node_id=node_id, attempt=attempt) if attempt.tool_wait:
+                tools = ", ".join(attempt.tool_wait.tools)
+                self._line(f"  {node_id}: attempt {attempt.number} waits for approval of {tools}")
             case AttemptFinished(node_id=node_id, attempt=attempt) if not attempt.passed:
                 why = attempt.error or (attempt.verdict.reason if attempt.verdict else "rejected")
                 self._line(
@@ -168,9 +178,7 @@ class LiveProgress:
                 row = self._row(node_id)
                 row.cost_usd += attempt.cost_usd
                 row.batches, row.note = frozenset(), ""
-                if not attempt.passed:
-                    why = attempt.error or (attempt.verdict.reason if attempt.verdict else "")
-                    row.note = f"rejected: {why}"
+                row.note = _attempt_note(attempt)
             case NodeFinished(result=result):
                 row = self._row(result.id)
                 row.state = result.status.value
@@ -223,6 +231,21 @@ class LiveProgress:
         return table
 
 
+def _waiting(node: NodeResult) -> str:
+    """A waiting node, and the tool calls it waits on if that is what waits."""
+    paused = node.attempts[-1].tool_wait if node.attempts else None
+    return f"{node.id} (its call of {', '.join(paused.tools)})" if paused else node.id
+
+
+def _attempt_note(attempt: Attempt) -> str:
+    """The live table's note on a finished attempt (nothing when it passed)."""
+    if attempt.tool_wait:
+        return f"waits for approval of {', '.join(attempt.tool_wait.tools)}"
+    if attempt.passed:
+        return ""
+    return f"rejected: {attempt.error or (attempt.verdict.reason if attempt.verdict else '')}"
+
+
 def render_summary(result: RunResult, *, show_output: bool = True) -> str:
     """A human summary: status, cost, a table of nodes, escalations and (optionally) output."""
     lines = [
@@ -249,7 +272,7 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
             f"replanned {result.replans} time(s) after tasks failed for good; replaced: "
             f"{replaced} (their cost is in the total); the plan now has {len(result.nodes)} tasks"
         )
-    if waiting := [node.id for node in result.nodes if node.status is NodeStatus.WAITING]:
+    if waiting := [_waiting(node) for node in result.nodes if node.status is NodeStatus.WAITING]:
         lines.append(
             f"waiting for approval: {', '.join(waiting)}; decide with `orchestrator approve "
             f"{result.run_id} TASK` (or `--reject WHY`), then `orchestrator resume "
@@ -278,7 +301,7 @@ def render_summary(result: RunResult, *, show_output: bool = True) -> str:
             f"${node.cost_usd:>8.4f}  {reason[:80]}"
         )
     escalations = sum(
-        max(0, sum(a.answering for a in n.attempts) - 1)
+        max(0, sum(a.answering and not a.tool_wait for a in n.attempts) - 1)  # a pause is none
         for n in result.nodes
         if n.final_tier != "python"
     )

@@ -80,6 +80,8 @@ class NS:
     ATTEMPT_CALLS: Final = "orchestrator.attempt.calls"
     ATTEMPT_ERROR: Final = "orchestrator.attempt.error"
     WORKER: Final = "orchestrator.worker"
+    WAITS_FOR: Final = "orchestrator.attempt.waits_for"
+    """The tools whose calls (or results) the attempt waits on a person's approval for."""
     VERDICT_PASSED: Final = "orchestrator.verdict.passed"
     VERDICT_REASON: Final = "orchestrator.verdict.reason"
     VERIFIER: Final = "orchestrator.verdict.verifier"

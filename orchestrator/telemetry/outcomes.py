@@ -93,7 +93,9 @@ def finish_attempt_span(span: Span, attempt: Attempt) -> None:
         span.set_attributes(
             {NS.VERDICT_PASSED: verdict.passed, NS.VERDICT_REASON: short(verdict.reason)}
         )
-    if attempt.error is not None:
+    if attempt.tool_wait is not None:  # not a failure: it waits for a person
+        span.set_attribute(NS.WAITS_FOR, list(attempt.tool_wait.tools))
+    elif attempt.error is not None:
         span.set_attribute(NS.ATTEMPT_ERROR, short(attempt.error))
         span.set_attribute(sc.ERROR_TYPE, str(attempt.error_type or "error"))
         span.set_status(Status(StatusCode.ERROR, short(attempt.error)))

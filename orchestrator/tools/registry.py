@@ -26,7 +26,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import anyio
 import anyio.to_thread
@@ -74,6 +74,9 @@ class FunctionTool:
         description: What the tool does; defaults to the docstring's prose (the summary and
             any text before the first section such as ``Args:``).
         timeout_s: Limit on one call, or ``None`` for none beyond the engine's own.
+        approve: ``"before"``: each call waits for a person's approval before it runs;
+            ``"after"``: its result does, before the model reads it
+            (:mod:`orchestrator.tool_approval`); ``None``: neither.
 
     Raises:
         ToolDefinitionError: The function cannot be described by a JSON Schema (a parameter
@@ -84,6 +87,7 @@ class FunctionTool:
         timeout_s: The tool's own per-call limit, if any.
         executor: Where a sync function's calls run (``None``: a worker thread here; an
             engine with a remote executor sets its own copies' ``executor``).
+        approve: When its calls need a person's approval, if ever.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class FunctionTool:
         name: str | None = None,
         description: str | None = None,
         timeout_s: float | None = None,
+        approve: Literal["before", "after"] | None = None,
     ) -> None:
         tool_name = name if name is not None else getattr(fn, "__name__", "")
         if not _NAME.match(tool_name):
@@ -102,6 +107,8 @@ class FunctionTool:
             )
         if timeout_s is not None and timeout_s <= 0:
             raise ToolDefinitionError(f"tool {tool_name!r}: timeout_s must be positive")
+        if approve not in (None, "before", "after"):
+            raise ToolDefinitionError(f"tool {tool_name!r}: approve must be 'before' or 'after'")
         docs = parse_docstring(inspect.getdoc(fn))
         text = (description if description is not None else docs.description).strip()
         if not text:
@@ -111,6 +118,7 @@ class FunctionTool:
         self.fn = fn
         self.timeout_s = timeout_s
         self.executor: Executor | None = None
+        self.approve = approve
         self._name = tool_name
         self._description = text
         self._is_async = _is_async(fn)
@@ -185,6 +193,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout_s: float | None = None,
+    approve: Literal["before", "after"] | None = None,
 ) -> FunctionTool: ...
 
 
@@ -196,6 +205,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout_s: float | None = None,
+    approve: Literal["before", "after"] | None = None,
 ) -> Callable[[Callable[..., Any]], FunctionTool]: ...
 
 
@@ -206,6 +216,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout_s: float | None = None,
+    approve: Literal["before", "after"] | None = None,
 ) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
     """Turn a typed function into a :class:`FunctionTool`; usable with or without arguments.
 
@@ -222,13 +233,17 @@ def tool(
         name: Tool name; defaults to the function's name.
         description: Tool description; defaults to the docstring's prose.
         timeout_s: Limit on one call; ``None`` leaves only the engine's own limit.
+        approve: ``"before"`` or ``"after"``: its calls, or their results, wait for a
+            person's approval (:mod:`orchestrator.tool_approval`).
 
     Returns:
         The tool, or a decorator making one when ``fn`` is omitted.
     """
 
     def wrap(func: Callable[..., Any]) -> FunctionTool:
-        return FunctionTool(func, name=name, description=description, timeout_s=timeout_s)
+        return FunctionTool(
+            func, name=name, description=description, timeout_s=timeout_s, approve=approve
+        )
 
     return wrap if fn is None else wrap(fn)
 

@@ -90,6 +90,7 @@ def environment() -> dict[str, Any]:
                 "langgraph-checkpoint",
                 "langgraph-checkpoint-sqlite",
                 "aiosqlite",
+                "ray",
             )
         },
         "argv": sys.argv,

@@ -203,6 +203,8 @@ class Approvals:
         pausable: bool = True,
     ) -> ToolApproval | None:
         """The gate of ``attempt``'s tool loop; ``None``: none of its tools needs approval."""
+        if resumed is None and not node.task.tools:
+            return None
         own = {name: self.tools[name] for name in node.task.tools if name in self.tools}
         stage = tool_stages(own, self.approve_tools)
         if resumed is None and not any(stage(name) for name in node.task.tools):

@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from orchestrator import Engine, Plan, RunConfig, Task
 from orchestrator.approval import ApprovalDecision, ApprovalRequest, decide
@@ -19,6 +23,7 @@ from orchestrator.exceptions import UserError
 from orchestrator.models.base import ModelRequest, ToolCall
 from orchestrator.results import NodeStatus, RunResult, RunStatus
 from orchestrator.store import SQLiteStore, StoreListener
+from orchestrator.telemetry import Telemetry
 from orchestrator.testing import FunctionModel, tool_results
 from orchestrator.tools import tool
 from orchestrator.tools.errors import ToolDefinitionError
@@ -239,3 +244,23 @@ def test_cli_a_real_mcp_tool_waits_for_approval_then_resume_runs_it_once(
     assert attempts[0] == paused  # kept as it was: its turn is not paid again
     assert 'add_note gave "note-' in done["nodes"][0]["output"]
     assert done["cost_usd"] == paused["cost_usd"] + attempts[2]["cost_usd"]
+
+
+@pytest.mark.anyio
+async def test_the_paused_attempt_span_says_what_it_waits_for_and_is_no_error() -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    mailer = Mailer()
+    engine = Engine(mailer.model, tools=[mailer.tool], telemetry=Telemetry(provider))
+    result = await engine.run(PLAN)
+    assert result.status is RunStatus.WAITING
+    node = "orchestrator.node.id"
+    [paused] = [
+        s for s in spans.get_finished_spans()
+        if s.name.startswith("attempt") and (s.attributes or {}).get(node) == "notify"
+    ]  # fmt: skip
+    attributes = paused.attributes or {}
+    assert attributes["orchestrator.attempt.waits_for"] == ("send_email",)
+    assert paused.status.status_code is not StatusCode.ERROR
+    assert "error.type" not in attributes

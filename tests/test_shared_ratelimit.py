@@ -201,21 +201,65 @@ async def test_an_unusable_home_is_a_user_error_naming_the_file(tmp_path: Path) 
         await RateLimitFile(garbage).open()
 
 
+async def test_a_home_another_process_is_creating_is_opened_once_it_is_made(
+    tmp_path: Path,
+) -> None:
+    """Another process is creating the file (its first transaction is open): switching the
+    file to WAL then fails at once, without waiting ("database is locked"), which made one of
+    two processes starting on a new home fail. It now waits for the other to finish."""
+    other = sqlite3.connect(tmp_path / FILE_NAME, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE IF NOT EXISTS pauses (scope TEXT PRIMARY KEY, paused_until REAL)")
+
+    committed = []
+
+    class OpenedMeanwhile(RateLimitFile):
+        def _transaction(self, *, write: bool = True) -> Any:
+            if other.in_transaction:  # after the switch to WAL was tried: the other commits
+                other.execute("COMMIT")
+                committed.append(True)
+            return super()._transaction(write=write)
+
+    time = FakeTime()
+    opened = OpenedMeanwhile(tmp_path, clock=time.clock, sleep=time.sleep)
+    try:
+        await opened.limiter(SCOPE, 6, None).acquire(1)
+    finally:
+        other.close()
+    assert committed == [True]
+    assert time.sleeps == []
+    await process(tmp_path, time).limiter(SCOPE, 6, None).acquire(1)  # and a later process
+
+
 # -- two real processes -------------------------------------------------------------------
 
 # Runs the real client against the simulator. Once warmed up (one call on an unlimited copy
-# of the tier: the SDK's connection is open, the file is ready) it says "ready", sends its
-# requests when the test writes a line, then prints how many of its calls waited for the limit.
+# of the tier: the SDK's connection is open, the shared state is ready) it says "ready",
+# sends its requests when the test writes a line, then prints how long each of its calls
+# that waited for the limit slept, and how many waited. Every process reads the same
+# instant from its clock, the one the test passes: the bucket refills nothing while the
+# two fill it, however slowly a loaded machine lets them (on the wall clock, a burst that
+# took more than one request's refill, 1 s, let the 61st go at once: the test flaked).
 CLIENT = """
 import sys, anyio
 from pathlib import Path
 from orchestrator import Budget, Message, ModelRequest, default_ladder
 from orchestrator.budget import Meter
 from orchestrator.models.anthropic import AnthropicClient
+from orchestrator.models.shared_ratelimit import RateLimitFile
+from orchestrator.store.postgres_ratelimit import PostgresRateLimits
 
-base_url, home, count, rpm = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+base_url, where, count, rpm = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+now, slept = float(sys.argv[5]), []
 warm = default_ladder().get("haiku").model_copy(update={"name": "warm-up"})
 tier = default_ladder().get("haiku").model_copy(update={"requests_per_minute": rpm})
+
+def clock():
+    return now
+
+async def sleep(seconds):
+    slept.append(seconds)
+    await anyio.sleep(seconds)
 
 async def one(client, tier, i):
     request = ModelRequest(tier=tier, messages=[Message(role="user", content=f"Item {i}?")],
@@ -223,17 +267,20 @@ async def one(client, tier, i):
     await client.complete(request, Meter(tier, Budget()))
 
 async def main():
-    async with AnthropicClient(base_url=base_url, api_key="t", shared_rate_limits=home) as client:
+    state = STATE
+    async with AnthropicClient(base_url=base_url, api_key="t", shared_rate_limits=state) as client:
         await one(client, warm, -1)
         print("ready", flush=True)
         await anyio.to_thread.run_sync(sys.stdin.readline)
         async with anyio.create_task_group() as tg:
             for i in range(count):
                 tg.start_soon(one, client, tier, i)
+        print("slept", *slept)
         print("waits", client.rate_limit_waits, flush=True)
 
 anyio.run(main)
 """
+HOME_STATE = "RateLimitFile(Path(where), clock=clock, sleep=sleep)"
 
 
 async def _lines(process: Any) -> list[str]:
@@ -245,18 +292,15 @@ async def _lines(process: Any) -> list[str]:
     return text.decode().split()
 
 
-async def test_two_processes_together_keep_to_the_tiers_rate(tmp_path: Path) -> None:
-    """60 requests a minute, a full bucket of 60; two processes ask for 31 and 30 at once:
-    together they send 60 at once and the 61st only when the refill allows (1 s later)."""
-    home = tmp_path / "home"
+async def two_processes(state: str, where: str) -> tuple[list[Any], list[float], int]:
+    """Two clients on the shared ``state`` (Python, over ``where``) ask for 31 and 30 calls
+    at once, at 60 a minute: the simulator's records, what the waiters slept, waits."""
+    client = CLIENT.replace("STATE", state)
     with anyio.fail_after(60):
         async with serve(SimConfig(time_scale=0)) as sim:
-            processes = [
-                await anyio.open_process(
-                    [sys.executable, "-c", CLIENT, sim.base_url, str(home), str(n), "60"]
-                )
-                for n in (31, 30)
-            ]
+            now = str(wall_clock())
+            argv = [sys.executable, "-c", client, sim.base_url, where]
+            processes = [await anyio.open_process([*argv, str(n), "60", now]) for n in (31, 30)]
             try:
                 for p in processes:  # both set up before either sends: a fair start
                     assert await _lines(p) == ["ready"]
@@ -268,14 +312,20 @@ async def test_two_processes_together_keep_to_the_tiers_rate(tmp_path: Path) -> 
             finally:
                 for p in processes:
                     await p.aclose()
-            records = sorted(sim.requests[warm_ups:], key=lambda r: r.time)
+            records = sim.requests[warm_ups:]
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert warm_ups == 2
+    slept = [float(word) for out in outputs for word in out.split("waits")[0].split()[1:]]
+    return records, slept, sum(int(out.split()[-1]) for out in outputs)
+
+
+async def test_two_processes_together_keep_to_the_tiers_rate(tmp_path: Path) -> None:
+    """60 requests a minute, a full bucket of 60; two processes ask for 31 and 30 at once:
+    together they send 60 at once, and the 61st only after one request's refill (1 s)."""
+    records, slept, waits = await two_processes(HOME_STATE, str(tmp_path / "home"))
     assert len(records) == 61  # counted by the simulator
-    waits = sum(int(out.split()[-1]) for out in outputs)
     assert waits == 1  # exactly one call, in either process, waited: the 61st
-    gap = (records[60].time - records[0].time).total_seconds()
-    assert gap >= 0.7  # one request's refill takes 1 s (less the first one's latency)
+    assert slept == [pytest.approx(1.0)]
 
 
 async def _rest(process: Any) -> str:

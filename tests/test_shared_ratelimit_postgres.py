@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -15,13 +14,12 @@ import anyio
 import psycopg
 import pytest
 from pg_server import PostgresServer
-from test_shared_ratelimit import CLIENT, SCOPE, FakeTime, _lines, _rest
+from test_shared_ratelimit import SCOPE, FakeTime, two_processes
 
 from orchestrator.cli import main
 from orchestrator.exceptions import UserError
 from orchestrator.models.shared_ratelimit import SharedRateLimiter, scope_key
 from orchestrator.store.postgres_ratelimit import PostgresRateLimits
-from orchestrator_sim import SimConfig, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -127,39 +125,11 @@ async def test_an_unreachable_database_or_an_unopened_state_is_a_user_error() ->
 async def test_two_processes_together_keep_to_the_tiers_rate(limits_database: str) -> None:
     """As tests/test_shared_ratelimit.py's, through one database instead of one home: 60
     requests a minute; 31 and 30 at once: 60 go at once, the 61st waits for the refill."""
-    client = CLIENT.replace(
-        "shared_rate_limits=home",
-        "shared_rate_limits=PostgresRateLimits(sys.argv[2], schema='two_processes')",
-    ).replace(
-        "from pathlib import Path",
-        "from pathlib import Path\nfrom orchestrator.store.postgres_ratelimit import "
-        "PostgresRateLimits",
-    )
-    with anyio.fail_after(60):
-        async with serve(SimConfig(time_scale=0)) as sim:
-            processes = [
-                await anyio.open_process(
-                    [sys.executable, "-c", client, sim.base_url, limits_database, str(n), "60"]
-                )
-                for n in (31, 30)
-            ]
-            try:
-                for p in processes:
-                    assert await _lines(p) == ["ready"]
-                warm_ups = len(sim.requests)
-                for p in processes:
-                    assert p.stdin is not None
-                    await p.stdin.send(b"go\n")
-                outputs = [await _rest(p) for p in processes]
-            finally:
-                for p in processes:
-                    await p.aclose()
-            records = sorted(sim.requests[warm_ups:], key=lambda r: r.time)
-    assert [p.returncode for p in processes] == [0, 0], outputs
+    state = "PostgresRateLimits(where, schema='two_processes', clock=clock, sleep=sleep)"
+    records, slept, waits = await two_processes(state, limits_database)
     assert len(records) == 61
-    assert sum(int(out.split()[-1]) for out in outputs) == 1  # one call waited: the 61st
-    gap = (records[60].time - records[0].time).total_seconds()
-    assert gap >= 0.7
+    assert waits == 1  # one call waited: the 61st
+    assert slept == [pytest.approx(1.0)]
 
 
 def test_the_cli_keeps_its_rate_limits_in_the_store_database(

@@ -171,11 +171,16 @@ class RateLimitFile:
         db = self._connect()
         try:
             db.execute("PRAGMA journal_mode = WAL")  # writers never block the pause readers
+        except sqlite3.OperationalError as exc:
+            # Busy at once, without waiting: another process is creating the file (its
+            # first transaction is open). WAL only speeds things up; a later opener sets it.
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise self._unusable(exc) from None
         except sqlite3.Error as exc:
             raise self._unusable(exc) from None
         finally:
             db.close()
-        with self._transaction() as db:
+        with self._transaction() as db:  # waits for the other process's lock
             for statement in _SCHEMA:
                 db.execute(statement)
 

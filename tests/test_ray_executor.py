@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -391,3 +392,25 @@ def test_cli_without_ray_installed_names_the_extra(
     args = ["run", "--offline", "--executor", "ray", "--plan", str(plan), "--corpus", str(corpus)]
     assert main([*args, "--home", str(tmp_path / "home")]) == 2
     assert "pip install 'tiered-orchestrator[ray]'" in capsys.readouterr().err
+
+
+def test_the_task_body_loads_a_function_once_and_returns_what_it_raised(
+    cluster: Cluster,
+) -> None:
+    from orchestrator.executors import ray as ray_executor
+
+    def fails(x: int) -> int:
+        raise KeyError(x)
+
+    key = "test-key"
+    box = [ray.put(fails)]
+    try:
+        ok, error, worker = ray_executor._in_worker(key, box, "fails", (1,), {}, {})
+        assert ray_executor._FUNCTIONS[key] is not None  # loaded once, kept by key
+        again = ray_executor._in_worker(key, [None], "fails", (2,), {}, {})  # not loaded again
+    finally:
+        ray_executor._FUNCTIONS.pop(key, None)
+    assert not ok
+    assert isinstance(error, KeyError)
+    assert worker == f"{socket.gethostname()}:{os.getpid()}"
+    assert again[0] is False

@@ -149,10 +149,10 @@ class RayExecutor:
             "log_to_driver": self.log_to_driver,
             "include_dashboard": False,
         }
-        if self.address is None:
+        if self.address is None:  # a new local Ray (not one `ray start` left running)
             options["num_cpus"] = self.num_cpus
         try:
-            ray.init(address=self.address, **options)
+            ray.init(address=self.address or "local", **options)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             where = self.address or "a local Ray"
             raise UserError(f"cannot start the Ray executor on {where}: {exc}") from None

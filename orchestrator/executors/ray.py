@@ -102,6 +102,9 @@ class RayExecutor:
         self._lost: tuple[type[Exception], ...] = ()
         self._started_ray = False
         self._lock = threading.Lock()
+        self._owner: threading.Thread | None = None
+        self._ready, self._stop = threading.Event(), threading.Event()
+        self._failure: UserError | None = None
         self._shipped: dict[int, tuple[Callable[..., Any], str, list[Any]]] = {}
 
     def __repr__(self) -> str:
@@ -114,31 +117,52 @@ class RayExecutor:
         return self._task is not None
 
     async def start(self) -> RayExecutor:
-        """Join the cluster, or start a local Ray (in a worker thread: it takes seconds).
+        """Join the cluster, or start a local Ray (it takes seconds), in a thread of its own.
 
-        Called by the first :meth:`run` when not called before.
+        Called by the first :meth:`run` when not called before. Ray ties the processes of a
+        local Ray to the thread that started it (they are killed when it ends), so that
+        thread lives until :meth:`aclose`: a pool's thread would end when idle.
 
         Raises:
             UserError: Ray is not installed, or the cluster cannot be joined.
         """
-        await anyio.to_thread.run_sync(self._start)
+        with self._lock:
+            if self._owner is None:
+                self._owner = threading.Thread(target=self._own, name="ray-owner", daemon=True)
+                self._owner.start()
+        await anyio.to_thread.run_sync(self._ready.wait)
+        if self._failure is not None:
+            raise self._failure
         return self
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._task is not None:
-                return
-            try:
-                import ray  # noqa: PLC0415  (the optional extra, imported when started)
-            except ImportError:
-                raise UserError(RAY_EXTRA_HELP) from None
+    def _own(self) -> None:
+        """The owner thread: start (or join) Ray, then hold it until :meth:`aclose`."""
+        try:
+            import ray  # noqa: PLC0415  (the optional extra, imported when started)
+        except ImportError:
+            self._failure = UserError(RAY_EXTRA_HELP)
+            self._ready.set()
+            return
+        try:
             if not ray.is_initialized():
                 self._init(ray)
-            self._ray = ray
-            self._lost = tuple(getattr(ray.exceptions, name) for name in _LOST_ERRORS)
-            self._task = ray.remote(max_retries=0, num_cpus=self.cpus_per_task)(_in_worker)
+        except Exception as exc:  # noqa: BLE001  (raised by start(), in the caller's task)
+            where = self.address or "a local Ray"
+            why = f"{type(exc).__name__}: {exc}"
+            self._failure = UserError(f"cannot start the Ray executor on {where}: {why}")
+            self._ready.set()
+            return
+        self._ray = ray
+        self._lost = tuple(getattr(ray.exceptions, name) for name in _LOST_ERRORS)
+        self._task = ray.remote(max_retries=0, num_cpus=self.cpus_per_task)(_in_worker)
+        self._ready.set()
+        self._stop.wait()
+        if self._started_ray:
+            self._started_ray = False
+            ray.shutdown()
 
     def _init(self, ray: Any) -> None:
+        """``ray.init``: join ``address``, or start a local Ray."""
         runtime_env: dict[str, Any] = {}
         if self.worker_setup is not None:
             runtime_env["worker_process_setup_hook"] = self.worker_setup
@@ -151,20 +175,18 @@ class RayExecutor:
         }
         if self.address is None:  # a new local Ray (not one `ray start` left running)
             options["num_cpus"] = self.num_cpus
-        try:
-            ray.init(address=self.address or "local", **options)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            where = self.address or "a local Ray"
-            raise UserError(f"cannot start the Ray executor on {where}: {exc}") from None
+        ray.init(address=self.address or "local", **options)
         self._started_ray = True
 
     async def aclose(self) -> None:
         """Shut down the local Ray this executor started (a joined cluster stays up)."""
-        if not self._started_ray:
+        owner = self._owner
+        if owner is None:
             return
-        self._started_ray = False
-        await anyio.to_thread.run_sync(self._ray.shutdown)
-        self._task = None
+        self._stop.set()
+        await anyio.to_thread.run_sync(owner.join)
+        self._owner, self._task, self._failure = None, None, None
+        self._ready, self._stop = threading.Event(), threading.Event()
         self._shipped.clear()
 
     async def __aenter__(self) -> RayExecutor:

@@ -7,10 +7,11 @@ What the tests of limits and budgets across processes share (tests/test_cluster_
   driver sent it (the ``Item <driver>-<task>:`` its instruction starts with), and the
   input tokens the client's rate limiter counted for it (the client's own estimate, bytes
   of the prompt's JSON parts over 4, recomputed from the body the server received);
-- :class:`Drivers`: CLI processes that each read their plan from a FIFO, so that all of
-  them have started (Python, the SDK, their modules: seconds each) before any of them
-  sends anything: :meth:`Drivers.release` opens every FIFO for writing, which returns
-  only once that process has opened it for reading, then hands each its plan;
+- :class:`Drivers`: CLI processes that each read their tiers file (``--tiers``) from a
+  FIFO, so that all of them have started (Python, the SDK, their modules: seconds each)
+  before any of them opens a store or sends anything: :meth:`Drivers.release` opens
+  every FIFO for writing, which returns only once that process has opened it for
+  reading, then hands each its tiers;
 - :func:`over_the_limit`: the stretches of arrivals that let more through than a
   per-minute bucket allows.
 
@@ -43,7 +44,7 @@ from orchestrator_sim.http import HttpRequest, HttpResponse, bound_port, listen,
 from orchestrator_sim.reqlog import RequestLog
 
 CLI = [sys.executable, "-c", "import sys; from orchestrator.cli import main; sys.exit(main())"]
-DRIVER_MARK = re.compile(r"Item ([a-z0-9]+)-[a-z0-9]+:")
+TASK_MARK = re.compile(r"Item ([a-z0-9]+)-([a-z0-9]+):")
 REFILL_SLACK_S = 1.0
 """Arrivals lag the limiter's decisions by a request's trip (and, on a loaded machine, by a
 scheduling delay): a stretch of arrivals may hold what a limiter let go up to this much
@@ -59,9 +60,10 @@ class Arrival:
     model: str
     driver: str
     """The driver whose plan the request is for (``Item <driver>-<task>:``)."""
+    task: str
+    """The task it is for."""
     tokens: int
     """The input tokens the client's limiter counted for it (its estimate)."""
-    path: str = "/v1/messages"
 
 
 @dataclass
@@ -72,6 +74,25 @@ class RecordingSim:
     arrivals: list[Arrival] = field(default_factory=list)
     requests: list[Any] = field(default_factory=list)
     """The simulator's own records (usage answered, per request)."""
+
+    _waiting: list[tuple[int, anyio.Event]] = field(default_factory=list)
+
+    def arrived(self, count: int) -> anyio.Event:
+        """Set once ``count`` model calls have arrived in all."""
+        event = anyio.Event()
+        self._waiting.append((count, event))
+        self._note()
+        return event
+
+    def arrive(self, arrival: Arrival) -> None:
+        """Note one model call (the server's handler calls it as each arrives)."""
+        self.arrivals.append(arrival)
+        self._note()
+
+    def _note(self) -> None:
+        for count, event in self._waiting:
+            if len(self.arrivals) >= count:
+                event.set()
 
     def of(self, model: str, drivers: Iterable[str] | None = None) -> list[Arrival]:
         """The arrivals for ``model`` (from ``drivers`` only, if given), oldest first."""
@@ -85,11 +106,12 @@ class RecordingSim:
 def _arrival(body: bytes) -> Arrival:
     call = json.loads(body)
     text = json.dumps(call["messages"])
-    mark = DRIVER_MARK.search(text)
+    mark = TASK_MARK.search(text)
     return Arrival(
         at=time.time(),
         model=str(call.get("model")),
         driver=mark.group(1) if mark else "?",
+        task=mark.group(2) if mark else "?",
         tokens=prompt_bytes(call) // 4,  # what the client's limiter takes (models/anthropic.py)
     )
 
@@ -105,7 +127,7 @@ async def recording_sim(config: SimConfig) -> AsyncIterator[RecordingSim]:
 
     async def handle(request: HttpRequest) -> HttpResponse:
         if request.method == "POST" and request.path.rstrip("/") == "/v1/messages":
-            sim.arrivals.append(_arrival(request.body))
+            sim.arrive(_arrival(request.body))
         return await app.handle(request)
 
     async def serve(*, task_status: Any) -> None:
@@ -152,11 +174,11 @@ def over_the_limit(
 
 @dataclass
 class Driver:
-    """One CLI process, its plan FIFO and its output."""
+    """One CLI process, the FIFO it reads its tiers file from, and its output."""
 
     name: str
     argv: list[str]
-    plan: Mapping[str, Any]
+    tiers: str
     fifo: Path
     process: Any = None
     stdout: bytes = b""
@@ -168,51 +190,60 @@ class Driver:
 
 
 class Drivers:
-    """CLI driver processes started at once, held at their plan FIFOs until released."""
+    """CLI driver processes started at once, held at their tiers FIFOs until released.
+
+    ``run`` and ``resume`` read ``--tiers`` first, once every module is imported and
+    before they open a store or send anything.
+    """
 
     def __init__(self, directory: Path, env: Mapping[str, str]) -> None:
         self.directory = directory
         self.env = dict(env)
         self.drivers: list[Driver] = []
 
-    def add(self, name: str, plan: Mapping[str, Any], *args: str) -> Driver:
-        fifo = self.directory / f"plan-{name}.json"  # .json: read as a JSON plan
+    def add(self, name: str, command: Sequence[str], tiers: str = "") -> Driver:
+        """``orchestrator COMMAND --json --tiers FIFO``; the FIFO hands it ``tiers``."""
+        fifo = self.directory / f"tiers-{name}.toml"
         os.mkfifo(fifo)
-        argv = [*CLI, "run", "--plan", str(fifo), "--json", *args]
-        driver = Driver(name, argv, plan, fifo)
+        driver = Driver(name, [*CLI, *command, "--json", "--tiers", str(fifo)], tiers, fifo)
         self.drivers.append(driver)
         return driver
 
-    async def start(self) -> None:
+    async def start(self, *names: str) -> None:
+        """Start every driver named (default: all) that has not started yet."""
         for driver in self.drivers:
+            if driver.process is not None or (names and driver.name not in names):
+                continue
             driver.process = await anyio.open_process(
                 driver.argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
 
-    async def release(self, timeout_s: float = 60.0) -> None:
-        """Once every driver is reading its FIFO (all started), hand each its plan."""
+    async def release(self, *names: str, timeout_s: float = 60.0) -> None:
+        """Once every driver named (default: all) reads its FIFO, hand each its tiers."""
+        chosen = [d for d in self.drivers if not names or d.name in names]
         handles = []
         try:
             with anyio.fail_after(timeout_s):
-                for driver in self.drivers:  # returns once the driver opens it to read
+                for driver in chosen:  # returns once the driver opens it to read
                     handles.append(
                         await anyio.to_thread.run_sync(
                             _open_for_writing, driver.fifo, abandon_on_cancel=True
                         )
                     )
-            for driver, handle in zip(self.drivers, handles, strict=True):
-                await anyio.to_thread.run_sync(handle.write, json.dumps(driver.plan).encode())
+            for driver, handle in zip(chosen, handles, strict=True):
+                await anyio.to_thread.run_sync(handle.write, driver.tiers.encode())
                 handle.close()  # the driver reads to the end, then goes
         finally:
             for handle in handles:
                 handle.close()
 
-    async def wait(self, timeout_s: float = 60.0) -> None:
-        """Every driver's exit and output (bounded)."""
+    async def wait(self, *names: str, timeout_s: float = 60.0) -> None:
+        """The exit and output of every driver named (default: all), bounded."""
         with anyio.fail_after(timeout_s):
             async with anyio.create_task_group() as tg:
                 for driver in self.drivers:
-                    tg.start_soon(_collect, driver)
+                    if not names or driver.name in names:
+                        tg.start_soon(_collect, driver)
 
     async def aclose(self) -> None:
         """Kill what still runs; unblock a writer stuck on a FIFO nobody opened."""

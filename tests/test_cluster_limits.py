@@ -13,15 +13,15 @@ limited as one (the control).
 
 The limits are real per-minute buckets on the wall clock, the CLI's own: a bucket of 60
 requests refills one a second, so the three requests over it cost about three seconds.
-The drivers read their plans from FIFOs, so all of them have started before any of them
+The drivers read their tiers files from FIFOs, so all of them have started before any of them
 asks for anything (tests/cluster.py); nothing sleeps.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -43,9 +43,10 @@ SMALL_TASKS = 21
 BIG_TOKENS = 21_000
 """The size of each driver's one sonnet task: 35 % of the bucket, three of them 105 %."""
 HAIKU, SONNET = (default_ladder().get(name).model for name in ("haiku", "sonnet"))
+TIERS = f"[tiers.haiku]\nrequests_per_minute = {RPM}\n[tiers.sonnet]\ntokens_per_minute = {TPM}\n"
 
 
-def _plan(driver: str) -> dict[str, Any]:
+def _plan(directory: Path, driver: str) -> list[str]:
     check = [{"kind": "non_empty"}]
     tasks = [
         {"id": f"t{i:02d}", "instruction": f"Item {driver}-t{i:02d}: [difficulty=1] Name a prime.",
@@ -57,14 +58,9 @@ def _plan(driver: str) -> dict[str, Any]:
         {"id": "big", "instruction": f"Item {driver}-big: [difficulty=1] Summarise: {filler}",
          "needs": {"reasoning": 2}, "max_output_tokens": 16, "verify": check}
     )  # fmt: skip
-    return {"goal": f"limits shared by {driver}", "tasks": tasks}
-
-
-def _tiers(path: Path) -> Path:
-    path.write_text(
-        f"[tiers.haiku]\nrequests_per_minute = {RPM}\n\n[tiers.sonnet]\ntokens_per_minute = {TPM}\n"
-    )
-    return path
+    path = directory / f"plan-{driver}.json"
+    path.write_text(json.dumps({"goal": f"limits shared by {driver}", "tasks": tasks}))
+    return ["--plan", str(path)]
 
 
 def _held(arrivals: list[Arrival], per_minute: int, amount: str) -> float:
@@ -77,7 +73,6 @@ def _held(arrivals: list[Arrival], per_minute: int, amount: str) -> float:
 async def test_drivers_sharing_a_store_keep_to_each_tiers_limits_together(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    tiers = ["--tiers", str(_tiers(tmp_path / "tiers.toml"))]
     sets = {"postgres": ["p1", "p2", "p3"], "home": ["h1", "h2", "h3"]}
     shared_home = tmp_path / "shared-home"
     await (await SQLiteStore.open(shared_home / "runs.db")).aclose()  # see the xfail below
@@ -86,10 +81,10 @@ async def test_drivers_sharing_a_store_keep_to_each_tiers_limits_together(
         drivers(tmp_path, driver_env(sim.base_url)) as group,
     ):
         for name in sets["postgres"]:  # a home each: other machines, one database
-            home = ["--home", str(tmp_path / f"home-{name}")]
-            group.add(name, _plan(name), *tiers, *home, "--store", postgres_url)
+            home = ["--home", str(tmp_path / f"home-{name}"), "--store", postgres_url]
+            group.add(name, ["run", *_plan(tmp_path, name), *home], TIERS)
         for name in sets["home"]:
-            group.add(name, _plan(name), *tiers, "--home", str(shared_home))
+            group.add(name, ["run", *_plan(tmp_path, name), "--home", str(shared_home)], TIERS)
         await _run(group)
     for driver in group.drivers:
         assert driver.process.returncode == 0, driver.stderr.decode()[-3000:]

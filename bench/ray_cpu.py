@@ -16,6 +16,7 @@ Usage (from a git export, see docs/benchmarks.md)::
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -81,6 +82,11 @@ async def timed_run(executor: Executor, work: CpuNodes, n: int, concurrency: int
     return wall
 
 
+def load() -> float:
+    """The 1-minute load average (the machine may be shared: every round records it)."""
+    return os.getloadavg()[0]
+
+
 async def measure_workers(
     workers: int, work: CpuNodes, n: int, rounds: int, concurrency: int
 ) -> dict[str, Any]:
@@ -92,14 +98,20 @@ async def measure_workers(
         warm = await timed_run(ray, CpuNodes(workers * 2), n, concurrency)  # workers, shipping
         local_s: list[float] = []
         ray_s: list[float] = []
+        loads: list[float] = []
         for round_ in range(rounds):
+            loads.append(load())
             order = [("local", local), ("ray", ray)]
             if round_ % 2:
                 order.reverse()
             for name, executor in order:
                 wall = await timed_run(executor, work, n, concurrency)
                 (local_s if name == "local" else ray_s).append(wall)
-                print(f"  workers={workers} round {round_ + 1} {name}: {wall:.2f}s", flush=True)
+                print(
+                    f"  workers={workers} round {round_ + 1} {name}: {wall:.2f}s "
+                    f"(load {loads[-1]:.2f})",
+                    flush=True,
+                )
     ratios = [a / b for a, b in zip(local_s, ray_s, strict=True)]
     return {
         "workers": workers,
@@ -108,11 +120,13 @@ async def measure_workers(
         "local_s": local_s,
         "ray_s": ray_s,
         "speedups": ratios,
+        "loads": loads,
         "local_median_s": statistics.median(local_s),
         "ray_median_s": statistics.median(ray_s),
         "speedup_median": statistics.median(ratios),
         "speedup_min": min(ratios),
         "ray_ms_per_node": statistics.median(ray_s) / work.size * 1000,
+        "speedup_best": max(ratios),
     }
 
 
@@ -141,6 +155,7 @@ COLUMNS = [
     ("ray_median_s", "Ray executor (s)", "{:.2f}"),
     ("speedup_median", "speed-up (median of rounds)", "{:.2f}x"),
     ("speedup_min", "worst round", "{:.2f}x"),
+    ("speedup_best", "best round", "{:.2f}x"),
     ("ray_start_s", "Ray start (s, not in runs)", "{:.1f}"),
 ]
 

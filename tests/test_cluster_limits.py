@@ -27,8 +27,7 @@ import anyio
 import pytest
 from cluster import Arrival, Drivers, driver_env, drivers, over_the_limit, recording_sim
 
-from orchestrator.store import SQLiteStore
-from orchestrator.store.sqlite_schema import StoreError, connect
+from orchestrator.store.sqlite_schema import APP_MARKER, SCHEMA_VERSION, StoreError, connect
 from orchestrator.tiers import default_ladder
 from orchestrator_sim import SimConfig
 
@@ -74,8 +73,7 @@ async def test_drivers_sharing_a_store_keep_to_each_tiers_limits_together(
     postgres_url: str, tmp_path: Path
 ) -> None:
     sets = {"postgres": ["p1", "p2", "p3"], "home": ["h1", "h2", "h3"]}
-    shared_home = tmp_path / "shared-home"
-    await (await SQLiteStore.open(shared_home / "runs.db")).aclose()  # see the xfail below
+    shared_home = tmp_path / "shared-home"  # new: its three drivers create its store at once
     async with (
         recording_sim(SimConfig(seed=3, time_scale=0)) as sim,
         drivers(tmp_path, driver_env(sim.base_url)) as group,
@@ -116,20 +114,26 @@ async def _run(group: Drivers) -> None:
         await group.wait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/sqlite_schema.py: processes creating one new runs.db at once race (the "
-    "losers exit 2: 'UNIQUE constraint failed: meta.key' or 'database is locked')",
-)
 def test_drivers_opening_one_new_home_at_once_all_get_its_store(tmp_path: Path) -> None:
-    """Two openers of one new ``runs.db`` at once (threads: the race is in the file, not
-    the process); each must get the store. The test above creates the shared home's
-    store first, before its drivers start."""
-    errors = [e for home in range(5) for e in _open_at_once(tmp_path / f"home-{home}" / "runs.db")]
-    assert errors == []  # five new homes: chance does not hide the race
+    """Openers of one new ``runs.db`` at once (threads: the race is in the file, not the
+    process) each get the store, whole and in WAL mode. They used to race (store/
+    sqlite_schema.py): the losers failed with 'UNIQUE constraint failed: meta.key' or
+    'database is locked' (exit 2 from the CLI). The test above lets its three drivers on
+    one home create its store together."""
+    for home in range(5):  # five new homes: chance does not hide the race
+        path = tmp_path / f"home-{home}" / "runs.db"
+        assert _open_at_once(path) == []
+        db = connect(path)
+        try:
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert dict(db.execute("SELECT key, value FROM meta")) == {
+                "app": APP_MARKER, "schema_version": str(SCHEMA_VERSION),
+            }  # fmt: skip
+        finally:
+            db.close()
 
 
-def _open_at_once(path: Path, openers: int = 2) -> list[str]:
+def _open_at_once(path: Path, openers: int = 3) -> list[str]:
     """Open a new store from ``openers`` threads released together; their errors."""
     barrier = threading.Barrier(openers)
     errors: list[str] = []
@@ -137,7 +141,12 @@ def _open_at_once(path: Path, openers: int = 2) -> list[str]:
     def open_it() -> None:
         barrier.wait()
         try:
-            connect(path).close()
+            db = connect(path)
+            try:  # each gets a store it can write at once
+                with db:
+                    db.execute("SELECT count(*) FROM runs").fetchone()
+            finally:
+                db.close()
         except StoreError as exc:
             errors.append(str(exc))
 

@@ -6,8 +6,11 @@ application, or a store written by a newer version gets a clear :class:`StoreErr
 the file is left untouched: those checks read it through a read-only connection, and
 nothing is written before they pass. A new store gets its tables and marker in one
 transaction, before it is switched to WAL, so a process killed while creating it leaves
-either no store or a whole one. :func:`connect` does all this and opens the store in WAL
-mode (``synchronous=NORMAL``, foreign keys on, a 5 s busy timeout).
+either no store or a whole one; of processes creating one new file at once, one creates
+it and the others wait for its transaction and find it whole (they used to fail, ``UNIQUE
+constraint failed: meta.key`` or ``database is locked``). :func:`connect` does all this
+and opens the store in WAL mode (``synchronous=NORMAL``, foreign keys on, a 5 s busy
+timeout).
 
 Run leases (:mod:`orchestrator.store.lease`) are rows of ``leases``, one per leased run.
 The table is created with a new store, and on opening an older file that lacks it (a file
@@ -37,6 +40,10 @@ SCHEMA_VERSION = 2
 """2: a finished run's ``result`` is stored without its nodes, which are in ``nodes``
 (1 stored them twice). Version 1 files are read as written, and marked 2 once opened."""
 APP_MARKER = "tiered-orchestrator run store"
+BUSY_TIMEOUT_S = 5.0
+"""How long a connection waits for another process's lock before ``database is locked``."""
+_WAL_TRIES = 20
+"""How many times :func:`_use_wal` waits for another writer before it gives up."""
 
 
 _SCHEMA = """
@@ -69,6 +76,8 @@ def connect(path: Path) -> sqlite3.Connection:
     """Open the store at ``path``, creating it if it is new or empty.
 
     It blocks: :class:`~orchestrator.store.sqlite.SQLiteStore` calls it in a worker thread.
+    Processes opening one new file at once all get the store: one creates it, the others
+    wait for its transaction and find it whole (see :func:`_create`).
 
     Raises:
         StoreError: If the file is not a store this version can use; it is not modified.
@@ -77,11 +86,12 @@ def connect(path: Path) -> sqlite3.Connection:
     version = _check_existing(path) if existed else SCHEMA_VERSION
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        db = sqlite3.connect(path, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout=5000")
-        if not existed:
-            _create(db)
-        db.execute("PRAGMA journal_mode=WAL")
+        db = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        if not existed and not _create(db):  # another process created it meanwhile
+            version = _check_existing(path)
+            existed = True
+        _use_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         if existed:
@@ -95,6 +105,27 @@ def connect(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot open the run store {path}: {exc}") from None
     return db
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode (a no-op once it is), waiting out other processes' writes.
+
+    SQLite does not wait for the lock this needs when another connection holds the write
+    lock (it answers ``database is locked`` at once, to avoid a deadlock): another process
+    creating or upgrading the file. Then this waits for that transaction (``BEGIN
+    IMMEDIATE`` waits up to the busy timeout) and tries again.
+    """
+    for _ in range(_WAL_TRIES):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+        else:
+            return
+        db.execute("BEGIN IMMEDIATE")  # returns once the other writer has committed
+        db.execute("ROLLBACK")
+    db.execute("PRAGMA journal_mode=WAL")  # still busy: the error says so
 
 
 def _add_leases(db: sqlite3.Connection) -> None:
@@ -120,22 +151,40 @@ def _add_budget_column(db: sqlite3.Connection) -> None:
         with db:
             db.execute("ALTER TABLE runs ADD COLUMN budget_usd TEXT")
     except sqlite3.OperationalError as exc:
+        if "duplicate column" in str(exc):
+            return  # another process opening the file added it meanwhile
         if "readonly" not in str(exc):
             raise  # a read-only file stays readable (its runs read with no budget)
 
 
-def _create(db: sqlite3.Connection) -> None:
-    """Tables and marker in one transaction: a killed process leaves all or nothing."""
+def _create(db: sqlite3.Connection) -> bool:
+    """Tables and marker in one transaction: a killed process leaves all or nothing.
+
+    The transaction takes the write lock first (``BEGIN IMMEDIATE``: it waits up to the
+    busy timeout for another process's), then creates the store only if the file is still
+    empty. Returns whether it did: ``False`` when another process created the file between
+    this one finding it new and taking the lock (the caller then checks it as it checks any
+    existing file), so that processes opening one new file at once all get its store.
+    """
     level, db.isolation_level = db.isolation_level, None  # explicit BEGIN/COMMIT below
     try:
-        db.execute("BEGIN")
-        for statement in filter(str.strip, _SCHEMA.split(";")):
-            db.execute(statement)
-        db.executemany(
-            "INSERT INTO meta VALUES (?, ?)",
-            [("app", APP_MARKER), ("schema_version", str(SCHEMA_VERSION))],
-        )
-        db.execute("COMMIT")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None:
+                db.execute("ROLLBACK")
+                return False
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+            db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("app", APP_MARKER), ("schema_version", str(SCHEMA_VERSION))],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return True
     finally:
         db.isolation_level = level
 
@@ -144,7 +193,7 @@ def _check_existing(path: Path) -> int:
     """Read-only checks of a file that already exists (never writes to it); its version."""
     uri = f"{path.resolve().as_uri()}?mode=ro"  # percent-encoded: '#', '?' and '%' are safe
     try:
-        db = sqlite3.connect(uri, uri=True)
+        db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)  # another may be writing
         try:
             (health,) = db.execute("PRAGMA quick_check(1)").fetchone()
             rows = dict(db.execute("SELECT key, value FROM meta").fetchall())

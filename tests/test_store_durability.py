@@ -102,15 +102,14 @@ async def test_sync_durability_writes_each_record_before_the_engine_moves_on() -
     await engine.run(python_then_model())
 
     log = writes(store.log)
-    assert log[:6] == [
+    assert log[:4] == [
         ("attempt", "fetch/python"),  # started
-        ("attempt", "fetch/python"),  # finished
-        ("node", "fetch"),  # before its dependent starts
+        ("many", "attempt fetch/python", "node fetch"),  # its answer with its result, at once
         ("attempt", "parse/python"),
-        ("attempt", "parse/python"),
-        ("node", "parse"),
+        ("many", "attempt parse/python", "node parse"),
     ]
-    assert not any(entry[0] == "many" for entry in log)
+    # each write carries one record, or a node's answer with its result
+    assert all(entry[0] != "many" or len(entry) == 3 for entry in log)
 
 
 async def test_a_python_only_run_is_written_in_batches_and_completely_by_its_end(
@@ -166,7 +165,7 @@ async def test_a_python_node_whose_verifier_asks_a_judge_is_paid_work() -> None:
     assert result.cost_usd > 0
 
     log = writes(store.log)
-    # the judge's reserved call, then the attempt with its cost, then the node: each at once
+    # the judge's reserved call, then the attempt with its cost and the node together: at once
     assert ("attempt", "greet/python") in log
-    assert log[-1] == ("node", "greet")
-    assert not any(entry[0] == "many" for entry in log)
+    assert log[-1] == ("many", "attempt greet/python", "node greet")
+    assert [entry for entry in log if entry[0] == "many"] == [log[-1]]

@@ -55,7 +55,7 @@ from orchestrator.research import ResearchAgent, render_report
 from orchestrator.results import RunResult
 from orchestrator.routing import CalibratedRouter, Router, TaskClassifier
 from orchestrator.run import Run, RunConfig
-from orchestrator.store import RunStore, StoreListener, hold_lease
+from orchestrator.store import HeldLease, RunStore, StoreListener, hold_lease
 from orchestrator.telemetry import current_telemetry, write_timeline
 from orchestrator.tiers import TierLadder, load_ladder
 from orchestrator.tools.corpus import CORPUS_TOOL_NAMES, Corpus, corpus_tools
@@ -249,7 +249,7 @@ async def _run(
 
     try:
         async with hold_lease(store, resume_id or new_run_id(), on_lost=lost) as lease:
-            outcome = await _run_held(args, plan, ladder, config, store, lease.run_id, runs)
+            outcome = await _run_held(args, plan, ladder, config, store, lease, runs)
         if lease.lost_to is not None:
             raise lease.lost_to  # stopped: another process owns the run now (exit 2)
         return outcome
@@ -263,9 +263,10 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
     ladder: TierLadder,
     config: RunConfig,
     store: RunStore,
-    run_id: str,
+    lease: HeldLease,
     runs: list[Run],
 ) -> tuple[RunResult, Corpus | None]:
+    run_id = lease.run_id
     resume = None
     if args.command == "resume":  # read now that this process owns it
         resume = await store.load_run(run_id)
@@ -279,7 +280,7 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
         _progress(args) as progress,
         current_telemetry().run_trace(),  # planning and the run: one trace
     ):
-        listeners: list[Listener] = [StoreListener(store)]
+        listeners: list[Listener] = [StoreListener(store, lease=lease)]  # fenced by it
         if progress is not None:
             listeners.append(progress)
         router = await _router(args, store)

@@ -8,6 +8,17 @@ what is paid for before the engine moves on, free work behind). ``orchestrator r
 
 This module owns the interface and its value types (:class:`RunSummary`,
 :class:`StoredRun`) and :func:`spent_on`, what an attempt counts as spent in every store.
+
+**Fencing.** Every write takes an optional ``lease``: the :class:`LeaseOwner` that holds
+the run's lease (:mod:`~orchestrator.store.lease`). Given one, the store makes the write
+only if that owner still holds the lease, checked in the same transaction as the write;
+otherwise it writes nothing and raises :class:`~orchestrator.exceptions.RunLeased`. So a
+driver that lost its run's lease while it was paused (a long GC pause, a suspended VM, a
+partition from the store) cannot record a call as about to be sent, nor a node's result,
+nor the run's status, over the process that took the run over: the
+:class:`~orchestrator.store.listener.StoreListener` of a driver holding a lease fences the
+write made before each model call is sent (so a call is refused before it leaves), node
+results and the run's own writes; records of what was spent are never refused.
 The stores are :mod:`~orchestrator.store.memory` and :mod:`~orchestrator.store.sqlite`;
 :mod:`~orchestrator.store.listener` feeds one from the engine's events.
 """
@@ -82,16 +93,28 @@ class StoredRun(BaseModel):
 class RunStore(abc.ABC):
     """Where runs are recorded. Every method is async and safe to call from the loop."""
 
+    # Every write below takes ``lease``: made only while that owner holds the run's lease,
+    # checked in the write's own transaction; else nothing is written and ``RunLeased`` is
+    # raised (see the module). ``None``: written whoever holds the lease, as before leases.
+
     @abc.abstractmethod
     async def start_run(
-        self, run_id: str, plan: Plan, started_at: datetime, *, budget_usd: Decimal | None = None
+        self,
+        run_id: str,
+        plan: Plan,
+        started_at: datetime,
+        *,
+        budget_usd: Decimal | None = None,
+        lease: LeaseOwner | None = None,
     ) -> None:
         """Record a new run (or a resumed one: the plan is kept, the status set to running).
 
         ``budget_usd`` is the run's budget (``None``: none); it replaces the stored one.
         """
 
-    async def revise_plan(self, run_id: str, plan: Plan) -> None:
+    async def revise_plan(
+        self, run_id: str, plan: Plan, *, lease: LeaseOwner | None = None
+    ) -> None:
         """Replace the run's plan with its revision (``replan``), which ``resume`` runs on.
 
         Raises:
@@ -101,7 +124,13 @@ class RunStore(abc.ABC):
 
     @abc.abstractmethod
     async def start_planning(
-        self, run_id: str, goal: str, started_at: datetime, *, budget_usd: Decimal | None = None
+        self,
+        run_id: str,
+        goal: str,
+        started_at: datetime,
+        *,
+        budget_usd: Decimal | None = None,
+        lease: LeaseOwner | None = None,
     ) -> None:
         """Record a run that plans its goal first (status ``planning``, no plan yet).
 
@@ -110,11 +139,15 @@ class RunStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
+    async def record_attempt(
+        self, run_id: str, node_id: str, attempt: Attempt, *, lease: LeaseOwner | None = None
+    ) -> None:
         """Insert or update an attempt (it is recorded when it starts and when it ends)."""
 
     @abc.abstractmethod
-    async def record_node(self, run_id: str, result: NodeResult) -> None:
+    async def record_node(
+        self, run_id: str, result: NodeResult, *, lease: LeaseOwner | None = None
+    ) -> None:
         """Record a node's final result."""
 
     async def record_many(
@@ -122,19 +155,22 @@ class RunStore(abc.ABC):
         run_id: str,
         attempts: Sequence[tuple[str, Attempt]] = (),
         nodes: Sequence[NodeResult] = (),
+        *,
+        lease: LeaseOwner | None = None,
     ) -> None:
         """Record several attempts (``(node_id, attempt)``) and node results, in order.
 
-        A store may write them in one transaction (the SQLite store does); by default, one
-        :meth:`record_attempt` or :meth:`record_node` call each.
+        A store may write them in one transaction (the SQLite and PostgreSQL stores do:
+        with ``lease``, all of them or none); by default, one :meth:`record_attempt` or
+        :meth:`record_node` call each.
         """
         for node_id, attempt in attempts:
-            await self.record_attempt(run_id, node_id, attempt)
+            await self.record_attempt(run_id, node_id, attempt, lease=lease)
         for result in nodes:
-            await self.record_node(run_id, result)
+            await self.record_node(run_id, result, lease=lease)
 
     @abc.abstractmethod
-    async def finish_run(self, result: RunResult) -> None:
+    async def finish_run(self, result: RunResult, *, lease: LeaseOwner | None = None) -> None:
         """Record the run's final result."""
 
     @abc.abstractmethod

@@ -21,6 +21,15 @@ The store checks and takes a lease in one transaction (SQLite: under the write l
 of two processes racing for a stale lease exactly one wins. :func:`hold_lease` is what a
 caller uses: it acquires, renews in the background, reports a lost lease, and releases.
 
+Renewals alone notice a lost lease late: a holder paused past ``ttl_s`` (a long GC pause,
+a suspended VM, a partition from the store) whose run was taken over meanwhile learns it
+at its next renewal, up to ``ttl_s / 3`` after it wakes. So the store also *fences* the
+holder's writes (:mod:`~orchestrator.store.base`): a write given the owner is made only
+while the lease is still that owner's, checked in the write's own transaction. The
+:class:`~orchestrator.store.listener.StoreListener` of a :class:`HeldLease` fences the
+record made before each model call is sent: the first refusal stops the call before it
+leaves and reports the lease lost at once (:meth:`HeldLease.lose`).
+
 This module owns the lease values (:class:`LeaseOwner`, :class:`Lease`), the rules every
 store applies to them (:func:`claim`, :func:`extend`, staleness), and holding one
 (:func:`hold_lease`). It stands below the store interface: holding a lease needs only a
@@ -146,6 +155,14 @@ def claim(current: Lease | None, run_id: str, owner: LeaseOwner, ttl_s: float) -
     return Lease(run_id, owner, now, now + ttl)
 
 
+def holds(current: Lease | None, owner: LeaseOwner) -> bool:
+    """Whether ``owner`` holds the lease the store holds (a fenced write's check).
+
+    Expired but not taken over still counts as held, as for :func:`extend`.
+    """
+    return current is not None and current.owner.token == owner.token
+
+
 def extend(current: Lease | None, run_id: str, owner: LeaseOwner, ttl_s: float) -> Lease:
     """``owner``'s lease, renewed (the stores' renew).
 
@@ -250,12 +267,31 @@ class HeldLease:
         lost_to: Why it was lost, once ``lost`` is set (names the new holder if known).
     """
 
-    def __init__(self, run_id: str, owner: LeaseOwner, ttl_s: float) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        owner: LeaseOwner,
+        ttl_s: float,
+        on_lost: Callable[[RunLeased], object] | None = None,
+    ) -> None:
         self.run_id = run_id
         self.owner = owner
         self.ttl_s = ttl_s
         self.lost = anyio.Event()
         self.lost_to: RunLeased | None = None
+        self._on_lost = on_lost
+
+    def lose(self, reason: RunLeased) -> None:
+        """Note that the lease is lost (a renewal, or a fenced write, found it so).
+
+        The first call sets :attr:`lost` and calls ``on_lost``; later ones do nothing.
+        """
+        if self.lost.is_set():
+            return
+        self.lost_to = reason
+        self.lost.set()
+        if self._on_lost is not None:
+            self._on_lost(reason)
 
 
 @asynccontextmanager
@@ -289,11 +325,11 @@ async def hold_lease(
         ValueError: If ``ttl_s`` is not a positive number.
     """
     check_ttl(ttl_s)
-    held = HeldLease(run_id, owner or LeaseOwner.current(), ttl_s)
+    held = HeldLease(run_id, owner or LeaseOwner.current(), ttl_s, on_lost)
     await store.acquire_lease(run_id, held.owner, ttl_s)
     try:
         async with anyio.create_task_group() as group:
-            group.start_soon(_renew, store, held, on_lost)
+            group.start_soon(_renew, store, held)
             try:
                 yield held
             finally:
@@ -308,13 +344,13 @@ async def hold_lease(
             await store.release_lease(run_id, held.owner)
 
 
-async def _renew(
-    store: LeaseStore, held: HeldLease, on_lost: Callable[[RunLeased], object] | None
-) -> None:
+async def _renew(store: LeaseStore, held: HeldLease) -> None:
     """Renew every third of the ttl; a failed renewal is retried at the next one."""
     valid_until = anyio.current_time() + held.ttl_s
     while True:
         await anyio.sleep(held.ttl_s / 3)
+        if held.lost.is_set():  # a fenced write found it lost
+            return
         try:
             await store.renew_lease(held.run_id, held.owner, held.ttl_s)
         except RunLeased as exc:
@@ -324,8 +360,5 @@ async def _renew(
         else:
             valid_until, lost = anyio.current_time() + held.ttl_s, None
         if lost is not None:
-            held.lost_to = lost
-            held.lost.set()
-            if on_lost is not None:
-                on_lost(lost)
+            held.lose(lost)
             return

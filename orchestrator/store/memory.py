@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from orchestrator.exceptions import RunLeased
 from orchestrator.plan import Plan
 from orchestrator.pricing import ZERO_USD
 from orchestrator.results import Attempt, NodeResult, RunResult
 from orchestrator.store.base import RunStore, RunSummary, StoredRun, spent_in
-from orchestrator.store.lease import Lease, LeaseOwner, claim, extend
+from orchestrator.store.lease import Lease, LeaseOwner, claim, extend, holds
 
 __all__ = ["MemoryStore"]
 
@@ -26,20 +27,42 @@ class MemoryStore(RunStore):
         self._runs: dict[str, StoredRun] = {}
         self._leases: dict[str, Lease] = {}  # by run id
 
+    def _fence(self, run_id: str, lease: LeaseOwner | None) -> None:
+        """``RunLeased`` unless ``lease`` (if given) still holds the run's lease."""
+        if lease is not None and not holds(self._leases.get(run_id), lease):
+            raise RunLeased(run_id)
+
     async def start_run(
-        self, run_id: str, plan: Plan, started_at: datetime, *, budget_usd: Decimal | None = None
+        self,
+        run_id: str,
+        plan: Plan,
+        started_at: datetime,
+        *,
+        budget_usd: Decimal | None = None,
+        lease: LeaseOwner | None = None,
     ) -> None:
         """Record a new run (a planned one gets its plan; a resumed one keeps its plan)."""
+        self._fence(run_id, lease)
         self._begin(run_id, plan.goal, plan, started_at, "running", budget_usd)
 
-    async def revise_plan(self, run_id: str, plan: Plan) -> None:
+    async def revise_plan(
+        self, run_id: str, plan: Plan, *, lease: LeaseOwner | None = None
+    ) -> None:
         """Replace the run's plan with its revision (``replan``)."""
+        self._fence(run_id, lease)
         self._runs[run_id].plan = plan
 
     async def start_planning(
-        self, run_id: str, goal: str, started_at: datetime, *, budget_usd: Decimal | None = None
+        self,
+        run_id: str,
+        goal: str,
+        started_at: datetime,
+        *,
+        budget_usd: Decimal | None = None,
+        lease: LeaseOwner | None = None,
     ) -> None:
         """Record a run that plans its goal first."""
+        self._fence(run_id, lease)
         self._begin(run_id, goal, None, started_at, "planning", budget_usd)
 
     def _begin(  # noqa: PLR0917  (the arguments of start_run and start_planning)
@@ -67,8 +90,11 @@ class MemoryStore(RunStore):
                 budget_usd=budget_usd,
             )  # fmt: skip
 
-    async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
+    async def record_attempt(
+        self, run_id: str, node_id: str, attempt: Attempt, *, lease: LeaseOwner | None = None
+    ) -> None:
         """Insert or update an attempt."""
+        self._fence(run_id, lease)
         run = self._runs[run_id]
         attempts = run.attempts.setdefault(node_id, [])
         copy = attempt.model_copy(deep=True)
@@ -80,12 +106,16 @@ class MemoryStore(RunStore):
             attempts.append(copy)
         run.summary = run.summary.model_copy(update={"cost_usd": spent_in(run.attempts)})
 
-    async def record_node(self, run_id: str, result: NodeResult) -> None:
+    async def record_node(
+        self, run_id: str, result: NodeResult, *, lease: LeaseOwner | None = None
+    ) -> None:
         """Record a node's final result."""
+        self._fence(run_id, lease)
         self._runs[run_id].nodes[result.id] = result.model_copy(deep=True)
 
-    async def finish_run(self, result: RunResult) -> None:
+    async def finish_run(self, result: RunResult, *, lease: LeaseOwner | None = None) -> None:
         """Record the final result."""
+        self._fence(result.run_id, lease)
         run = self._runs[result.run_id]
         run.result = result
         run.summary = run.summary.model_copy(

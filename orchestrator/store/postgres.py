@@ -51,7 +51,7 @@ from orchestrator.store.postgres_schema import (
     redact,
     unreachable,
 )
-from orchestrator.store.postgres_writer import GroupWriter, Rows
+from orchestrator.store.postgres_writer import Fence, GroupWriter, Rows
 from orchestrator.store.sqlite_schema import StoreError
 from orchestrator.store.sqlite_writer import MAX_QUEUED
 
@@ -178,45 +178,66 @@ class PostgresStore(RunStore):
             self._room.release()
         return result
 
-    async def _write_grouped(self, rows: Rows) -> None:
+    async def _write_grouped(self, rows: Rows, fence: Fence | None = None) -> None:
         """Queue attempt and node rows for the next group commit; wait until it is done."""
         if self._closed:
             raise StoreError(f"run store {self.url} is closed")
         await self._room.acquire()
         try:
-            await self._grouped.write(rows)
+            await self._grouped.write(rows, fence)
         finally:
             self._room.release()
 
     async def start_run(
-        self, run_id: str, plan: Plan, started_at: datetime, *, budget_usd: Decimal | None = None
+        self,
+        run_id: str,
+        plan: Plan,
+        started_at: datetime,
+        *,
+        budget_usd: Decimal | None = None,
+        lease: LeaseOwner | None = None,
     ) -> None:
         """Record a new run, or mark a resumed one running again (with ``budget_usd``)."""
-        await self._call(q.start_run, run_id, plan, started_at, budget_usd)
+        await self._call(q.start_run, run_id, plan, started_at, budget_usd, lease)
 
-    async def revise_plan(self, run_id: str, plan: Plan) -> None:
+    async def revise_plan(
+        self, run_id: str, plan: Plan, *, lease: LeaseOwner | None = None
+    ) -> None:
         """Replace the run's plan with its revision (``replan``)."""
-        await self._call(q.revise_plan, run_id, plan)
+        await self._call(q.revise_plan, run_id, plan, lease)
 
     async def start_planning(
-        self, run_id: str, goal: str, started_at: datetime, *, budget_usd: Decimal | None = None
+        self,
+        run_id: str,
+        goal: str,
+        started_at: datetime,
+        *,
+        budget_usd: Decimal | None = None,
+        lease: LeaseOwner | None = None,
     ) -> None:
         """Record a run that plans its goal first (no plan yet), or mark one planning again."""
-        await self._call(q.start_planning, run_id, goal, started_at, budget_usd)
+        await self._call(q.start_planning, run_id, goal, started_at, budget_usd, lease)
 
-    async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
+    async def record_attempt(
+        self, run_id: str, node_id: str, attempt: Attempt, *, lease: LeaseOwner | None = None
+    ) -> None:
         """Insert or update an attempt (group-committed)."""
-        await self._write_grouped([(q.ATTEMPTS, q.attempt_row(run_id, node_id, attempt))])
+        rows: Rows = [(q.ATTEMPTS, q.attempt_row(run_id, node_id, attempt))]
+        await self._write_grouped(rows, _fence(run_id, lease))
 
-    async def record_node(self, run_id: str, result: NodeResult) -> None:
+    async def record_node(
+        self, run_id: str, result: NodeResult, *, lease: LeaseOwner | None = None
+    ) -> None:
         """Record a node's final result (group-committed)."""
-        await self._write_grouped([(q.NODES, q.node_row(run_id, result))])
+        await self._write_grouped([(q.NODES, q.node_row(run_id, result))], _fence(run_id, lease))
 
     async def record_many(
         self,
         run_id: str,
         attempts: Sequence[tuple[str, Attempt]] = (),
         nodes: Sequence[NodeResult] = (),
+        *,
+        lease: LeaseOwner | None = None,
     ) -> None:
         """Record attempts and node results in one transaction (with others' if grouped)."""
         rows: Rows = [
@@ -224,11 +245,11 @@ class PostgresStore(RunStore):
             *((q.NODES, q.node_row(run_id, result)) for result in nodes),
         ]
         if rows:
-            await self._write_grouped(rows)
+            await self._write_grouped(rows, _fence(run_id, lease))
 
-    async def finish_run(self, result: RunResult) -> None:
+    async def finish_run(self, result: RunResult, *, lease: LeaseOwner | None = None) -> None:
         """Record the final result."""
-        await self._call(q.write_result, result)
+        await self._call(q.write_result, result, lease)
 
     async def load_run(self, run_id: str) -> StoredRun:
         """Return a run (``KeyError`` naming it if unknown)."""
@@ -257,6 +278,11 @@ class PostgresStore(RunStore):
         self._closed = True
         with anyio.CancelScope(shield=True):
             await self._pool.close()
+
+
+def _fence(run_id: str, lease: LeaseOwner | None) -> Fence | None:
+    """A grouped write's fence: written only while ``lease`` holds the run's lease."""
+    return None if lease is None else (run_id, lease.token)
 
 
 _READS: frozenset[Callable[..., Any]] = frozenset({q.read_run, q.list_summaries})

@@ -10,6 +10,13 @@ exact, so ``runs`` sums it without rounding. Attempt and node rows are written i
 by :mod:`~orchestrator.store.postgres_writer`, with the tables (:data:`ATTEMPTS`,
 :data:`NODES`) and rows (:func:`attempt_row`, :func:`node_row`) given here.
 
+A write given a lease owner (fenced: :mod:`~orchestrator.store.base`) is made only while
+the lease row holds that owner's token: a run's own writes (start, revision, result) read
+it ``FOR SHARE`` first in their transaction (so a process taking the lease over waits
+until they commit) and raise :class:`~orchestrator.exceptions.RunLeased` without writing
+when it is gone; grouped rows are fenced in their upsert itself
+(:mod:`~orchestrator.store.postgres_writer`).
+
 Leases follow :mod:`~orchestrator.store.lease`'s rules in Python: the holder is read and the
 lease written in one transaction holding an advisory lock on the run's id, so of two
 processes (on any hosts) racing for a stale lease, one reads and writes before the other
@@ -23,6 +30,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.exceptions import RunLeased
 from orchestrator.plan import Plan
 from orchestrator.results import Attempt, NodeResult, NodeStatus, RunResult
 from orchestrator.store.base import RunSummary, StoredRun, spent_in, spent_on
@@ -58,8 +66,12 @@ _START = (
 ATTEMPTS = Table(
     "attempts", ("run_id", "node_id", "number", "started_at", "cost_usd", "body"), key=4,
     update=("cost_usd", "body"),
+    types=("text", "text", "integer", "timestamptz", "numeric", "json"),
 )  # fmt: skip
-NODES = Table("nodes", ("run_id", "node_id", "status", "body"), key=2, update=("status", "body"))
+NODES = Table(
+    "nodes", ("run_id", "node_id", "status", "body"), key=2, update=("status", "body"),
+    types=("text", "text", "text", "json"),
+)  # fmt: skip
 _PUT_NODE = NODES.upsert(1)
 _LEASE_LOCK = 0x6C65
 """The advisory lock class of lease transactions; the object is the run id's hash."""
@@ -76,47 +88,80 @@ def node_row(run_id: str, result: NodeResult) -> tuple[Any, ...]:
     return (run_id, result.id, result.status.value, result.model_dump_json())
 
 
-async def start_run(
+async def _fenced(db: AsyncConnection[Any], run_id: str, lease: LeaseOwner | None) -> None:
+    """In a transaction: lock the run's lease row ``FOR SHARE`` if it is ``lease``'s.
+
+    Raises:
+        RunLeased: The lease is not ``lease``'s (nothing is written). No ``lease``: no check.
+    """
+    if lease is None:
+        return
+    cursor = await db.execute(
+        "SELECT FROM leases WHERE run_id = %s AND token = %s FOR SHARE", (run_id, lease.token)
+    )
+    if await cursor.fetchone() is None:
+        raise RunLeased(run_id)
+
+
+async def _write(
+    db: AsyncConnection[Any], run_id: str, lease: LeaseOwner | None, sql: str, row: tuple[Any, ...]
+) -> None:
+    """One statement: alone (one round trip), or fenced by ``lease`` in a transaction."""
+    if lease is None:
+        await db.execute(sql, row)
+        return
+    async with db.transaction():
+        await _fenced(db, run_id, lease)
+        await db.execute(sql, row)
+
+
+async def start_run(  # noqa: PLR0917  (the interface's arguments)
     db: AsyncConnection[Any],
     run_id: str,
     plan: Plan,
     started_at: datetime,
     budget_usd: Decimal | None,
+    lease: LeaseOwner | None = None,
 ) -> None:
     """A new run, or a resumed one marked running again (a planned one gets its plan)."""
-    await db.execute(
-        _START, (run_id, plan.goal, "running", plan.model_dump_json(), started_at, budget_usd)
-    )
+    row = (run_id, plan.goal, "running", plan.model_dump_json(), started_at, budget_usd)
+    await _write(db, run_id, lease, _START, row)
 
 
-async def revise_plan(db: AsyncConnection[Any], run_id: str, plan: Plan) -> None:
+async def revise_plan(
+    db: AsyncConnection[Any], run_id: str, plan: Plan, lease: LeaseOwner | None = None
+) -> None:
     """Replace a run's plan with its revision."""
-    await db.execute(
-        "UPDATE runs SET plan = %s WHERE run_id = %s", (plan.model_dump_json(), run_id)
-    )
+    row = (plan.model_dump_json(), run_id)
+    await _write(db, run_id, lease, "UPDATE runs SET plan = %s WHERE run_id = %s", row)
 
 
-async def start_planning(
+async def start_planning(  # noqa: PLR0917  (the interface's arguments)
     db: AsyncConnection[Any],
     run_id: str,
     goal: str,
     started_at: datetime,
     budget_usd: Decimal | None,
+    lease: LeaseOwner | None = None,
 ) -> None:
     """A run that plans its goal first (no plan yet), or one marked planning again."""
-    await db.execute(_START, (run_id, goal, "planning", None, started_at, budget_usd))
+    row = (run_id, goal, "planning", None, started_at, budget_usd)
+    await _write(db, run_id, lease, _START, row)
 
 
 _NOT_STARTED = frozenset({NodeStatus.SKIPPED, NodeStatus.NOT_RUN})
 
 
-async def write_result(db: AsyncConnection[Any], result: RunResult) -> None:
+async def write_result(
+    db: AsyncConnection[Any], result: RunResult, lease: LeaseOwner | None = None
+) -> None:
     """The final result without its nodes (each node's row is its result), in one transaction.
 
     Rows are written here for the nodes that did not start and for any whose row is missing
     or holds another status, so the result :func:`read_run` rebuilds is the one returned.
     """
     async with db.transaction(), db.cursor() as cursor:
+        await _fenced(db, result.run_id, lease)
         await cursor.execute(
             "SELECT node_id, status FROM nodes WHERE run_id = %s", (result.run_id,)
         )

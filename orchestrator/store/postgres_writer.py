@@ -11,6 +11,15 @@ a statement: few distinct statements, which the server keeps prepared). Each cal
 returns once its batch has committed. A row that appears twice in a batch (an attempt
 recorded when it starts and again before its call) is written once, as it was last given.
 
+A *fenced* call (``fence=(run_id, token)``) is written only while that token holds the
+run's lease: its rows go in multi-row upserts of their own, one per table and fence, each
+``INSERT ... SELECT`` from its rows ``WHERE EXISTS`` the lease row with that token, locked
+``FOR SHARE`` until the batch commits (so a process taking the lease over waits for the
+batch, and a batch waiting for one sees the new holder). Still one statement a table, in
+the same transaction and round trip: a statement that wrote no row found the lease gone,
+and its calls fail with :class:`~orchestrator.exceptions.RunLeased` (nothing of them is
+written) while the rest of the batch commits.
+
 If a batch fails, its calls are written again one by one, each in its own transaction, so
 only the calls whose rows fail (a foreign key, say) fail. The first caller of a batch
 writes it, shielded from cancellation (the others rely on it); a caller cancelled after its
@@ -27,6 +36,8 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import anyio
+
+from orchestrator.exceptions import RunLeased
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -45,10 +56,20 @@ class Table:
     columns: tuple[str, ...]
     key: int
     update: tuple[str, ...]
+    types: tuple[str, ...]
+    """Each column's type (a fenced upsert's rows are cast to them)."""
 
     def upsert(self, rows: int) -> str:
         """The statement writing ``rows`` rows."""
         return _upsert_statement(self, rows)
+
+    def fenced_upsert(self, rows: int) -> str:
+        """The statement writing ``rows`` rows if a lease holds.
+
+        Its last two parameters are the run id and the lease token: no row is written
+        unless that token holds that run's lease.
+        """
+        return _fenced_statement(self, rows)
 
 
 @cache
@@ -60,6 +81,21 @@ def _upsert_statement(table: Table, rows: int) -> str:
         f"INSERT INTO {table.name} ({', '.join(table.columns)}) VALUES "  # noqa: S608  (constants)
         + ", ".join([one] * rows)
         + f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
+    )
+
+
+@cache
+def _fenced_statement(table: Table, rows: int) -> str:
+    one = "(" + ", ".join(f"%s::{kind}" for kind in table.types) + ")"
+    columns = ", ".join(table.columns)
+    keys = ", ".join(table.columns[: table.key])
+    sets = ", ".join(f"{column} = excluded.{column}" for column in table.update)
+    return (
+        f"INSERT INTO {table.name} ({columns}) SELECT * FROM (VALUES "  # noqa: S608  (constants)
+        + ", ".join([one] * rows)
+        + f") AS v ({columns}) WHERE EXISTS (SELECT FROM leases WHERE run_id = %s"
+        " AND token = %s FOR SHARE)"
+        f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
     )
 
 
@@ -75,9 +111,14 @@ Rows = Sequence[tuple[Table, tuple[Any, ...]]]
 """One call's rows, each with its table, in the order given."""
 
 
+Fence = tuple[str, str]
+"""``(run_id, lease token)``: a call's rows are written only while that token holds the lease."""
+
+
 @dataclass(slots=True)
 class _Call:
     rows: Rows
+    fence: Fence | None = None
     error: Exception | None = None
 
 
@@ -110,9 +151,14 @@ class GroupWriter:
         self._writing: _Batch | None = None
         self._busy = False  # the last batch had several calls: calls come in groups
 
-    async def write(self, rows: Rows) -> None:
-        """Write ``rows`` with the next batch; return once it has committed."""
-        call = _Call(rows)
+    async def write(self, rows: Rows, fence: Fence | None = None) -> None:
+        """Write ``rows`` with the next batch; return once it has committed.
+
+        Raises:
+            RunLeased: ``fence`` was given and its token no longer holds the run's lease
+                (nothing of ``rows`` was written).
+        """
+        call = _Call(rows, fence)
         batch = self._pending
         batch.calls.append(call)
         if len(batch.calls) == 1:
@@ -140,7 +186,7 @@ class GroupWriter:
 
     async def _commit(self, calls: list[_Call]) -> None:
         try:
-            await self._transaction([row for call in calls for row in call.rows])
+            await self._transaction(calls)
         except self._database_error:
             for call in calls:  # nothing of the batch was written: each call alone
                 await self._alone(call)
@@ -150,42 +196,60 @@ class GroupWriter:
 
     async def _alone(self, call: _Call) -> None:
         try:
-            await self._transaction(call.rows)
+            await self._transaction([call])
         except self._database_error as exc:
             call.error = self._wrap(exc)
         except Exception as exc:  # noqa: BLE001  (its caller gets it)
             call.error = exc
 
-    async def _transaction(self, rows: Rows) -> None:
-        """``rows`` in one transaction.
+    async def _transaction(self, calls: list[_Call]) -> None:
+        """The rows of ``calls`` in one transaction; a call whose fence failed gets its error.
 
         One statement runs alone (autocommit: one round trip); several are pipelined, sent
         together with their ``BEGIN`` and ``COMMIT``.
         """
-        latest: dict[Table, dict[tuple[Any, ...], tuple[Any, ...]]] = {}
-        for table, row in rows:  # a key given twice is written once, as last given
-            by_key = latest.setdefault(table, {})
-            by_key.pop(row[: table.key], None)
-            by_key[row[: table.key]] = row
-        statements = [
-            statement for table, by_key in latest.items()
-            for statement in _statements(table, list(by_key.values()))
-        ]  # fmt: skip
+        latest: dict[tuple[Table, Fence | None], dict[tuple[Any, ...], tuple[Any, ...]]] = {}
+        seen: dict[tuple[Table, tuple[Any, ...]], Fence | None] = {}
+        for call in calls:  # a key given twice is written once, as last given
+            for table, row in call.rows:
+                key = row[: table.key]
+                if (table, key) in seen:
+                    latest[table, seen.pop((table, key))].pop(key, None)
+                seen[table, key] = call.fence
+                latest.setdefault((table, call.fence), {})[key] = row
+        statements: list[tuple[Fence | None, str, list[Any]]] = [
+            (fence, sql, params)
+            for (table, fence), by_key in latest.items()
+            if by_key
+            for sql, params in _statements(table, list(by_key.values()), fence)
+        ]
         async with self._pool.connection() as db:
             if len(statements) == 1:
-                await db.execute(*statements[0])
-                return
-            async with db.pipeline(), db.transaction():
-                for statement in statements:
-                    await db.execute(*statement)
+                ((fence, sql, params),) = statements
+                cursors = [(fence, await db.execute(sql, params))]
+            else:
+                async with db.pipeline(), db.transaction():
+                    cursors = [
+                        (fence, await db.execute(sql, params)) for fence, sql, params in statements
+                    ]
+        lost = {fence for fence, cursor in cursors if fence is not None and cursor.rowcount == 0}
+        for call in calls:
+            if call.fence is not None and call.fence in lost:
+                call.error = RunLeased(call.fence[0])
 
 
-def _statements(table: Table, rows: list[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
-    """Multi-row upserts of ``rows``, in chunks of powers of two."""
+def _statements(
+    table: Table, rows: list[tuple[Any, ...]], fence: Fence | None = None
+) -> list[tuple[str, list[Any]]]:
+    """Multi-row upserts of ``rows``, in chunks of powers of two (fenced: by ``fence``)."""
     statements = []
     start = 0
     for size in chunks(len(rows)):
         chunk = rows[start : start + size]
         start += size
-        statements.append((table.upsert(size), list(chain.from_iterable(chunk))))
+        params = list(chain.from_iterable(chunk))
+        if fence is None:
+            statements.append((table.upsert(size), params))
+        else:
+            statements.append((table.fenced_upsert(size), [*params, *fence]))
     return statements

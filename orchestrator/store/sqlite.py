@@ -48,6 +48,11 @@ from orchestrator.store.sqlite_writer import MAX_QUEUED, BatchWriter, Op
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "StoreError"]
 
 
+def _fence(run_id: str, lease: LeaseOwner | None) -> tuple[str, str] | None:
+    """A call's fence: made only while ``lease`` holds the run's lease (see sqlite_writer)."""
+    return None if lease is None else (run_id, lease.token)
+
+
 class SQLiteStore(BatchWriter, RunStore):
     """A :class:`RunStore` in one SQLite file.
 
@@ -77,41 +82,65 @@ class SQLiteStore(BatchWriter, RunStore):
         return cls(path, connection, max_queued=max_queued)
 
     async def start_run(
-        self, run_id: str, plan: Plan, started_at: datetime, *, budget_usd: Decimal | None = None
+        self,
+        run_id: str,
+        plan: Plan,
+        started_at: datetime,
+        *,
+        budget_usd: Decimal | None = None,
+        lease: LeaseOwner | None = None,
     ) -> None:
         """Record a new run, or mark a resumed one running again (with ``budget_usd``)."""
-        await self._call(START_RUN, run_id, plan, started_at, budget_usd)
+        await self._call(
+            START_RUN, run_id, plan, started_at, budget_usd, fence=_fence(run_id, lease)
+        )
 
-    async def revise_plan(self, run_id: str, plan: Plan) -> None:
+    async def revise_plan(
+        self, run_id: str, plan: Plan, *, lease: LeaseOwner | None = None
+    ) -> None:
         """Replace the run's plan with its revision (``replan``)."""
-        await self._call(REVISE_PLAN, run_id, plan)
+        await self._call(REVISE_PLAN, run_id, plan, fence=_fence(run_id, lease))
 
     async def start_planning(
-        self, run_id: str, goal: str, started_at: datetime, *, budget_usd: Decimal | None = None
+        self,
+        run_id: str,
+        goal: str,
+        started_at: datetime,
+        *,
+        budget_usd: Decimal | None = None,
+        lease: LeaseOwner | None = None,
     ) -> None:
         """Record a run that plans its goal first (no plan yet), or mark one planning again."""
-        await self._call(START_PLANNING, run_id, goal, started_at, budget_usd)
+        await self._call(
+            START_PLANNING, run_id, goal, started_at, budget_usd, fence=_fence(run_id, lease)
+        )
 
-    async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
+    async def record_attempt(
+        self, run_id: str, node_id: str, attempt: Attempt, *, lease: LeaseOwner | None = None
+    ) -> None:
         """Insert or update an attempt (serialised when written: do not change it meanwhile)."""
-        await self._call(PUT_ATTEMPT, run_id, node_id, attempt)
+        await self._call(PUT_ATTEMPT, run_id, node_id, attempt, fence=_fence(run_id, lease))
 
-    async def record_node(self, run_id: str, result: NodeResult) -> None:
+    async def record_node(
+        self, run_id: str, result: NodeResult, *, lease: LeaseOwner | None = None
+    ) -> None:
         """Record a node's final result (serialised when written)."""
-        await self._call(PUT_NODE, run_id, result)
+        await self._call(PUT_NODE, run_id, result, fence=_fence(run_id, lease))
 
     async def record_many(
         self,
         run_id: str,
         attempts: Sequence[tuple[str, Attempt]] = (),
         nodes: Sequence[NodeResult] = (),
+        *,
+        lease: LeaseOwner | None = None,
     ) -> None:
         """Record attempts and node results in one queued call (serialised when written)."""
-        await self._call(write_records, run_id, attempts, nodes)
+        await self._call(write_records, run_id, attempts, nodes, fence=_fence(run_id, lease))
 
-    async def finish_run(self, result: RunResult) -> None:
+    async def finish_run(self, result: RunResult, *, lease: LeaseOwner | None = None) -> None:
         """Record the final result."""
-        await self._call(write_result, result)
+        await self._call(write_result, result, fence=_fence(result.run_id, lease))
 
     async def load_run(self, run_id: str) -> StoredRun:
         """Return a run (``KeyError`` naming it if unknown)."""

@@ -10,6 +10,12 @@ the file consistent (SQLite's journal) and at most loses the batch being written
 callers had not returned. A batch that writes takes the write lock first (``BEGIN
 IMMEDIATE``), so what it reads is still so when it writes (a lease's holder, say).
 
+A *fenced* call (``fence=(run_id, token)``) is made only while that token holds the run's
+lease: in its batch, before its write, the lease is read (one indexed ``SELECT`` a run and
+token per batch, read again after any call that is not a grouped write, since that may
+change a lease), under the batch's write lock; a call whose lease is gone fails alone with
+:class:`~orchestrator.exceptions.RunLeased`, and nothing of it is written.
+
 Back-pressure: at most ``max_queued`` calls wait for the next batch; further callers wait
 before anything of theirs is queued, and while the queue is full the store reports itself
 ``congested``, so that the engine starts no more nodes at once (each would only wait).
@@ -34,6 +40,7 @@ from typing import Any, ClassVar
 
 import anyio
 
+from orchestrator.exceptions import RunLeased
 from orchestrator.store.sqlite_schema import StoreError
 
 __all__ = ["MAX_QUEUED", "BatchWriter", "Op", "Write"]
@@ -94,6 +101,8 @@ class _Call:
 
     op: Write | Op
     args: tuple[Any, ...]
+    fence: tuple[str, str] | None = None
+    """``(run_id, lease token)``: made only while that token holds the run's lease."""
     result: Any = None
     error: Exception | None = None
 
@@ -144,14 +153,14 @@ class BatchWriter:
         """Whether the queue is full: the next caller would wait before queueing."""
         return self._room.value == 0
 
-    async def _call(self, op: Write | Op, *args: Any) -> Any:
+    async def _call(self, op: Write | Op, *args: Any, fence: tuple[str, str] | None = None) -> Any:
         if self._closed:
             raise StoreError(f"run store {self.path} is closed")
         try:
             self._room.acquire_nowait()
         except anyio.WouldBlock:
             await self._room.acquire()  # back-pressure: wait before queueing anything
-        call = _Call(op, args)
+        call = _Call(op, args, fence)
         batch = self._pending
         batch.calls.append(call)
         if len(batch.calls) == 1:
@@ -196,7 +205,11 @@ class BatchWriter:
                 writes = any(call.op not in self.read_only for call in calls)
                 db.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
                 grouped: dict[Write, list[_Call]] = {}
+                fences: dict[tuple[str, str], bool] = {}  # held? as read in this batch
                 for call in calls:
+                    if call.fence is not None and not self._holds(call.fence, fences):
+                        call.error = RunLeased(call.fence[0])
+                        continue
                     if isinstance(call.op, Write) and call.op.grouped:
                         grouped.setdefault(call.op, []).append(call)
                         continue
@@ -204,6 +217,7 @@ class BatchWriter:
                         self._write_group(write, group)
                     grouped.clear()
                     self._run_one(call)
+                    fences.clear()  # it may have changed a lease
                 for write, group in grouped.items():
                     self._write_group(write, group)
                 if not db.in_transaction:  # SQLite rolled it back itself (disk full, ...)
@@ -212,6 +226,15 @@ class BatchWriter:
             error = self._error(exc)
             for call in calls:
                 call.result, call.error = None, error
+
+    def _holds(self, fence: tuple[str, str], known: dict[tuple[str, str], bool]) -> bool:
+        """Whether the token of ``fence`` holds its run's lease (read once into ``known``)."""
+        held = known.get(fence)
+        if held is None:
+            run_id, token = fence
+            row = self._db.execute("SELECT token FROM leases WHERE run_id=?", (run_id,)).fetchone()
+            held = known[fence] = row is not None and row[0] == token
+        return held
 
     def _write_group(self, write: Write, calls: list[_Call]) -> None:
         """Write ``calls`` in multi-row statements.

@@ -18,6 +18,12 @@ median without) / nodes. Workloads:
   (SQLite group-commits them; PostgreSQL commits each on one of its pooled connections);
 * ``python``: N plain Python nodes in a chain: free work, written behind in batches.
 
+``--lease``: each run holds its lease (``hold_lease``) and its listener fences its writes
+with it (``StoreListener(store, lease=...)``), as ``orchestrator run`` and ``resume`` do:
+the record before each call, node results and the run's own writes check the lease in
+their transaction. The lease is acquired before the clock starts and released after it
+stops (once a run, not per node).
+
 PostgreSQL is a throwaway server started for the run (``tests/pg_server.py``, with
 ``fsync`` on, as a real server runs) on loopback TCP, unless ``--postgres URL`` names one.
 SQLite is a file in a temporary directory (WAL, ``synchronous=NORMAL``, as shipped).
@@ -40,7 +46,8 @@ from typing import Any
 import anyio
 
 from orchestrator import Engine, Plan, Task, Workflow
-from orchestrator.store import PostgresStore, RunStore, SQLiteStore, StoreListener
+from orchestrator.engine import new_run_id
+from orchestrator.store import PostgresStore, RunStore, SQLiteStore, StoreListener, hold_lease
 from orchestrator.testing import TestModel
 
 STORES = ("none", "sqlite", "postgresql")
@@ -95,7 +102,23 @@ async def opened(kind: str, postgres_url: str, tmp: Path) -> AsyncIterator[RunSt
         await store.aclose()
 
 
-async def measure(workload: str, nodes: int, repeats: int, postgres_url: str) -> dict[str, Any]:
+async def timed_run(
+    store: RunStore | None, work: Any, concurrency: int, *, lease: bool
+) -> tuple[float, Any]:
+    """One ``engine.run`` (its lease held around it with ``lease``): seconds, result."""
+    run_id = new_run_id()
+    held = hold_lease(store, run_id) if store is not None and lease else nullcontext(None)
+    async with held as holding:
+        listeners = [StoreListener(store, lease=holding)] if store is not None else []
+        engine = Engine(TestModel("ok"), listeners=listeners)
+        started = time.perf_counter()
+        result = await engine.run(work, run_id=run_id, max_concurrency=concurrency)
+        return time.perf_counter() - started, result
+
+
+async def measure(
+    workload: str, nodes: int, repeats: int, postgres_url: str, lease: bool = False
+) -> dict[str, Any]:
     make, concurrency = WORKLOADS[workload]
     times: dict[str, list[float]] = {kind: [] for kind in STORES}
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,12 +126,7 @@ async def measure(workload: str, nodes: int, repeats: int, postgres_url: str) ->
             order = STORES if round_index % 2 == 0 else tuple(reversed(STORES))
             for kind in order:
                 async with opened(kind, postgres_url, Path(tmp)) as store:
-                    listeners = [StoreListener(store)] if store is not None else []
-                    engine = Engine(TestModel("ok"), listeners=listeners)
-                    work = make(nodes)
-                    started = time.perf_counter()
-                    result = await engine.run(work, max_concurrency=concurrency)
-                    elapsed = time.perf_counter() - started
+                    elapsed, result = await timed_run(store, make(nodes), concurrency, lease=lease)
                     assert result.status == "succeeded", result.status
                     if store is not None:
                         stored = await store.load_run(result.run_id)
@@ -120,6 +138,7 @@ async def measure(workload: str, nodes: int, repeats: int, postgres_url: str) ->
         "workload": workload,
         "nodes": nodes,
         "repeats": repeats,
+        "lease": lease,
         "median_s": medians,
         "per_node_us": {kind: medians[kind] / nodes * 1e6 for kind in STORES},
         "overhead_per_node_us": {
@@ -143,12 +162,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--postgres", metavar="URL", help="an existing server's database")
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument(
+        "--lease", action="store_true", help="hold each run's lease, its writes fenced (the CLI)"
+    )
     args = parser.parse_args()
     rows = []
     with _server(args.postgres) as server:
         url = args.postgres or server.create_database("bench")
         for workload in WORKLOADS:
-            row = anyio.run(measure, workload, args.nodes, args.repeats, url)
+            row = anyio.run(measure, workload, args.nodes, args.repeats, url, args.lease)
             rows.append(row)
             cells = "  ".join(f"{kind} {row['per_node_us'][kind]:8.1f} µs" for kind in STORES)
             extra = "  ".join(

@@ -324,7 +324,7 @@ class NodeRunner(PythonNodes, Approvals):
             except ToolsAwaitApproval as paused:  # stored: resume goes on from here
                 attempt.tool_wait = paused.wait
                 return None, ""
-            attempt.simulated = response.simulated
+            attempt.simulated, attempt.worker = response.simulated, response.worker  # relayed
             text = response.text
             candidate = response.data if structured(node) else response.text
             output, attempt.verdict = await self._verify(

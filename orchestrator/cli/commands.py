@@ -17,7 +17,7 @@ import anyio
 from pydantic import ValidationError
 
 from orchestrator.cli.approve import exit_code, tool_approvals
-from orchestrator.cli.executors import executor_of
+from orchestrator.cli.executors import executor_of, relay_of
 from orchestrator.cli.home import store_path
 from orchestrator.cli.mcp import mcp_servers
 from orchestrator.cli.otel import session
@@ -47,6 +47,7 @@ from orchestrator.exceptions import (
     UserError,
 )
 from orchestrator.models.anthropic import AnthropicClient
+from orchestrator.models.relay import HTTPRelay
 from orchestrator.node import render_value
 from orchestrator.plan import Plan
 from orchestrator.planners.llm import PlanningReport
@@ -275,8 +276,8 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
             config = config.model_copy(update={"budget_usd": resume.budget_usd})
     async with (
         mcp_servers(args) as servers,  # started before the run, stopped after it
-        executor_of(args) as executor,  # --executor ray: Ray joined or started first
-        _endpoint(args, ladder) as (client, run_ladder),
+        executor_of(args, offline_key=OFFLINE_KEY if args.offline else None) as executor,
+        _endpoint(args, ladder, relay_of(args, executor)) as (client, run_ladder),
         _progress(args) as progress,
         current_telemetry().run_trace(),  # planning and the run: one trace
     ):
@@ -383,12 +384,12 @@ async def _progress(args: argparse.Namespace) -> AsyncIterator[Listener | None]:
 
 @asynccontextmanager
 async def _endpoint(
-    args: argparse.Namespace, ladder: TierLadder
+    args: argparse.Namespace, ladder: TierLadder, relay: HTTPRelay | None = None
 ) -> AsyncIterator[tuple[AnthropicClient, TierLadder]]:
     # Processes sharing a home, or a --store database, share each tier's rate limits.
     home = shared_rate_limits(args)
     if not args.offline:
-        async with AnthropicClient(shared_rate_limits=home) as client:
+        async with AnthropicClient(shared_rate_limits=home, relay=relay) as client:
             yield client, ladder
         return
     sim = _simulator()
@@ -410,6 +411,7 @@ async def _endpoint(
             endpoint_label="offline-simulator",
             batch_collect_s=0.05,  # the simulator's batches end in simulated time, scaled
             batch_poll_s=0.05,
+            relay=relay,
         )
         async with client:
             yield client, offline

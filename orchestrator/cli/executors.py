@@ -18,8 +18,9 @@ from orchestrator.cli.otel import WORKER_SETUP, worker_env
 from orchestrator.exceptions import UserError
 from orchestrator.executor import Executor, LocalExecutor
 from orchestrator.executors.ray import RayExecutor
+from orchestrator.models.relay import HTTPRelay
 
-__all__ = ["EXECUTORS", "add_flags", "executor_of"]
+__all__ = ["EXECUTORS", "add_flags", "executor_of", "relay_of"]
 
 EXECUTORS = ("local", "ray")
 
@@ -35,6 +36,12 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         "--ray-cpus", type=_cpus, default=None, metavar="N",
         help="CPUs of a local Ray started for --executor ray (default: all of them)",
     )  # fmt: skip
+    parser.add_argument(
+        "--ray-model-calls", type=_cpus, nargs="?", const=2, default=None, metavar="ACTORS",
+        help="with --executor ray: model calls' HTTP exchanges are made by ACTORS Ray actors "
+        "(default 2), each worker reading the API key from its own environment; metering, "
+        "budget, limits and retries stay here (docs/scaling.md)",
+    )  # fmt: skip
 
 
 def _cpus(text: str) -> int:
@@ -48,23 +55,38 @@ def _cpus(text: str) -> int:
 
 
 @asynccontextmanager
-async def executor_of(args: argparse.Namespace) -> AsyncIterator[Executor]:
+async def executor_of(
+    args: argparse.Namespace, *, offline_key: str | None = None
+) -> AsyncIterator[Executor]:
     """The executor the flags name, started for the body and stopped after it.
+
+    ``offline_key``: the simulator's (not secret) key, which relaying workers are given.
 
     Raises:
         UserError: Ray is not installed, or the cluster cannot be joined or started.
     """
     if getattr(args, "executor", "local") == "local":
-        if getattr(args, "ray_cpus", None) is not None:
-            raise UserError("--ray-cpus is for --executor ray")
+        for flag in ("ray_cpus", "ray_model_calls"):
+            if getattr(args, flag, None) is not None:
+                raise UserError(f"--{flag.replace('_', '-')} is for --executor ray")
         yield LocalExecutor()
         return
+    relayed = getattr(args, "ray_model_calls", None) is not None
     quiet = bool(getattr(args, "json", False) or getattr(args, "json_stream", False))
     executor = RayExecutor(
         num_cpus=args.ray_cpus if not os.environ.get("RAY_ADDRESS") else None,
         worker_setup=WORKER_SETUP,
-        worker_env=worker_env(getattr(args, "trace", None)),
+        worker_env=worker_env(getattr(args, "trace", None))
+        | ({"ANTHROPIC_API_KEY": offline_key} if offline_key and relayed else {}),
         log_to_driver=not quiet,  # stdout stays the JSON's
     )
     async with executor:
         yield executor
+
+
+def relay_of(args: argparse.Namespace, executor: Executor) -> HTTPRelay | None:
+    """The relay of ``--ray-model-calls`` (``None``: this process makes the model calls)."""
+    actors = getattr(args, "ray_model_calls", None)
+    if actors is None or not isinstance(executor, RayExecutor):
+        return None
+    return executor.relay(actors=actors)

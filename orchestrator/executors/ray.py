@@ -35,6 +35,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from orchestrator.exceptions import UserError
 from orchestrator.executor import Ran, WorkerLost
+from orchestrator.executors.ray_relay import RayRelay
 from orchestrator.telemetry._semconv import NS
 
 __all__ = ["RAY_EXTRA_HELP", "RayExecutor"]
@@ -177,6 +178,25 @@ class RayExecutor:
             options["num_cpus"] = self.num_cpus
         ray.init(address=self.address or "local", **options)
         self._started_ray = True
+
+    @property
+    def ray(self) -> Any:
+        """The ``ray`` module, once started.
+
+        Raises:
+            RuntimeError: Not started yet.
+        """
+        if self._ray is None:
+            raise RuntimeError("the Ray executor has not started")
+        return self._ray
+
+    def relay(self, *, actors: int = 2) -> RayRelay:
+        """Model calls' HTTP exchanges made by Ray actors of this cluster.
+
+        For ``AnthropicClient(relay=...)``: see :mod:`orchestrator.models.relay` (what moves,
+        what stays) and :mod:`orchestrator.executors.ray_relay`.
+        """
+        return RayRelay(self, actors=actors)
 
     async def aclose(self) -> None:
         """Shut down the local Ray this executor started (a joined cluster stays up)."""

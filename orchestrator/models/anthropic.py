@@ -1,8 +1,7 @@
 r"""The Anthropic model client: the only module that imports the ``anthropic`` SDK.
 
-It serves production and the offline path alike: offline, a tier's ``base_url`` (or
-``ANTHROPIC_BASE_URL``) points at the local Messages-API server in :mod:`orchestrator_sim`
-and everything else is the same code.
+It serves production and the offline path alike: offline, a tier's ``base_url`` points at
+the local Messages-API server (:mod:`orchestrator_sim`); everything else is the same code.
 
 What it does per request:
 
@@ -13,14 +12,12 @@ What it does per request:
   for the engine's tool loop (:mod:`orchestrator.turns`) to run;
 * prompt caching on the system prompt and the tool catalogue;
 * a call whose request has an ``on_text`` hook is streamed, each text delta handed to it;
-* its own retries (SDK retries off) so that each retry is visible and bounded by a deadline,
-  honouring ``retry-after``; errors the caller caused are not retried and are reported in
-  plain words, never with the key;
-* a response that does not parse (a body cut short, a stream that ends before
-  ``message_stop``) is a transport error like a dropped connection: counted as
-  ``invalid_response`` and retried on the same tier;
-* per-tier rate limits, in this process or (``shared_rate_limits``) shared through a file
-  with every process using the same directory.
+* its own retries (SDK retries off), each visible, bounded by a deadline, honouring
+  ``retry-after``; errors the caller caused are not retried, said plainly, never the key;
+* a response that does not parse (a body cut short, a stream ended before ``message_stop``)
+  is a transport error like a dropped connection (``invalid_response``), retried;
+* per-tier rate limits, here or shared (``shared_rate_limits``: a home's file, PostgreSQL);
+* with a ``relay``, each HTTP exchange made by a worker (:mod:`orchestrator.models.relay`).
 
 It opens no spans: :class:`~orchestrator.models.instrumented.InstrumentedModel` traces any
 client, this one included, from the retries it reports on each response and error.
@@ -62,6 +59,7 @@ from orchestrator.models.base import (
 )
 from orchestrator.models.batch import BatchQueue, custom_id_of
 from orchestrator.models.ratelimit import Limiter, RateLimiter
+from orchestrator.models.relay import HTTPRelay, RelayTransport, relayed_worker
 from orchestrator.models.retry import RetryPolicy, parse_retry_after
 from orchestrator.models.shared_ratelimit import RateLimitFile, RateLimitState, scope_key
 from orchestrator.pricing import Usage
@@ -122,6 +120,8 @@ class AnthropicClient:
             URL (for a local server that listens on a fresh port in every process).
         batch_collect_s: How long a forming Message Batch waits for more calls.
         batch_poll_s: First wait between polls of a batch (doubling up to a minute).
+        relay: Makes each HTTP exchange in a worker, the key read there (a Ray actor:
+            ``RayExecutor.relay()``); ``None``: this process makes them.
     """
 
     def __init__(
@@ -138,6 +138,7 @@ class AnthropicClient:
         endpoint_label: str | None = None,
         batch_collect_s: float = 1.0,
         batch_poll_s: float = 1.0,
+        relay: HTTPRelay | None = None,
     ) -> None:
         self.base_url = base_url
         self._api_key = api_key
@@ -156,6 +157,7 @@ class AnthropicClient:
         self._limits: dict[tuple[str, str, str], Limiter] = {}
         self._batch_timing = (batch_collect_s, batch_poll_s)
         self._queues: dict[int, BatchQueue] = {}
+        self._relay = relay
         self.errors_seen: Counter[str] = Counter()
         """Failed HTTP calls by error type (``rate_limit_error``, ``invalid_response``...)."""
 
@@ -202,7 +204,9 @@ class AnthropicClient:
         except ModelAPIError as error:
             error.retries = tuple(retries)
             raise
-        return _response(message, simulated, request, tuple(retries))
+        response = _response(message, simulated, request, tuple(retries))
+        worker = relayed_worker() if self._relay is not None else None
+        return response.model_copy(update={"worker": worker}) if worker else response
 
     # -- transport ----------------------------------------------------------------------
 
@@ -211,9 +215,15 @@ class AnthropicClient:
         base_url = tier.base_url or self.base_url
         sdk = self._sdks.get((base_url, key))
         if sdk is None:
+            http = None
+            if self._relay is not None:  # the worker reads the key from this variable
+                env = tier.api_key_env or "ANTHROPIC_API_KEY"
+                relayed = RelayTransport(self._relay, key_env=env, timeout_s=self.timeout_s)
+                http = httpx2.AsyncClient(transport=relayed, timeout=self.timeout_s)
             sdk = anthropic.AsyncAnthropic(
-                api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s
-            )
+                api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s,
+                http_client=http,
+            )  # fmt: skip
             self._sdks[(base_url, key)] = sdk
         return sdk, key
 

@@ -174,6 +174,8 @@ class ModelResponse(BaseModel):
     """Transient failures the client retried before this answer."""
     simulated: bool = False
     """True when the answer came from a simulator or test double, not a real model."""
+    worker: str | None = None
+    """The worker that made the call (``host:pid``), when a relay made it elsewhere."""
 
     @property
     def tool_calls(self) -> tuple[ToolCall, ...]:

@@ -194,3 +194,27 @@ def test_cli_relays_model_calls_offline(tmp_path: Path, capsys: pytest.CaptureFi
     workers = {a["worker"] for n in result["nodes"] for a in n["attempts"]}
     assert len(workers) == 1  # one actor made every call
     assert None not in workers
+
+
+@pytest.mark.anyio
+async def test_the_budget_holds_when_actors_make_the_calls(cluster: None) -> None:
+    executor = RayExecutor()
+    plan = Plan(
+        goal="many",
+        tasks=[
+            Task(id=f"n{i}", instruction=f"List {i + 2} uses of a heap.", max_output_tokens=64)
+            for i in range(24)
+        ],
+    )
+    budget = Decimal("0.0003")
+    async with server() as sim:
+        client = AnthropicClient(base_url=sim.base_url, api_key="k", relay=executor.relay())
+        async with client:
+            result = await Engine(client, executor=executor).run(
+                plan, budget_usd=budget, max_concurrency=8
+            )
+    assert result.cost_usd <= budget
+    statuses = {n.status.value for n in result.nodes}
+    assert "succeeded" in statuses
+    assert "not_run" in statuses  # the budget stopped the rest, across the actors
+    assert len(sim.keys) == sum(a.calls for n in result.nodes for a in n.attempts)  # all counted

@@ -51,6 +51,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     spans = tmp_path_factory.mktemp("ray") / "worker-spans.jsonl"
     tests = str(Path(__file__).parent)
     context = ray.init(
+        address="local",  # a Ray of its own, even where `ray start` left one running
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,

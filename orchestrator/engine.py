@@ -245,7 +245,7 @@ def _run_by(
     shipped: list[Tool | Toolset | Callable[..., Any]] = []
     for item in tools:
         made = tool(item) if callable(item) and not isinstance(item, (Tool, Toolset)) else item
-        if isinstance(made, FunctionTool):  # (an async one still runs here)
+        if isinstance(made, FunctionTool) and not made.local:  # (an async one runs here)
             made = copy.copy(made)
             made.executor = executor
         shipped.append(made)

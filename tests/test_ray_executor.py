@@ -32,6 +32,8 @@ from orchestrator.models.test import TestModel
 from orchestrator.results import Outcome
 from orchestrator.store import SQLiteStore, StoreListener
 from orchestrator.telemetry import Telemetry
+from orchestrator.tools import FunctionTool, tool
+from orchestrator.tools.corpus import Corpus, corpus_tools
 
 pytestmark = pytest.mark.anyio
 
@@ -261,6 +263,25 @@ async def test_sync_tools_run_on_workers_async_ones_here(executor: RayExecutor) 
     assert remote != f"x:{os.getpid()}"
     assert local == f"y:{os.getpid()}"
     assert Engine(TestModel(), tools=[worker_pid]).tools.get("worker_pid") is not None
+
+
+async def test_a_local_tool_stays_here_with_a_ray_executor(executor: RayExecutor) -> None:
+    def lookup(label: str) -> str:
+        """The pid of the process running the call.
+
+        Args:
+            label: Anything.
+        """
+        return f"{label}:{os.getpid()}"
+
+    kept = tool(lookup)
+    kept.local = True  # cheap calls over data the driver holds (the corpus tools do this)
+    engine = Engine(TestModel(), executor=executor, tools=[kept])
+    with anyio.fail_after(BOUND_S):
+        assert await engine.tools.get("lookup")({"label": "z"}) == f"z:{os.getpid()}"
+    texts = {"a.md": "Heaps keep the smallest item first."}
+    research = Engine(TestModel(), executor=executor, tools=corpus_tools(Corpus.from_texts(texts)))
+    assert [t.executor for t in research.tools if isinstance(t, FunctionTool)] == [None, None]
 
 
 async def test_the_local_executor_runs_in_a_thread_here() -> None:

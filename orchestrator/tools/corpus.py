@@ -400,7 +400,9 @@ def corpus_tools(corpus: Corpus) -> list[FunctionTool]:
             "text, and cite passages by their ids."
         ),
     )
-    return [search, tool(read_passage)]
+    read = tool(read_passage)
+    search.local = read.local = True  # in-memory lookups: a worker would only add a trip
+    return [search, read]
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -13,8 +13,7 @@ parameter descriptions from the docstring; calls are validated before the functi
 sync functions run in a worker thread, and the result is turned into text.
 
 A registry also holds :class:`~orchestrator.tool.Toolset`\ s (MCP servers): their tools are
-in it while they are open (:meth:`ToolRegistry.opened`), and before that a plan may name
-them by what they may provide (:meth:`ToolRegistry.known`).
+in it while open (:meth:`ToolRegistry.opened`); before, a plan names what they may provide.
 """
 
 from __future__ import annotations
@@ -75,8 +74,7 @@ class FunctionTool:
             any text before the first section such as ``Args:``).
         timeout_s: Limit on one call, or ``None`` for none beyond the engine's own.
         approve: ``"before"``: each call waits for a person's approval before it runs;
-            ``"after"``: its result does, before the model reads it
-            (:mod:`orchestrator.tool_approval`); ``None``: neither.
+            ``"after"``: its result does (:mod:`orchestrator.tool_approval`).
 
     Raises:
         ToolDefinitionError: The function cannot be described by a JSON Schema (a parameter
@@ -85,10 +83,14 @@ class FunctionTool:
     Attributes:
         fn: The wrapped function, still callable directly.
         timeout_s: The tool's own per-call limit, if any.
-        executor: Where a sync function's calls run (``None``: a worker thread here; an
-            engine with a remote executor sets its own copies' ``executor``).
+        executor: Where a sync function's calls run (``None``: a thread here; an engine
+            with a remote executor sets it on its own copies).
         approve: When its calls need a person's approval, if ever.
+        local: ``True``: its calls stay here even with a remote executor (cheap calls over
+            data the driver holds: the corpus tools).
     """
+
+    local: bool = False
 
     def __init__(
         self,
@@ -233,8 +235,7 @@ def tool(
         name: Tool name; defaults to the function's name.
         description: Tool description; defaults to the docstring's prose.
         timeout_s: Limit on one call; ``None`` leaves only the engine's own limit.
-        approve: ``"before"`` or ``"after"``: its calls, or their results, wait for a
-            person's approval (:mod:`orchestrator.tool_approval`).
+        approve: ``"before"`` or ``"after"``: its calls (or results) wait for approval.
 
     Returns:
         The tool, or a decorator making one when ``fn`` is omitted.

@@ -45,6 +45,7 @@ WORKER_KEY = "key-only-the-workers-have"
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
     ray.init(
+        address="local",  # a Ray of its own, not a cluster another process left running
         num_cpus=1, include_dashboard=False, log_to_driver=False,
         runtime_env={"env_vars": {"ANTHROPIC_API_KEY": WORKER_KEY}},
     )  # fmt: skip

@@ -46,8 +46,8 @@ from orchestrator.exceptions import (
     RunLeased,
     UserError,
 )
+from orchestrator.executor import Executor
 from orchestrator.models.anthropic import AnthropicClient
-from orchestrator.models.relay import HTTPRelay
 from orchestrator.node import render_value
 from orchestrator.plan import Plan
 from orchestrator.planners.llm import PlanningReport
@@ -276,8 +276,8 @@ async def _run_held(  # noqa: PLR0917  (the arguments of _run, and what it opene
             config = config.model_copy(update={"budget_usd": resume.budget_usd})
     async with (
         mcp_servers(args) as servers,  # started before the run, stopped after it
-        executor_of(args, offline_key=OFFLINE_KEY if args.offline else None) as executor,
-        _endpoint(args, ladder, relay_of(args, executor)) as (client, run_ladder),
+        executor_of(args) as executor,  # --executor ray: Ray joined or started first
+        _endpoint(args, ladder, executor) as (client, run_ladder),
         _progress(args) as progress,
         current_telemetry().run_trace(),  # planning and the run: one trace
     ):
@@ -384,8 +384,9 @@ async def _progress(args: argparse.Namespace) -> AsyncIterator[Listener | None]:
 
 @asynccontextmanager
 async def _endpoint(
-    args: argparse.Namespace, ladder: TierLadder, relay: HTTPRelay | None = None
+    args: argparse.Namespace, ladder: TierLadder, executor: Executor | None = None
 ) -> AsyncIterator[tuple[AnthropicClient, TierLadder]]:
+    relay = relay_of(args, executor, offline_key=OFFLINE_KEY if args.offline else None)
     # Processes sharing a home, or a --store database, share each tier's rate limits.
     home = shared_rate_limits(args)
     if not args.offline:

@@ -55,12 +55,8 @@ def _cpus(text: str) -> int:
 
 
 @asynccontextmanager
-async def executor_of(
-    args: argparse.Namespace, *, offline_key: str | None = None
-) -> AsyncIterator[Executor]:
+async def executor_of(args: argparse.Namespace) -> AsyncIterator[Executor]:
     """The executor the flags name, started for the body and stopped after it.
-
-    ``offline_key``: the simulator's (not secret) key, which relaying workers are given.
 
     Raises:
         UserError: Ray is not installed, or the cluster cannot be joined or started.
@@ -71,22 +67,26 @@ async def executor_of(
                 raise UserError(f"--{flag.replace('_', '-')} is for --executor ray")
         yield LocalExecutor()
         return
-    relayed = getattr(args, "ray_model_calls", None) is not None
     quiet = bool(getattr(args, "json", False) or getattr(args, "json_stream", False))
     executor = RayExecutor(
         num_cpus=args.ray_cpus if not os.environ.get("RAY_ADDRESS") else None,
         worker_setup=WORKER_SETUP,
-        worker_env=worker_env(getattr(args, "trace", None))
-        | ({"ANTHROPIC_API_KEY": offline_key} if offline_key and relayed else {}),
+        worker_env=worker_env(getattr(args, "trace", None)),
         log_to_driver=not quiet,  # stdout stays the JSON's
     )
     async with executor:
         yield executor
 
 
-def relay_of(args: argparse.Namespace, executor: Executor) -> HTTPRelay | None:
-    """The relay of ``--ray-model-calls`` (``None``: this process makes the model calls)."""
+def relay_of(
+    args: argparse.Namespace, executor: Executor | None, *, offline_key: str | None = None
+) -> HTTPRelay | None:
+    """The relay of ``--ray-model-calls`` (``None``: this process makes the model calls).
+
+    ``offline_key``: the simulator's key (not a secret), which the actors are given.
+    """
     actors = getattr(args, "ray_model_calls", None)
     if actors is None or not isinstance(executor, RayExecutor):
         return None
-    return executor.relay(actors=actors)
+    env = {"ANTHROPIC_API_KEY": offline_key} if offline_key else None
+    return executor.relay(actors=actors, env=env)

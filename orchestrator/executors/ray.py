@@ -190,13 +190,13 @@ class RayExecutor:
             raise RuntimeError("the Ray executor has not started")
         return self._ray
 
-    def relay(self, *, actors: int = 2) -> RayRelay:
-        """Model calls' HTTP exchanges made by Ray actors of this cluster.
+    def relay(self, *, actors: int = 2, env: Mapping[str, str] | None = None) -> RayRelay:
+        """Model calls' HTTP exchanges made by Ray actors of this cluster (``env``: theirs).
 
         For ``AnthropicClient(relay=...)``: see :mod:`orchestrator.models.relay` (what moves,
         what stays) and :mod:`orchestrator.executors.ray_relay`.
         """
-        return RayRelay(self, actors=actors)
+        return RayRelay(self, actors=actors, env=env)
 
     async def aclose(self) -> None:
         """Shut down the local Ray this executor started (a joined cluster stays up)."""

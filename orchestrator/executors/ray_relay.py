@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -71,9 +72,18 @@ class RayRelay:
         executor: The Ray executor whose cluster the actors join (started on first use).
         actors: How many actors (each takes up to ``max_concurrency`` calls at once).
         max_concurrency: Calls one actor holds at once.
+        env: Environment variables of the actors (Ray's ``runtime_env``): never a real key
+            (Ray keeps it with the cluster's state); the offline simulator's, say.
     """
 
-    def __init__(self, executor: _Cluster, *, actors: int = 2, max_concurrency: int = 1000) -> None:
+    def __init__(
+        self,
+        executor: _Cluster,
+        *,
+        actors: int = 2,
+        max_concurrency: int = 1000,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         if actors < 1:
             raise ValueError(f"actors must be at least 1, not {actors}")
         self._executor, self._count, self._concurrency = executor, actors, max_concurrency
@@ -81,6 +91,7 @@ class RayRelay:
         self._next: itertools.cycle[Any] | None = None
         self._lost: tuple[type[Exception], ...] = ()
         self._lock = anyio.Lock()
+        self._env = dict(env or {})
 
     def __repr__(self) -> str:
         return f"RayRelay(actors={self._count})"
@@ -93,8 +104,9 @@ class RayRelay:
                     ray = self._executor.ray
                     self._lost = tuple(getattr(ray.exceptions, name) for name in _LOST)
                     actor = ray.remote(_RelayActor).options(
-                        num_cpus=0, max_concurrency=self._concurrency, max_restarts=-1
-                    )
+                        num_cpus=0, max_concurrency=self._concurrency, max_restarts=-1,
+                        runtime_env={"env_vars": self._env} if self._env else None,
+                    )  # fmt: skip
                     self._actors = [actor.remote() for _ in range(self._count)]
                     self._next = itertools.cycle(self._actors)
         return next(self._next)

@@ -23,7 +23,7 @@ from orchestrator import (
     default_ladder,
 )
 from orchestrator.scheduler import Scheduler
-from orchestrator.store import MemoryStore, StoreListener
+from orchestrator.store import LeaseOwner, MemoryStore, StoreListener
 from orchestrator.testing import FunctionModel, TestModel
 
 pytestmark = pytest.mark.anyio
@@ -328,14 +328,16 @@ class SlowStore(MemoryStore):
     def congested(self) -> bool:
         return self.waiting >= self.bound
 
-    async def record_attempt(self, run_id: str, node_id: str, attempt: Attempt) -> None:
+    async def record_attempt(
+        self, run_id: str, node_id: str, attempt: Attempt, *, lease: LeaseOwner | None = None
+    ) -> None:
         self.waiting += 1
         self.peak_waiting = max(self.peak_waiting, self.waiting)
         try:
             await self.release.wait()
         finally:
             self.waiting -= 1
-        await super().record_attempt(run_id, node_id, attempt)
+        await super().record_attempt(run_id, node_id, attempt, lease=lease)
 
 
 async def test_a_congested_store_holds_back_new_nodes_and_loses_none() -> None:

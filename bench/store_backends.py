@@ -22,7 +22,10 @@ median without) / nodes. Workloads:
 with it (``StoreListener(store, lease=...)``), as ``orchestrator run`` and ``resume`` do:
 the record before each call, node results and the run's own writes check the lease in
 their transaction. The lease is acquired before the clock starts and released after it
-stops (once a run, not per node).
+stops (once a run, not per node). ``--lease-ab`` measures what fencing adds alone: per
+workload and store, runs with and without the lease alternate (ABBA, ``--repeats`` pairs
+after a warm-up pair) in one process, so the machine's drift cancels out in each pair;
+reported are both medians per node and the median of the paired ratios.
 
 PostgreSQL is a throwaway server started for the run (``tests/pg_server.py``, with
 ``fsync`` on, as a real server runs) on loopback TCP, unless ``--postgres URL`` names one.
@@ -147,6 +150,30 @@ async def measure(
     }
 
 
+async def lease_ab(workload: str, nodes: int, repeats: int, postgres_url: str) -> dict[str, Any]:
+    """Runs with and without the lease alternating in one process (see the module)."""
+    make, concurrency = WORKLOADS[workload]
+    row: dict[str, Any] = {"workload": workload, "nodes": nodes, "pairs": repeats}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in STORES[1:]:
+            times: dict[bool, list[float]] = {True: [], False: []}
+            for index in range(2 * repeats + 2):
+                lease = (index + index // 2) % 2 == 0  # ABBA
+                async with opened(kind, postgres_url, Path(tmp)) as store:
+                    elapsed, result = await timed_run(store, make(nodes), concurrency, lease=lease)
+                assert result.status == "succeeded", result.status
+                if index >= 2:  # the first pair warms up
+                    times[lease].append(elapsed / nodes * 1e6)
+            ratios = [a / b for a, b in zip(times[True], times[False], strict=True)]
+            row[kind] = {
+                "unfenced_us": statistics.median(times[False]),
+                "fenced_us": statistics.median(times[True]),
+                "paired_ratio": statistics.median(ratios),
+                "ratios": ratios,
+            }
+    return row
+
+
 def _server(url: str | None) -> AbstractContextManager[Any]:
     if url:
         return nullcontext(None)
@@ -165,11 +192,26 @@ def main() -> None:
     parser.add_argument(
         "--lease", action="store_true", help="hold each run's lease, its writes fenced (the CLI)"
     )
+    parser.add_argument(
+        "--lease-ab", action="store_true", help="fenced vs unfenced runs, paired in one process"
+    )
     args = parser.parse_args()
     rows = []
     with _server(args.postgres) as server:
         url = args.postgres or server.create_database("bench")
         for workload in WORKLOADS:
+            if args.lease_ab:
+                row = anyio.run(lease_ab, workload, args.nodes, args.repeats, url)
+                rows.append(row)
+                for kind in STORES[1:]:
+                    cell = row[kind]
+                    print(
+                        f"{workload:<7} {args.nodes} nodes, {kind:<10}: unfenced "
+                        f"{cell['unfenced_us']:7.1f} µs  fenced {cell['fenced_us']:7.1f} µs a node"
+                        f"   paired ratio {cell['paired_ratio']:.3f}"
+                        f" ({min(cell['ratios']):.2f} to {max(cell['ratios']):.2f})"
+                    )
+                continue
             row = anyio.run(measure, workload, args.nodes, args.repeats, url, args.lease)
             rows.append(row)
             cells = "  ".join(f"{kind} {row['per_node_us'][kind]:8.1f} µs" for kind in STORES)

@@ -299,6 +299,25 @@ async def test_a_driver_whose_lease_was_taken_sends_no_more_calls_and_writes_no_
         await store.acquire_lease("r", LeaseOwner.current(), 30)
 
 
+async def test_a_driver_that_lost_its_lease_before_the_run_started_sends_nothing(
+    clock: Clock,
+) -> None:
+    store = MemoryStore()
+    model, answered = answering()
+    runs: list[Any] = []
+    async with hold_lease(store, "r", on_lost=lambda _: [run.cancel() for run in runs]) as lease:
+        clock.now += timedelta(seconds=31)
+        await store.acquire_lease("r", LeaseOwner("another-host", 7, "t-thief"), 30)
+        run = Engine(model, listeners=[StoreListener(store, lease=lease)]).prepare(PLAN, run_id="r")
+        runs.append(run)
+        result = await run.execute()  # its start is refused: the lease is lost, it stops
+    assert lease.lost.is_set()
+    assert answered == []
+    assert result.status == RunStatus.CANCELLED
+    with pytest.raises(KeyError):  # nothing of it was written
+        await store.load_run("r")
+
+
 async def test_after_the_lease_is_lost_what_was_spent_is_still_written(clock: Clock) -> None:
     """A call sent before the loss and answered after it: its attempt (its cost) is
     recorded, its node's result is not."""

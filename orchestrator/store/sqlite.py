@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import anyio
 
@@ -39,11 +39,10 @@ from orchestrator.store.sqlite_queries import (
     read_run,
     read_summaries,
     take_lease,
-    write_records,
     write_result,
 )
 from orchestrator.store.sqlite_schema import SCHEMA_VERSION, StoreError, connect
-from orchestrator.store.sqlite_writer import MAX_QUEUED, BatchWriter, Op
+from orchestrator.store.sqlite_writer import GROUPED, MAX_QUEUED, BatchWriter, Op, Write
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "StoreError"]
 
@@ -136,7 +135,11 @@ class SQLiteStore(BatchWriter, RunStore):
         lease: LeaseOwner | None = None,
     ) -> None:
         """Record attempts and node results in one queued call (serialised when written)."""
-        await self._call(write_records, run_id, attempts, nodes, fence=_fence(run_id, lease))
+        parts: list[tuple[Write, tuple[Any, ...]]]
+        parts = [(PUT_ATTEMPT, (run_id, *item)) for item in attempts]
+        parts += [(PUT_NODE, (run_id, result)) for result in nodes]
+        if parts:  # one call: its rows grouped with the batch's, in its transaction
+            await self._call(GROUPED, *parts, fence=_fence(run_id, lease))
 
     async def finish_run(self, result: RunResult, *, lease: LeaseOwner | None = None) -> None:
         """Record the final result."""

@@ -15,7 +15,6 @@ stale lease exactly one takes it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -39,7 +38,6 @@ __all__ = [
     "read_run",
     "read_summaries",
     "take_lease",
-    "write_records",
     "write_result",
 ]
 
@@ -104,19 +102,6 @@ def write_result(db: sqlite3.Connection, result: RunResult) -> None:
         (result.status.value, result.finished_at.isoformat(),
          result.model_dump_json(exclude={"nodes"}), result.run_id),
     )  # fmt: skip
-
-
-def write_records(
-    db: sqlite3.Connection,
-    run_id: str,
-    attempts: Sequence[tuple[str, Attempt]],
-    nodes: Sequence[NodeResult],
-) -> None:
-    """Write many attempts and node results (``record_many``), each table in one call."""
-    if attempts:
-        db.executemany(PUT_ATTEMPT.sql, [_attempt_row(run_id, *item) for item in attempts])
-    if nodes:
-        db.executemany(PUT_NODE.sql, [_node_row(run_id, result) for result in nodes])
 
 
 START_RUN = Write(

@@ -43,7 +43,7 @@ import anyio
 from orchestrator.exceptions import RunLeased
 from orchestrator.store.sqlite_schema import StoreError
 
-__all__ = ["MAX_QUEUED", "BatchWriter", "Op", "Write"]
+__all__ = ["GROUPED", "MAX_QUEUED", "BatchWriter", "Op", "Write"]
 
 MAX_QUEUED = 1024
 """Default bound on store calls accepted but not yet committed (see ``SQLiteStore.open``)."""
@@ -89,6 +89,17 @@ def _chunks(rows: int, most: int) -> list[int]:
 Op = Callable[..., Any]
 """Any other operation, called in the writer thread as ``op(connection, *args)``; a
 barrier too. Those in :attr:`BatchWriter.read_only` only read; the others also write."""
+
+
+def GROUPED(*_: Any) -> None:
+    """Marks a call made of several grouped writes (it is never called).
+
+    The call's arguments are ``(write, args)`` pairs, each row grouped with the batch's
+    others of its table: so a node's answer and result, queued as one call, go in the same
+    batch and transaction, and do not split the batch's multi-row statements as a barrier
+    (any other operation) would.
+    """
+    raise AssertionError("GROUPED marks a call's parts; it is never called")
 
 
 @dataclass(slots=True)
@@ -204,14 +215,18 @@ class BatchWriter:
                 # stay deferred, so a read-only file can still be inspected.
                 writes = any(call.op not in self.read_only for call in calls)
                 db.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
-                grouped: dict[Write, list[_Call]] = {}
+                grouped: dict[Write, list[tuple[_Call, tuple[Any, ...]]]] = {}
                 fences: dict[tuple[str, str], bool] = {}  # held? as read in this batch
                 for call in calls:
                     if call.fence is not None and not self._holds(call.fence, fences):
                         call.error = RunLeased(call.fence[0])
                         continue
+                    if call.op is GROUPED:  # several grouped writes, in one call
+                        for write, args in call.args:
+                            grouped.setdefault(write, []).append((call, args))
+                        continue
                     if isinstance(call.op, Write) and call.op.grouped:
-                        grouped.setdefault(call.op, []).append(call)
+                        grouped.setdefault(call.op, []).append((call, call.args))
                         continue
                     for write, group in grouped.items():  # the writes queued before it
                         self._write_group(write, group)
@@ -236,17 +251,17 @@ class BatchWriter:
             held = known[fence] = row is not None and row[0] == token
         return held
 
-    def _write_group(self, write: Write, calls: list[_Call]) -> None:
-        """Write ``calls`` in multi-row statements.
+    def _write_group(self, write: Write, calls: list[tuple[_Call, tuple[Any, ...]]]) -> None:
+        """Write the rows of ``calls`` (each call with its row's arguments), many a statement.
 
         A statement that fails is undone by SQLite alone; its rows are then written one by
-        one, so only the bad ones fail.
+        one, so only the bad ones fail (their calls get the error).
         """
         rows: list[tuple[Any, ...]] = []
         ready: list[_Call] = []
-        for call in calls:
+        for call, args in calls:
             try:
-                rows.append(write.row(*call.args))
+                rows.append(write.row(*args))
                 ready.append(call)
             except Exception as exc:  # noqa: BLE001  (its caller gets it)
                 call.error = exc

@@ -164,10 +164,11 @@ class RunStore(abc.ABC):
         with ``lease``, all of them or none); by default, one :meth:`record_attempt` or
         :meth:`record_node` call each.
         """
+        fence = {} if lease is None else {"lease": lease}  # a store of before leases: as it was
         for node_id, attempt in attempts:
-            await self.record_attempt(run_id, node_id, attempt, lease=lease)
+            await self.record_attempt(run_id, node_id, attempt, **fence)
         for result in nodes:
-            await self.record_node(run_id, result, lease=lease)
+            await self.record_node(run_id, result, **fence)
 
     @abc.abstractmethod
     async def finish_run(self, result: RunResult, *, lease: LeaseOwner | None = None) -> None:
